@@ -1,0 +1,92 @@
+"""Every Redis stream, consumer group and key the system uses, in one place.
+
+All names start with ``KeyPrefix.prefix`` (setting ``STREAM_PREFIX``, default ``vna``)
+so several deployments can share one Redis. Messages are msgpack in a single field
+``m`` (see ``shared.messages``).
+
+Work streams (carry a consumer group, so they NEVER get a TTL; trimmed with MAXLEN ~):
+
+* ``{p}:asr:jobs``  group ``asr``  -- ``AsrJob``: one entry per utterance. The worker that
+  claims it follows the utterance's audio stream to its end, so all audio of one
+  utterance reaches one recogniser.
+* ``{p}:llm:jobs``  group ``llm``  -- ``LlmJob``: one entry per user request (final
+  transcript or a ``voice_command``).
+* ``{p}:tts:jobs``  group ``tts``  -- ``TtsJob``: one entry per reply; the claiming worker
+  follows the reply's sentence stream, so all sentences of one reply reach one voice.
+* ``{p}:dead``      no group      -- ``DeadLetter``: jobs that could not be decoded or
+  failed too often; kept for inspection, trimmed.
+
+Per-turn input streams (no group, read with XREAD by the one worker that owns the turn;
+TTL ``TURN_TTL_SECONDS`` refreshed on each write):
+
+* ``{p}:asr:in:{session}:{turn}`` -- ``InputChunk`` with PCM audio, then one with ``end``.
+* ``{p}:tts:in:{session}:{turn}`` -- ``InputChunk`` with one sentence of text each, then
+  one with ``end``.
+
+Per-session keys (TTL ``SESSION_TTL_SECONDS`` refreshed on each write):
+
+* ``{p}:reply:{session}`` stream, no group -- ``ReplyEvent``: everything the client should
+  see, in order, from every stage. The gateway XREADs it from the last id it relayed.
+* ``{p}:history:{session}`` list of msgpack ``HistoryTurn`` (newest last, bounded).
+* ``{p}:news:state:{session}`` string, msgpack: the stories last presented to the session
+  (for "more about the first story", "next", "repeat").
+
+Shared caches:
+
+* ``{p}:news:feed:{sha1(url)}`` string, msgpack list of stories, TTL ``NEWS_CACHE_TTL``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+ASR_GROUP = "asr"
+LLM_GROUP = "llm"
+TTS_GROUP = "tts"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key builder bound to one prefix."""
+
+    prefix: str = "vna"
+
+    # work streams -------------------------------------------------------------
+    @property
+    def asr_jobs(self) -> str:
+        return f"{self.prefix}:asr:jobs"
+
+    @property
+    def llm_jobs(self) -> str:
+        return f"{self.prefix}:llm:jobs"
+
+    @property
+    def tts_jobs(self) -> str:
+        return f"{self.prefix}:tts:jobs"
+
+    @property
+    def dead_letters(self) -> str:
+        return f"{self.prefix}:dead"
+
+    # per turn -------------------------------------------------------------------
+    def asr_input(self, session_id: str, turn_id: str) -> str:
+        return f"{self.prefix}:asr:in:{session_id}:{turn_id}"
+
+    def tts_input(self, session_id: str, turn_id: str) -> str:
+        return f"{self.prefix}:tts:in:{session_id}:{turn_id}"
+
+    # per session ----------------------------------------------------------------
+    def reply(self, session_id: str) -> str:
+        return f"{self.prefix}:reply:{session_id}"
+
+    def history(self, session_id: str) -> str:
+        return f"{self.prefix}:history:{session_id}"
+
+    def news_state(self, session_id: str) -> str:
+        return f"{self.prefix}:news:state:{session_id}"
+
+    # caches -------------------------------------------------------------------------
+    def news_feed(self, url: str) -> str:
+        digest = hashlib.sha1(url.encode(), usedforsecurity=False).hexdigest()
+        return f"{self.prefix}:news:feed:{digest}"
