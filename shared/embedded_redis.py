@@ -53,9 +53,7 @@ def start_embedded_redis(
     if appendonly:
         config["appendonly"] = "yes"
         config["appendfsync"] = "everysec"
-    server = ValkeyServer(
-        port=port, data_dir=data_dir, persist=data_dir is not None, config=config
-    )
+    server = ValkeyServer(port=port, data_dir=data_dir, persist=data_dir is not None, config=config)
     server.start()
     log.info("embedded valkey started on port %s", server.port)
     return EmbeddedRedis(server)

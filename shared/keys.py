@@ -31,6 +31,12 @@ Per-session keys (TTL ``SESSION_TTL_SECONDS`` refreshed on each write):
 * ``{p}:news:state:{session}`` string, msgpack: the stories last presented to the session
   (for "more about the first story", "next", "repeat").
 
+Per gateway process:
+
+* ``{p}:gw:wake:{gateway}`` stream, no group, TTL -- a doorbell: the gateway's single
+  reply reader blocks on all its sessions' reply streams plus this one; adding a session
+  rings it so the new stream joins the read at once.
+
 Shared caches:
 
 * ``{p}:news:feed:{sha1(url)}`` string, msgpack list of stories, TTL ``NEWS_CACHE_TTL``.
@@ -85,6 +91,9 @@ class Keys:
 
     def news_state(self, session_id: str) -> str:
         return f"{self.prefix}:news:state:{session_id}"
+
+    def gateway_wake(self, gateway_id: str) -> str:
+        return f"{self.prefix}:gw:wake:{gateway_id}"
 
     # caches -------------------------------------------------------------------------
     def news_feed(self, url: str) -> str:

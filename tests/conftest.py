@@ -1,14 +1,42 @@
-"""Shared fixtures: one real valkey-server per test session, flushed before each test."""
+"""Shared fixtures.
+
+* ``redis_server``: one real valkey-server for the whole session; the ``redis`` fixture
+  gives a client on database 0, flushed before each test.
+* ``fixture_http``: a real HTTP server on loopback serving ``tests/fixtures`` (RSS feeds
+  stand in for the news sites).
+* ``system``: the whole product (``voice-agent up``) as a real subprocess on its own port,
+  using database 1 of the test server and the fixture feeds.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 
 from shared.embedded_redis import EmbeddedRedis, start_embedded_redis
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ROOT = Path(__file__).parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +58,88 @@ def redis_url(redis_server: EmbeddedRedis | str) -> str:
 
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
-    await client.flushall()
+    client = aioredis.Redis.from_url(redis_url, db=0)
+    await client.flushdb()
     yield client
     await client.aclose()
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def fixture_http() -> Iterator[str]:
+    handler = functools.partial(_QuietHandler, directory=str(FIXTURES))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@dataclass(frozen=True)
+class System:
+    ws_url: str
+    http_url: str
+    redis_url: str
+    log_path: Path
+
+
+E2E_FEEDS = (
+    "general=/e2e/top.xml",
+    "technology=/e2e/technology.xml",
+    "business=/e2e/business.xml",
+    "sports=/e2e/sports.xml",
+    "science=/e2e/science.atom",
+    "world=/e2e/world.xml",
+)
+
+
+@pytest.fixture(scope="session")
+def system(redis_url: str, fixture_http: str, tmp_path_factory: pytest.TempPathFactory):
+    """``voice-agent up`` in a subprocess, ready to serve."""
+    port = free_port()
+    url = f"{redis_url}/1"
+    log_path = tmp_path_factory.mktemp("system") / "voice-agent.log"
+    feeds = ",".join(
+        f"{spec.split('=')[0]}={fixture_http}{spec.split('=')[1]}" for spec in E2E_FEEDS
+    )
+    env = {
+        **os.environ,
+        "REDIS_URL": url,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "NEWS_FEEDS": feeds,
+        "LOG_LEVEL": "INFO",
+    }
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli", "up"],
+            cwd=ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    http_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"voice-agent up exited early:\n{log_path.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{http_url}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"gateway did not start:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.1)
+    yield System(f"ws://127.0.0.1:{port}/ws/voice", http_url, url, log_path)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()

@@ -1,0 +1,37 @@
+"""ASR providers by name (setting ``ASR_PROVIDER``); engines are imported only when chosen."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import redis.asyncio as aioredis
+
+from asr_worker.worker import build_asr_worker
+from shared.engines import AsrEngine
+from shared.settings import Settings
+from shared.worker import StageWorker
+
+
+def _pocketsphinx(settings: Settings) -> AsrEngine:
+    from asr_worker.pocketsphinx_engine import PocketsphinxEngine
+
+    return PocketsphinxEngine(mode=settings.asr_mode)
+
+
+PROVIDERS: dict[str, Callable[[Settings], AsrEngine]] = {"pocketsphinx": _pocketsphinx}
+
+
+def create_asr_engine(settings: Settings) -> AsrEngine:
+    try:
+        factory = PROVIDERS[settings.asr_provider]
+    except KeyError:
+        raise ValueError(
+            f"ASR_PROVIDER={settings.asr_provider!r} is unknown; choose one of {sorted(PROVIDERS)}"
+        ) from None
+    return factory(settings)
+
+
+async def build(redis: aioredis.Redis, settings: Settings) -> StageWorker:  # type: ignore[type-arg]
+    engine = await asyncio.to_thread(create_asr_engine, settings)  # loading takes a moment
+    return build_asr_worker(redis, settings, engine)

@@ -1,0 +1,104 @@
+"""ASR stage: follow one utterance's audio, stream partial transcripts, hand the final on.
+
+The worker that claims an ``AsrJob`` reads that utterance's own input stream to its end
+marker, so one recogniser hears all of it. Partials go to the session's reply stream as
+soon as the hypothesis changes; the final transcript becomes an ``LlmJob``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import redis.asyncio as aioredis
+
+from shared import keys as key_names
+from shared import protocol
+from shared.engines import AsrEngine, AsrStream
+from shared.messages import AsrJob, LlmJob, ReplyEvent
+from shared.settings import Settings
+from shared.streams import follow_input, now_ms, publish_job
+from shared.worker import JobContext, StageWorker
+
+log = logging.getLogger(__name__)
+
+
+async def _transcribe(
+    redis: aioredis.Redis, settings: Settings, job: AsrJob, ctx: JobContext, stream: AsrStream
+) -> tuple[str, bool, int]:
+    """Feed the utterance to ``stream``; returns (final text, cancelled, end-of-speech ms)."""
+    input_key = settings.keys.asr_input(job.session_id, job.turn_id)
+    pending = bytearray()
+    cancelled = False
+    async for _entry_id, chunk in follow_input(redis, input_key, settings.input_idle_timeout):
+        pending += chunk.audio
+        if chunk.end:
+            cancelled = chunk.cancelled
+            break
+        partial = await asyncio.to_thread(stream.feed, bytes(pending))
+        pending.clear()
+        if partial:
+            await ctx.replies.emit(
+                ReplyEvent(
+                    "partial_transcription",
+                    job.session_id,
+                    job.turn_id,
+                    {"text": partial, "is_final": False},
+                )
+            )
+    speech_end_ms = now_ms()
+    if pending:
+        await asyncio.to_thread(stream.feed, bytes(pending))
+    if cancelled:
+        return "", True, speech_end_ms
+    return await asyncio.to_thread(stream.finish), False, speech_end_ms
+
+
+def make_asr_handler(redis: aioredis.Redis, settings: Settings, engine: AsrEngine):
+    async def handle(job: AsrJob, ctx: JobContext) -> None:
+        stream = await asyncio.to_thread(engine.open_stream)
+        try:
+            text, cancelled, speech_end_ms = await _transcribe(redis, settings, job, ctx, stream)
+        finally:
+            await asyncio.to_thread(stream.close)
+        if cancelled:
+            return
+        final_ms = now_ms()
+        data = {
+            "text": text,
+            "is_final": True,
+            "timings": {"transcript_final_ms": final_ms - speech_end_ms},
+        }
+        await ctx.replies.emit(
+            ReplyEvent("partial_transcription", job.session_id, job.turn_id, data)
+        )
+        if not text:
+            await ctx.replies.emit(
+                ReplyEvent(
+                    "error",
+                    job.session_id,
+                    job.turn_id,
+                    {"code": protocol.NO_SPEECH, "message": "no speech was recognised"},
+                )
+            )
+            return
+        llm_job = LlmJob(
+            job.session_id, job.turn_id, text, source="speech", created_ms=speech_end_ms
+        )
+        await publish_job(redis, settings.keys.llm_jobs, llm_job, settings.jobs_maxlen)
+
+    return handle
+
+
+def build_asr_worker(
+    redis: aioredis.Redis, settings: Settings, engine: AsrEngine
+) -> StageWorker[AsrJob]:
+    return StageWorker(
+        redis,
+        settings,
+        kind="asr",
+        stream=settings.keys.asr_jobs,
+        group=key_names.ASR_GROUP,
+        job_type=AsrJob,
+        handler=make_asr_handler(redis, settings, engine),
+    )

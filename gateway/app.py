@@ -1,0 +1,72 @@
+"""The FastAPI application: ``/ws/voice`` for clients, ``/health`` for load balancers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Query, WebSocket
+from fastapi.responses import JSONResponse
+
+from gateway.relay import ReplyRelay
+from gateway.session import VoiceSession
+from shared.settings import Settings
+from shared.streams import connect
+
+log = logging.getLogger(__name__)
+
+CLOSE_TRY_AGAIN_LATER = 1013
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the gateway for ``settings``; Redis and the relay live as long as the app."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis = connect(settings.redis_url)
+        relay = ReplyRelay(redis, settings.keys)
+        relay.start()
+        app.state.redis, app.state.relay, app.state.sessions = redis, relay, set()
+        log.info("gateway %s ready", relay.gateway_id)
+        try:
+            yield
+        finally:
+            await relay.stop()
+            await redis.aclose()
+
+    app = FastAPI(title="Voice News Agent gateway", lifespan=lifespan)
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        redis_ok = True
+        try:
+            async with asyncio.timeout(1.0):
+                await app.state.redis.ping()
+        except Exception:
+            redis_ok = False
+        body = {
+            "status": "ok" if redis_ok else "degraded",
+            "redis": "ok" if redis_ok else "unreachable",
+            "sessions": len(app.state.sessions),
+        }
+        return JSONResponse(body)
+
+    @app.websocket("/ws/voice")
+    async def voice(
+        websocket: WebSocket, user_id: str = Query(default="anonymous", max_length=128)
+    ) -> None:
+        sessions: set[VoiceSession] = app.state.sessions
+        await websocket.accept()
+        if len(sessions) >= settings.max_websocket_connections:
+            await websocket.close(code=CLOSE_TRY_AGAIN_LATER, reason="server full, retry later")
+            return
+        session = VoiceSession(websocket, settings, app.state.redis, app.state.relay, user_id)
+        sessions.add(session)
+        try:
+            await session.run()
+        finally:
+            sessions.discard(session)
+
+    return app

@@ -1,0 +1,222 @@
+"""One client connection: validate its frames, publish its turns, relay its replies.
+
+The gateway stays thin: it never recognises, thinks or speaks. Audio frames go to the
+utterance's own input stream (so one ASR worker hears the whole utterance); commands go
+straight to the LLM stage. Replies arrive through ``ReplyRelay`` and are sent by one
+sender task, so frames from the relay and error frames never interleave mid-send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from gateway.relay import ReplyRelay
+from shared import protocol
+from shared.messages import AsrJob, InputChunk, LlmJob, ReplyEvent
+from shared.protocol import AudioInput, ProtocolError, VoiceCommand
+from shared.settings import Settings
+from shared.streams import append_with_ttl, now_ms, publish_job
+
+log = logging.getLogger(__name__)
+
+OUTBOX_LIMIT = 4096
+_BYTES_PER_SECOND = protocol.INPUT_SAMPLE_RATE * 2
+
+
+@dataclass
+class _Utterance:
+    turn_id: str
+    input_key: str
+    seq: int = 0
+    audio_bytes: int = 0
+    refused: bool = False
+
+
+class VoiceSession:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        settings: Settings,
+        redis: aioredis.Redis,
+        relay: ReplyRelay,
+        user_id: str,
+    ) -> None:
+        self.ws = websocket
+        self.settings = settings
+        self.redis = redis
+        self.relay = relay
+        self.user_id = user_id
+        self.session_id = uuid.uuid4().hex
+        self._keys = settings.keys
+        self._turns = 0
+        self._utterance: _Utterance | None = None
+        self._outbox: asyncio.Queue[str | None] = asyncio.Queue(OUTBOX_LIMIT)
+        self._max_utterance_bytes = int(settings.max_utterance_seconds * _BYTES_PER_SECOND)
+
+    async def run(self) -> None:
+        await self.ws.send_text(
+            protocol.server_frame(
+                "connected",
+                {
+                    "session_id": self.session_id,
+                    "user_id": self.user_id,
+                    "protocol_version": 1,
+                    "input_audio": {"encoding": "pcm_s16le", "sample_rate": 16000, "channels": 1},
+                    "output_format": "mp3",
+                },
+            )
+        )
+        sender = asyncio.create_task(self._send_loop(), name=f"ws-send-{self.session_id}")
+        await self.relay.subscribe(self.session_id, self._on_reply)
+        try:
+            await self._receive_loop()
+        finally:
+            self.relay.unsubscribe(self.session_id)
+            await self._abandon_utterance()
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sender
+
+    # --- inbound ---------------------------------------------------------------------
+
+    async def _receive_loop(self) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(self.settings.websocket_timeout):
+                    message = await self.ws.receive()
+            except TimeoutError:
+                await self._close(1000, "idle timeout")
+                return
+            if message["type"] == "websocket.disconnect":
+                return
+            try:
+                await self._handle_frame(message.get("text"), message.get("bytes"))
+            except ProtocolError as exc:
+                turn = self._utterance.turn_id if self._utterance else None
+                self._queue(protocol.error_frame(exc.code, exc.message, self.session_id, turn))
+            except WebSocketDisconnect:
+                return
+
+    async def _handle_frame(self, text: str | None, data: bytes | None) -> None:
+        size = len(text.encode()) if text is not None else len(data or b"")
+        if size > self.settings.max_frame_bytes:
+            raise ProtocolError(
+                protocol.FRAME_TOO_LARGE,
+                f"frame of {size} bytes exceeds the limit of {self.settings.max_frame_bytes}",
+            )
+        if text is not None:
+            event = protocol.parse_text_frame(
+                text, self.session_id, self.settings.max_command_chars
+            )
+        else:
+            pcm = data or b""
+            protocol.check_pcm(pcm)
+            event = AudioInput(pcm=pcm, is_final=False)
+        if isinstance(event, VoiceCommand):
+            await self._start_command(event.command)
+        else:
+            await self._on_audio(event)
+
+    def _next_turn_id(self) -> str:
+        self._turns += 1
+        return f"t{self._turns}"
+
+    async def _start_command(self, command: str) -> None:
+        job = LlmJob(
+            session_id=self.session_id,
+            turn_id=self._next_turn_id(),
+            text=command,
+            source="command",
+            created_ms=now_ms(),
+        )
+        await publish_job(self.redis, self._keys.llm_jobs, job, self.settings.jobs_maxlen)
+
+    async def _on_audio(self, audio: AudioInput) -> None:
+        utterance = self._utterance
+        if audio.pcm:
+            if utterance is None:
+                utterance = await self._start_utterance()
+            if not utterance.refused:
+                await self._append_audio(utterance, audio.pcm)
+        if audio.is_final:
+            if utterance is None:
+                raise ProtocolError(
+                    protocol.NO_SPEECH, "is_final received but no audio was sent for this utterance"
+                )
+            self._utterance = None
+            if not utterance.refused:
+                await self._end_input(utterance)
+
+    async def _start_utterance(self) -> _Utterance:
+        turn_id = self._next_turn_id()
+        utterance = _Utterance(turn_id, self._keys.asr_input(self.session_id, turn_id))
+        self._utterance = utterance
+        job = AsrJob(self.session_id, turn_id, protocol.INPUT_SAMPLE_RATE, now_ms())
+        await publish_job(self.redis, self._keys.asr_jobs, job, self.settings.jobs_maxlen)
+        return utterance
+
+    async def _append_audio(self, utterance: _Utterance, pcm: bytes) -> None:
+        if utterance.audio_bytes + len(pcm) > self._max_utterance_bytes:
+            utterance.refused = True
+            await self._end_input(utterance)
+            raise ProtocolError(
+                protocol.UTTERANCE_TOO_LONG,
+                f"utterance longer than {self.settings.max_utterance_seconds:.0f} s; "
+                "it was cut there, send is_final to start a new one",
+            )
+        utterance.audio_bytes += len(pcm)
+        utterance.seq += 1
+        chunk = InputChunk(seq=utterance.seq, audio=pcm)
+        await append_with_ttl(
+            self.redis, utterance.input_key, chunk, self.settings.turn_ttl_seconds
+        )
+
+    async def _end_input(self, utterance: _Utterance, cancelled: bool = False) -> None:
+        utterance.seq += 1
+        chunk = InputChunk(seq=utterance.seq, end=True, cancelled=cancelled)
+        await append_with_ttl(
+            self.redis, utterance.input_key, chunk, self.settings.turn_ttl_seconds
+        )
+
+    async def _abandon_utterance(self) -> None:
+        """The client left mid-utterance: end its input so the ASR worker lets go now."""
+        utterance, self._utterance = self._utterance, None
+        if utterance and not utterance.refused:
+            with contextlib.suppress(Exception):
+                await self._end_input(utterance, cancelled=True)
+
+    # --- outbound --------------------------------------------------------------------
+
+    def _on_reply(self, event: ReplyEvent, _entry_id: str) -> None:
+        frame = protocol.reply_frame(
+            event.event, event.session_id, event.turn_id, event.data, event.audio
+        )
+        self._queue(frame)
+
+    def _queue(self, frame: str | None) -> None:
+        try:
+            self._outbox.put_nowait(frame)
+        except asyncio.QueueFull:
+            log.warning("session %s outbox full; closing slow client", self.session_id)
+            while not self._outbox.empty():
+                self._outbox.get_nowait()
+            self._outbox.put_nowait(None)
+
+    async def _send_loop(self) -> None:
+        while True:
+            frame = await self._outbox.get()
+            if frame is None:
+                await self._close(1008, "client too slow to receive")
+                return
+            await self.ws.send_text(frame)
+
+    async def _close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.close(code=code, reason=reason)

@@ -1,0 +1,176 @@
+"""An async Python client for the ``/ws/voice`` protocol (used by tests, benchmarks, CLI).
+
+async with VoiceClient.connect("ws://localhost:8000/ws/voice") as client:
+    turn = await client.ask("what's new in technology")
+    print(turn.reply_text, len(turn.audio))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import websockets
+
+TERMINAL_EVENTS = frozenset({"streaming_complete", "error"})
+
+
+@dataclass
+class Turn:
+    """Everything the server sent about one turn, with client-side arrival times."""
+
+    turn_id: str | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+    arrival_ms: list[float] = field(default_factory=list)
+    started_at: float = field(default_factory=time.perf_counter)
+    input_done_ms: float | None = None  # when the last audio/command frame was sent
+
+    def of(self, name: str) -> list[dict[str, Any]]:
+        return [e["data"] for e in self.events if e["event"] == name]
+
+    @property
+    def partials(self) -> list[str]:
+        return [d["text"] for d in self.of("partial_transcription") if not d["is_final"]]
+
+    @property
+    def transcript(self) -> str | None:
+        finals = [d["text"] for d in self.of("partial_transcription") if d["is_final"]]
+        return finals[-1] if finals else None
+
+    @property
+    def reply_text(self) -> str:
+        finals = [d["text"] for d in self.of("agent_response") if d["is_final"]]
+        if finals:
+            return str(finals[-1])
+        return "".join(d["text"] for d in self.of("agent_response"))
+
+    @property
+    def chunks(self) -> list[dict[str, Any]]:
+        return self.of("tts_chunk")
+
+    @property
+    def audio(self) -> bytes:
+        return b"".join(base64.b64decode(c["audio_chunk"]) for c in self.chunks)
+
+    @property
+    def complete(self) -> dict[str, Any] | None:
+        done = self.of("streaming_complete")
+        return done[0] if done else None
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        return self.of("error")
+
+    def first_ms(self, name: str) -> float | None:
+        for event, at in zip(self.events, self.arrival_ms, strict=True):
+            if event["event"] == name:
+                return at
+        return None
+
+
+class VoiceClient:
+    def __init__(self, ws: Any, connected: dict[str, Any]) -> None:
+        self.ws = ws
+        self.connected = connected
+        self.session_id: str = connected["session_id"]
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._reader = asyncio.create_task(self._read(), name="voice-client-read")
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(cls, url: str, **kwargs: Any) -> AsyncIterator[VoiceClient]:
+        async with websockets.connect(url, max_size=None, **kwargs) as ws:
+            first = json.loads(await ws.recv())
+            if first.get("event") != "connected":
+                raise ConnectionError(f"expected 'connected', got {first.get('event')!r}")
+            client = cls(ws, first["data"])
+            try:
+                yield client
+            finally:
+                client._reader.cancel()
+
+    async def _read(self) -> None:
+        try:
+            async for frame in self.ws:
+                await self.inbox.put(json.loads(frame))
+        except websockets.ConnectionClosed:
+            pass
+        await self.inbox.put({"event": "_closed", "data": {}})
+
+    # --- sending -------------------------------------------------------------------
+
+    async def send_event(self, event: str, data: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps({"event": event, "data": data}))
+
+    async def send_command(self, text: str, confidence: float = 1.0) -> None:
+        data = {"session_id": self.session_id, "command": text, "confidence": confidence}
+        await self.send_event("voice_command", data)
+
+    async def send_audio(
+        self, pcm: bytes, *, chunk_ms: int = 100, realtime: bool = True, binary: bool = False
+    ) -> None:
+        """Stream 16 kHz s16le PCM in ``chunk_ms`` pieces, then ``is_final``."""
+        step = 16000 * 2 * chunk_ms // 1000
+        start = time.perf_counter()
+        for n, offset in enumerate(range(0, len(pcm), step)):
+            chunk = pcm[offset : offset + step]
+            if binary:
+                await self.ws.send(chunk)
+            else:
+                data = {"session_id": self.session_id, "is_final": False}
+                data["audio_chunk"] = base64.b64encode(chunk).decode()
+                await self.send_event("voice_data", data)
+            if realtime:
+                delay = start + (n + 1) * chunk_ms / 1000 - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+        final = {"session_id": self.session_id, "audio_chunk": "", "is_final": True}
+        await self.send_event("voice_data", final)
+
+    # --- receiving -----------------------------------------------------------------
+
+    async def next_event(self, limit_s: float = 30.0) -> dict[str, Any]:
+        async with asyncio.timeout(limit_s):
+            return await self.inbox.get()
+
+    async def collect_turn(self, limit_s: float = 60.0, turn: Turn | None = None) -> Turn:
+        """Gather events until the turn's ``streaming_complete`` (or an error ends it)."""
+        turn = turn or Turn()
+        async with asyncio.timeout(limit_s):
+            while True:
+                event = await self.inbox.get()
+                if event["event"] == "_closed":
+                    raise ConnectionError("server closed the connection mid-turn")
+                data = event.get("data", {})
+                if turn.turn_id is None and data.get("turn_id"):
+                    turn.turn_id = data["turn_id"]
+                turn.events.append(event)
+                turn.arrival_ms.append((time.perf_counter() - turn.started_at) * 1000)
+                ends_turn = event["event"] in TERMINAL_EVENTS and data.get("turn_id")
+                if ends_turn and data["turn_id"] == turn.turn_id:
+                    return turn
+
+    async def ask(self, text: str, limit_s: float = 60.0) -> Turn:
+        turn = Turn()
+        await self.send_command(text)
+        turn.input_done_ms = (time.perf_counter() - turn.started_at) * 1000
+        return await self.collect_turn(limit_s, turn)
+
+    async def say(self, pcm: bytes, limit_s: float = 60.0, **kwargs: Any) -> Turn:
+        turn = Turn()
+        sending = asyncio.create_task(self.send_audio(pcm, **kwargs))
+        sending.add_done_callback(
+            lambda _t: setattr(
+                turn, "input_done_ms", (time.perf_counter() - turn.started_at) * 1000
+            )
+        )
+        try:
+            return await self.collect_turn(limit_s, turn)
+        finally:
+            await sending

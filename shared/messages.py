@@ -1,0 +1,131 @@
+"""Typed messages carried on Redis Streams, encoded with msgpack in one field ``m``.
+
+Each message is a frozen dataclass with a ``type`` tag; the envelope carries a schema
+version ``v`` so a worker can refuse (dead-letter) what it does not understand instead
+of crashing in a loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import msgpack
+
+SCHEMA_VERSION = 1
+FIELD = b"m"
+
+
+class MessageError(ValueError):
+    """A stream entry that cannot be decoded into a known message."""
+
+
+@dataclass(frozen=True, slots=True)
+class AsrJob:
+    """Recognise one utterance whose audio arrives on ``Keys.asr_input``."""
+
+    TYPE: ClassVar[str] = "asr_job"
+    session_id: str
+    turn_id: str
+    sample_rate: int = 16000
+    created_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LlmJob:
+    """Answer one request (final transcript or a client-side recognised command)."""
+
+    TYPE: ClassVar[str] = "llm_job"
+    session_id: str
+    turn_id: str
+    text: str
+    source: str = "command"  # "command" | "speech"
+    created_ms: int = 0  # when the request was complete (end of speech / command received)
+    options: dict[str, Any] = field(default_factory=dict)  # voice, format
+
+
+@dataclass(frozen=True, slots=True)
+class TtsJob:
+    """Speak one reply whose sentences arrive on ``Keys.tts_input``."""
+
+    TYPE: ClassVar[str] = "tts_job"
+    session_id: str
+    turn_id: str
+    created_ms: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class InputChunk:
+    """One piece of a turn's input stream: audio bytes or a sentence, or the end marker."""
+
+    TYPE: ClassVar[str] = "input"
+    seq: int
+    audio: bytes = b""
+    text: str = ""
+    end: bool = False
+    cancelled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyEvent:
+    """Something the client should see, written by any stage to ``Keys.reply``.
+
+    ``data`` is the JSON payload of the wire event minus ``session_id``/``turn_id``;
+    raw ``audio`` stays binary here and is base64-encoded only at the WebSocket edge.
+    """
+
+    TYPE: ClassVar[str] = "reply"
+    event: str
+    session_id: str
+    turn_id: str
+    data: dict[str, Any] = field(default_factory=dict)
+    audio: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A job that could not be processed, with why and where it came from."""
+
+    TYPE: ClassVar[str] = "dead"
+    stream: str
+    entry_id: str
+    reason: str
+    payload: bytes = b""
+
+
+Message = AsrJob | LlmJob | TtsJob | InputChunk | ReplyEvent | DeadLetter
+_BY_TYPE: dict[str, type[Any]] = {
+    cls.TYPE: cls for cls in (AsrJob, LlmJob, TtsJob, InputChunk, ReplyEvent, DeadLetter)
+}
+
+
+def encode(message: Message) -> dict[bytes, bytes]:
+    """Stream entry fields for ``message`` (pass to XADD)."""
+    body = {f.name: getattr(message, f.name) for f in dataclasses.fields(message)}
+    body["type"] = message.TYPE
+    body["v"] = SCHEMA_VERSION
+    return {FIELD: msgpack.packb(body, use_bin_type=True)}
+
+
+def decode(fields: dict[bytes, bytes]) -> Message:
+    """Inverse of ``encode``; raises ``MessageError`` for anything unexpected."""
+    raw = fields.get(FIELD)
+    if raw is None:
+        raise MessageError("entry has no 'm' field")
+    try:
+        body = msgpack.unpackb(raw, raw=False)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        raise MessageError(f"not msgpack: {exc}") from exc
+    if not isinstance(body, dict):
+        raise MessageError("message is not a map")
+    if body.pop("v", None) != SCHEMA_VERSION:
+        raise MessageError("unsupported schema version")
+    cls = _BY_TYPE.get(body.pop("type", None))
+    if cls is None:
+        raise MessageError("unknown message type")
+    try:
+        return cls(**body)  # type: ignore[no-any-return]
+    except TypeError as exc:
+        raise MessageError(f"bad fields for {cls.TYPE}: {exc}") from exc

@@ -1,0 +1,156 @@
+"""The WebSocket wire protocol: parsing client frames and building server frames.
+
+Frames are JSON text ``{"event": "...", "data": {...}}``; binary frames carry raw
+16 kHz mono s16le PCM. Every refusal is a ``ProtocolError`` with a stable ``code``
+that the gateway turns into an ``error`` event; see docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+INPUT_SAMPLE_RATE = 16000
+
+# error codes (stable: clients may switch on them)
+BAD_JSON = "bad_json"
+BAD_EVENT = "unknown_event"
+BAD_FIELD = "invalid_field"
+BAD_AUDIO = "bad_audio"
+FRAME_TOO_LARGE = "frame_too_large"
+UTTERANCE_TOO_LONG = "utterance_too_long"
+SESSION_MISMATCH = "session_mismatch"
+NO_SPEECH = "no_speech"
+STAGE_FAILED = "stage_failed"
+UNAVAILABLE = "unavailable"
+
+
+class ProtocolError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class _ClientData(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    session_id: str | None = Field(default=None, max_length=128)
+
+
+class VoiceCommand(_ClientData):
+    command: str = Field(min_length=1)
+    confidence: float | int | None = None
+
+
+class VoiceData(_ClientData):
+    audio_chunk: str = ""
+    is_final: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AudioInput:
+    """Decoded audio from a ``voice_data`` event or a binary frame."""
+
+    pcm: bytes
+    is_final: bool
+
+
+ClientEvent = VoiceCommand | AudioInput
+_MODELS: dict[str, type[_ClientData]] = {"voice_command": VoiceCommand, "voice_data": VoiceData}
+
+
+def parse_text_frame(text: str, session_id: str, max_command_chars: int) -> ClientEvent:
+    """Validate one JSON frame from the client."""
+    try:
+        frame = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ProtocolError(BAD_JSON, f"frame is not valid JSON: {exc}") from exc
+    if not isinstance(frame, dict) or not isinstance(frame.get("event"), str):
+        raise ProtocolError(BAD_JSON, 'frame must be an object like {"event": ..., "data": {...}}')
+    name = frame["event"]
+    model = _MODELS.get(name)
+    if model is None:
+        known = ", ".join(sorted(_MODELS))
+        raise ProtocolError(BAD_EVENT, f"unknown event {name[:40]!r}; expected one of: {known}")
+    data = frame.get("data", {})
+    if not isinstance(data, dict):
+        raise ProtocolError(BAD_FIELD, f"'{name}.data' must be an object")
+    try:
+        event = model.model_validate(data)
+    except ValidationError as exc:
+        raise ProtocolError(BAD_FIELD, f"{name}: {_describe(exc)}") from exc
+    if event.session_id is not None and event.session_id != session_id:
+        raise ProtocolError(SESSION_MISMATCH, "session_id does not belong to this connection")
+    if isinstance(event, VoiceCommand):
+        command = event.command.strip()
+        if not command:
+            raise ProtocolError(BAD_FIELD, "voice_command: 'command' is empty")
+        if len(command) > max_command_chars:
+            raise ProtocolError(
+                BAD_FIELD, f"voice_command: 'command' is longer than {max_command_chars} characters"
+            )
+        return event.model_copy(update={"command": command})
+    assert isinstance(event, VoiceData)
+    return AudioInput(pcm=decode_audio(event.audio_chunk), is_final=event.is_final)
+
+
+def decode_audio(encoded: str) -> bytes:
+    try:
+        pcm = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ProtocolError(BAD_AUDIO, "voice_data: 'audio_chunk' is not valid base64") from exc
+    check_pcm(pcm)
+    return pcm
+
+
+def check_pcm(pcm: bytes) -> None:
+    if len(pcm) % 2:
+        raise ProtocolError(
+            BAD_AUDIO, "audio must be 16-bit PCM: an even number of bytes (16 kHz mono s16le)"
+        )
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        where = ".".join(str(p) for p in err["loc"]) or "data"
+        parts.append(f"'{where}' {err['msg'].lower()}")
+    return "; ".join(parts)
+
+
+# --- server -> client ------------------------------------------------------------------
+
+ServerEventName = Literal[
+    "connected",
+    "partial_transcription",
+    "agent_response",
+    "tts_chunk",
+    "streaming_complete",
+    "error",
+]
+
+
+def server_frame(event: str, data: dict[str, Any]) -> str:
+    return json.dumps({"event": event, "data": data}, separators=(",", ":"))
+
+
+def error_frame(code: str, message: str, session_id: str, turn_id: str | None = None) -> str:
+    data: dict[str, Any] = {"code": code, "message": message, "session_id": session_id}
+    if turn_id:
+        data["turn_id"] = turn_id
+    return server_frame("error", data)
+
+
+def reply_frame(
+    event: str, session_id: str, turn_id: str, data: dict[str, Any], audio: bytes
+) -> str:
+    """Turn a ``ReplyEvent`` from Redis into the JSON text the client receives."""
+    payload = {"session_id": session_id, "turn_id": turn_id, **data}
+    if event == "tts_chunk":
+        payload["audio_chunk"] = base64.b64encode(audio).decode()
+    return server_frame(event, payload)

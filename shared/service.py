@@ -1,0 +1,56 @@
+"""Running a worker kind as a process: settings, logging, Redis, signals, shutdown order.
+
+``python -m asr_worker`` (and the others) and ``voice-agent up`` share this code path, so
+the all-in-one process behaves exactly like separately deployed services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+import redis.asyncio as aioredis
+
+from shared.logs import setup_logging
+from shared.settings import Settings, load_settings
+from shared.streams import connect
+from shared.worker import StageWorker
+
+log = logging.getLogger(__name__)
+
+WorkerBuilder = Callable[[aioredis.Redis, Settings], Awaitable[StageWorker]]  # type: ignore[type-arg]
+
+
+async def run_worker(build: WorkerBuilder, settings: Settings, stop: asyncio.Event) -> None:
+    """Build one worker with its own Redis client and run it until ``stop`` is set.
+
+    Shutdown order: stop reading, let in-flight jobs finish (or hand them back), then
+    close Redis.
+    """
+    redis = connect(settings.redis_url)
+    try:
+        worker = await build(redis, settings)
+        await worker.run(stop)
+    finally:
+        await redis.aclose()
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
+def worker_main(build: WorkerBuilder) -> None:
+    """Entry point of ``python -m <kind>_worker``."""
+    settings = load_settings()
+    setup_logging(settings.log_level)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        await run_worker(build, settings, stop)
+
+    asyncio.run(main())

@@ -1,0 +1,89 @@
+"""One frozen settings object per process, read from the environment once at start.
+
+A bad value fails at start with a message naming the variable, never mid-call.
+Every variable is listed in README.md and .env.example.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.keys import Keys
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, env_file=None, extra="ignore")
+
+    # --- infrastructure ---
+    redis_url: str | None = Field(
+        default=None, description="Redis/Valkey URL; unset = embedded server (voice-agent up)"
+    )
+    stream_prefix: str = Field(default="vna", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+    host: str = "0.0.0.0"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: str = "INFO"
+
+    # --- gateway / protocol ---
+    max_websocket_connections: int = Field(default=200, ge=1)
+    websocket_timeout: float = Field(default=300.0, gt=0, description="idle seconds")
+    max_frame_bytes: int = Field(default=256 * 1024, ge=1024)
+    max_utterance_seconds: float = Field(default=30.0, gt=0)
+    max_command_chars: int = Field(default=1000, ge=1)
+
+    # --- audio out ---
+    audio_chunk_size: int = Field(default=4096, ge=256, description="max MP3 bytes per tts_chunk")
+    stream_tts_chunks: bool = Field(
+        default=True, description="true: send audio as produced; false: one chunk per reply"
+    )
+    tts_provider: str = "espeak"
+    tts_voice: str = "en-us"
+    mp3_bitrate_kbps: int = Field(default=48, ge=8, le=320)
+
+    # --- recognition ---
+    asr_provider: str = "pocketsphinx"
+    asr_mode: str = Field(default="grammar", pattern=r"^(grammar|open)$")
+    use_external_asr: bool = False
+
+    # --- agent ---
+    llm_provider: str = "news"
+    news_feeds: str = ""  # empty = built-in defaults (see llm_worker.news.feeds)
+    news_cache_ttl: int = Field(default=600, ge=1)
+    news_fetch_timeout: float = Field(default=3.0, gt=0)
+    history_turns: int = Field(default=8, ge=0)
+    openai_api_key: SecretStr | None = None
+
+    # --- workers ---
+    worker_concurrency: int = Field(default=8, ge=1)
+    worker_name: str | None = None
+    input_idle_timeout: float = Field(
+        default=15.0, gt=0, description="seconds a turn waits for more input"
+    )
+    reclaim_idle_ms: int = Field(
+        default=5000, ge=500, description="a job idle this long belongs to a dead worker"
+    )
+    max_deliveries: int = Field(default=3, ge=1, description="attempts before dead-lettering")
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    turn_ttl_seconds: int = Field(default=600, ge=10)
+    session_ttl_seconds: int = Field(default=900, ge=10)
+    jobs_maxlen: int = Field(default=10_000, ge=100)
+    reply_maxlen: int = Field(default=2_000, ge=100)
+
+    @field_validator("log_level")
+    @classmethod
+    def _upper_level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return value
+
+    @cached_property
+    def keys(self) -> Keys:
+        return Keys(self.stream_prefix)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings from the environment (and explicit overrides, for tests)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

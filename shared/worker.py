@@ -1,0 +1,240 @@
+"""The consumer-group loop every worker kind runs.
+
+Read with the group, handle each job in its own named task under a concurrency bound,
+acknowledge only after the handler finished (at-least-once). In-flight jobs have their
+idle time reset periodically, so only a dead worker's jobs go idle; those are taken
+over with XAUTOCLAIM. A job that cannot be decoded, or was delivered too often, goes to
+the dead-letter stream and the client is told, instead of the worker crash-looping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from shared import protocol
+from shared.messages import DeadLetter, MessageError, ReplyEvent, decode, encode
+from shared.settings import Settings
+from shared.streams import ReplyWriter, ensure_group
+
+log = logging.getLogger(__name__)
+
+JobT = TypeVar("JobT")
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    entry_id: str
+    deliveries: int
+    replies: ReplyWriter
+
+
+Handler = Callable[[JobT, JobContext], Awaitable[None]]
+
+
+def consumer_name(settings: Settings, kind: str) -> str:
+    """Unique per process; ``WORKER_NAME`` pins it (so a restart re-reads its own pending)."""
+    if settings.worker_name:
+        return f"{settings.worker_name}-{kind}"
+    return f"{kind}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class StageWorker(Generic[JobT]):
+    """Runs ``handler`` for every job of type ``job_type`` on ``stream``/``group``."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        settings: Settings,
+        *,
+        kind: str,
+        stream: str,
+        group: str,
+        job_type: type[JobT],
+        handler: Handler[JobT],
+    ) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.kind = kind
+        self.stream = stream
+        self.group = group
+        self.job_type = job_type
+        self.handler = handler
+        self.consumer = consumer_name(settings, kind)
+        self.replies = ReplyWriter(
+            redis, settings.keys, settings.session_ttl_seconds, settings.reply_maxlen
+        )
+        self._slots = asyncio.Semaphore(settings.worker_concurrency)
+        self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self.handled = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until ``stop`` is set, then finish in-flight jobs within the grace period."""
+        await ensure_group(self.redis, self.stream, self.group)
+        log.info("%s worker %s consuming %s", self.kind, self.consumer, self.stream)
+        upkeep = asyncio.create_task(self._upkeep(stop), name=f"{self.kind}-upkeep")
+        try:
+            await self._read_entries("0", block_ms=None)  # our own pending, after a restart
+            backoff = 0.05
+            while not stop.is_set():
+                try:
+                    await self._read_entries(">", block_ms=1000)
+                    backoff = 0.05
+                except ResponseError as exc:
+                    if "NOGROUP" not in str(exc):
+                        raise
+                    log.warning("%s group vanished (stream deleted?); recreating", self.kind)
+                    await ensure_group(self.redis, self.stream, self.group)
+                except (RedisConnectionError, RedisTimeoutError):
+                    log.warning("%s worker lost Redis; retrying in %.2fs", self.kind, backoff)
+                    await asyncio.sleep(backoff * (1 + random.random()))
+                    backoff = min(backoff * 2, 5.0)
+        finally:
+            upkeep.cancel()
+            await self._drain()
+
+    async def _read_entries(self, start: str, block_ms: int | None) -> None:
+        free = self._free_slots()
+        if free == 0:
+            await asyncio.sleep(0.01)
+            return
+        result = await self.redis.xreadgroup(
+            self.group, self.consumer, {self.stream: start}, count=free, block=block_ms
+        )
+        for _stream, entries in result or ():
+            for raw_id, fields in entries:
+                await self._start(raw_id.decode(), fields, deliveries=1)
+
+    def _free_slots(self) -> int:
+        return max(0, self.settings.worker_concurrency - len(self._in_flight))
+
+    async def _start(
+        self, entry_id: str, fields: dict[bytes, bytes] | None, deliveries: int
+    ) -> None:
+        if entry_id in self._in_flight:
+            return
+        if not fields:  # trimmed away while pending: nothing left to do
+            await self.redis.xack(self.stream, self.group, entry_id)
+            return
+        await self._slots.acquire()
+        task = asyncio.create_task(
+            self._handle(entry_id, fields, deliveries), name=f"{self.kind}-job-{entry_id}"
+        )
+        self._in_flight[entry_id] = task
+        task.add_done_callback(lambda _t: self._finished(entry_id))
+
+    def _finished(self, entry_id: str) -> None:
+        self._in_flight.pop(entry_id, None)
+        self._slots.release()
+
+    async def _handle(self, entry_id: str, fields: dict[bytes, bytes], deliveries: int) -> None:
+        try:
+            job = decode(fields)
+        except MessageError as exc:
+            await self._dead_letter(entry_id, f"undecodable: {exc}", fields)
+            return
+        if not isinstance(job, self.job_type):
+            await self._dead_letter(entry_id, f"unexpected {type(job).__name__}", fields)
+            return
+        if deliveries > self.settings.max_deliveries:
+            await self._dead_letter(entry_id, f"delivered {deliveries} times", fields)
+            await self._tell_client(job, "this request failed repeatedly and was dropped")
+            return
+        try:
+            await self.handler(job, JobContext(entry_id, deliveries, self.replies))
+        except asyncio.CancelledError:
+            raise  # shutting down: leave it pending for another worker
+        except Exception:
+            log.exception("%s job %s failed", self.kind, entry_id)
+            await self._tell_client(job, f"the {self.kind} stage failed on this request")
+        await asyncio.shield(self.redis.xack(self.stream, self.group, entry_id))
+        self.handled += 1
+
+    async def _tell_client(self, job: object, message: str) -> None:
+        session_id = getattr(job, "session_id", None)
+        turn_id = getattr(job, "turn_id", "")
+        if session_id:
+            data = {"code": protocol.STAGE_FAILED, "message": message}
+            await self.replies.emit(ReplyEvent("error", session_id, turn_id, data))
+
+    async def _dead_letter(self, entry_id: str, reason: str, fields: dict[bytes, bytes]) -> None:
+        log.warning("%s job %s dead-lettered: %s", self.kind, entry_id, reason)
+        letter = DeadLetter(self.stream, entry_id, reason, fields.get(b"m", b""))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(
+                self.settings.keys.dead_letters, encode(letter), maxlen=1000, approximate=True
+            )
+            pipe.xack(self.stream, self.group, entry_id)
+            await pipe.execute()
+
+    async def _upkeep(self, stop: asyncio.Event) -> None:
+        """Keep our claims fresh and take over jobs of workers that died."""
+        interval = self.settings.reclaim_idle_ms / 1000 / 3
+        while not stop.is_set():
+            await asyncio.sleep(interval)
+            try:
+                await self._refresh_claims()
+                await self._reclaim()
+            except Exception:  # Redis hiccup: try again next round
+                log.warning("%s upkeep failed", self.kind, exc_info=True)
+
+    async def _refresh_claims(self) -> None:
+        ids = list(self._in_flight)
+        if ids:
+            await self.redis.xclaim(
+                self.stream,
+                self.group,
+                self.consumer,
+                min_idle_time=0,
+                message_ids=ids,
+                justid=True,
+            )
+
+    async def _reclaim(self) -> None:
+        free = self._free_slots()
+        if free == 0:
+            return
+        _next, claimed, *_deleted = await self.redis.xautoclaim(
+            self.stream,
+            self.group,
+            self.consumer,
+            self.settings.reclaim_idle_ms,
+            "0-0",
+            count=free,
+        )
+        if not claimed:
+            return
+        counts = await self._delivery_counts([raw_id for raw_id, _ in claimed])
+        for raw_id, fields in claimed:
+            entry_id = raw_id.decode()
+            log.info("%s worker %s reclaimed job %s", self.kind, self.consumer, entry_id)
+            await self._start(entry_id, fields, deliveries=counts.get(entry_id, 2))
+
+    async def _delivery_counts(self, ids: list[bytes]) -> dict[str, int]:
+        lo, hi = min(ids), max(ids)
+        rows = await self.redis.xpending_range(self.stream, self.group, lo, hi, len(ids) + 50)
+        return {row["message_id"].decode(): int(row["times_delivered"]) for row in rows}
+
+    async def _drain(self) -> None:
+        tasks = list(self._in_flight.values())
+        if not tasks:
+            return
+        _done, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace_seconds)
+        for task in pending:  # handed back: they stay pending and another worker reclaims them
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
