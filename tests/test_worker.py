@@ -1,0 +1,108 @@
+"""The consumer-group runtime against a real server: ack after work, dead letters, reclaim."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from redis.asyncio import Redis
+
+from shared.messages import DeadLetter, LlmJob, decode, encode
+from shared.settings import load_settings
+from shared.streams import publish_job
+from shared.worker import JobContext, StageWorker
+
+STREAM, GROUP = "test:jobs", "g"
+
+
+@contextlib.asynccontextmanager
+async def running(
+    redis: Redis, handler: Callable, **settings: object
+) -> AsyncIterator[StageWorker]:
+    config = load_settings(reclaim_idle_ms=500, shutdown_grace_seconds=1, **settings)
+    worker = StageWorker(
+        redis, config, kind="llm", stream=STREAM, group=GROUP, job_type=LlmJob, handler=handler
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        yield worker
+    finally:
+        stop.set()
+        await task
+
+
+async def _wait_for(predicate: Callable[[], object], limit: float = 5.0) -> None:
+    async with asyncio.timeout(limit):
+        while not predicate():  # noqa: ASYNC110 - polling Redis-side state, no event to wait on
+            await asyncio.sleep(0.02)
+
+
+async def test_job_is_acked_only_after_the_handler_finished(redis: Redis) -> None:
+    release = asyncio.Event()
+    seen: list[str] = []
+
+    async def handler(job: LlmJob, ctx: JobContext) -> None:
+        seen.append(job.text)
+        await release.wait()
+
+    async with running(redis, handler):
+        await publish_job(redis, STREAM, LlmJob("s", "t1", "hello"), 100)
+        await _wait_for(lambda: seen)
+        assert (await redis.xpending(STREAM, GROUP))["pending"] == 1
+        release.set()
+        await asyncio.sleep(0.1)
+        assert (await redis.xpending(STREAM, GROUP))["pending"] == 0
+
+
+async def test_undecodable_job_goes_to_dead_letters(redis: Redis) -> None:
+    async def handler(job: LlmJob, ctx: JobContext) -> None:
+        raise AssertionError("must not be called")
+
+    async with running(redis, handler):
+        await redis.xadd(STREAM, {b"m": b"\xc1garbage"})
+        for _ in range(100):
+            if letters := await redis.xrange("vna:dead"):
+                break
+            await asyncio.sleep(0.02)
+    assert len(letters) == 1
+    letter = decode(letters[0][1])
+    assert isinstance(letter, DeadLetter) and "undecodable" in letter.reason
+    assert (await redis.xpending(STREAM, GROUP))["pending"] == 0
+
+
+async def test_a_dead_consumers_job_is_reclaimed(redis: Redis) -> None:
+    handled: list[str] = []
+
+    async def handler(job: LlmJob, ctx: JobContext) -> None:
+        handled.append(f"{job.text}:{ctx.deliveries}")
+
+    await redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    await redis.xadd(STREAM, encode(LlmJob("s", "t1", "orphan")))
+    await redis.xreadgroup(GROUP, "crashed-worker", {STREAM: ">"}, count=1)
+    async with running(redis, handler):
+        await _wait_for(lambda: handled, limit=5)
+    assert handled == ["orphan:2"]
+
+
+@pytest.mark.parametrize("concurrency", [2])
+async def test_jobs_run_concurrently_up_to_the_limit(redis: Redis, concurrency: int) -> None:
+    active, peak = 0, 0
+    done = asyncio.Event()
+
+    async def handler(job: LlmJob, ctx: JobContext) -> None:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        await asyncio.sleep(0.1)
+        active -= 1
+        if job.text == "5":
+            done.set()
+
+    async with running(redis, handler, worker_concurrency=concurrency):
+        for n in range(6):
+            await publish_job(redis, STREAM, LlmJob("s", f"t{n}", str(n)), 100)
+        await asyncio.wait_for(done.wait(), 5)
+    assert peak == concurrency
