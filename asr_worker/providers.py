@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import redis.asyncio as aioredis
 
+from asr_worker.openai_transcriber import OpenAITranscriber
 from asr_worker.worker import build_asr_worker
 from shared.engines import AsrEngine
 from shared.settings import Settings
@@ -34,4 +35,15 @@ def create_asr_engine(settings: Settings) -> AsrEngine:
 
 async def build(redis: aioredis.Redis, settings: Settings) -> StageWorker:  # type: ignore[type-arg]
     engine = await asyncio.to_thread(create_asr_engine, settings)  # loading takes a moment
-    return build_asr_worker(redis, settings, engine)
+    return build_asr_worker(redis, settings, engine, create_external_transcriber(settings))
+
+
+def create_external_transcriber(settings: Settings) -> OpenAITranscriber | None:
+    if not settings.use_external_asr or settings.openai_api_key is None:
+        return None
+    return OpenAITranscriber(
+        api_key=settings.openai_api_key.get_secret_value(),
+        model=settings.external_asr_model,
+        base_url=settings.openai_base_url,
+        timeout_s=settings.external_asr_timeout,
+    )

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Protocol
 
 import redis.asyncio as aioredis
 
+from asr_worker.openai_transcriber import TranscriptionFailed
 from shared import keys as key_names
 from shared import protocol
 from shared.engines import AsrEngine, AsrStream
@@ -23,8 +25,17 @@ from shared.worker import JobContext, StageWorker
 log = logging.getLogger(__name__)
 
 
+class ExternalTranscriber(Protocol):
+    async def transcribe(self, pcm: bytes, sample_rate: int) -> str: ...
+
+
 async def _transcribe(
-    redis: aioredis.Redis, settings: Settings, job: AsrJob, ctx: JobContext, stream: AsrStream
+    redis: aioredis.Redis,
+    settings: Settings,
+    job: AsrJob,
+    ctx: JobContext,
+    stream: AsrStream,
+    keep_audio: bytearray | None,
 ) -> tuple[str, bool, int]:
     """Feed the utterance to ``stream``; returns (final text, cancelled, end-of-speech ms)."""
     input_key = settings.keys.asr_input(job.session_id, job.turn_id)
@@ -32,6 +43,8 @@ async def _transcribe(
     cancelled = False
     async for _entry_id, chunk in follow_input(redis, input_key, settings.input_idle_timeout):
         pending += chunk.audio
+        if keep_audio is not None:
+            keep_audio += chunk.audio
         if chunk.end:
             cancelled = chunk.cancelled
             break
@@ -54,15 +67,28 @@ async def _transcribe(
     return await asyncio.to_thread(stream.finish), False, speech_end_ms
 
 
-def make_asr_handler(redis: aioredis.Redis, settings: Settings, engine: AsrEngine):
+def make_asr_handler(
+    redis: aioredis.Redis,
+    settings: Settings,
+    engine: AsrEngine,
+    external: ExternalTranscriber | None = None,
+):
     async def handle(job: AsrJob, ctx: JobContext) -> None:
         stream = await asyncio.to_thread(engine.open_stream)
+        audio = bytearray() if external else None
         try:
-            text, cancelled, speech_end_ms = await _transcribe(redis, settings, job, ctx, stream)
+            text, cancelled, speech_end_ms = await _transcribe(
+                redis, settings, job, ctx, stream, audio
+            )
         finally:
             await asyncio.to_thread(stream.close)
         if cancelled:
             return
+        if external and audio:
+            try:
+                text = await external.transcribe(bytes(audio), job.sample_rate)
+            except TranscriptionFailed as exc:
+                log.warning("turn %s: %s; using the local transcript", job.turn_id, exc)
         final_ms = now_ms()
         data = {
             "text": text,
@@ -83,7 +109,7 @@ def make_asr_handler(redis: aioredis.Redis, settings: Settings, engine: AsrEngin
             )
             return
         llm_job = LlmJob(
-            job.session_id, job.turn_id, text, source="speech", created_ms=speech_end_ms
+            job.session_id, job.turn_id, text, "speech", speech_end_ms, dict(job.options)
         )
         await publish_job(redis, settings.keys.llm_jobs, llm_job, settings.jobs_maxlen)
 
@@ -91,7 +117,10 @@ def make_asr_handler(redis: aioredis.Redis, settings: Settings, engine: AsrEngin
 
 
 def build_asr_worker(
-    redis: aioredis.Redis, settings: Settings, engine: AsrEngine
+    redis: aioredis.Redis,
+    settings: Settings,
+    engine: AsrEngine,
+    external: ExternalTranscriber | None = None,
 ) -> StageWorker[AsrJob]:
     return StageWorker(
         redis,
@@ -100,5 +129,5 @@ def build_asr_worker(
         stream=settings.keys.asr_jobs,
         group=key_names.ASR_GROUP,
         job_type=AsrJob,
-        handler=make_asr_handler(redis, settings, engine),
+        handler=make_asr_handler(redis, settings, engine, external),
     )

@@ -12,12 +12,14 @@ from fastapi.responses import JSONResponse
 
 from gateway.relay import ReplyRelay
 from gateway.session import VoiceSession
+from shared import protocol
 from shared.settings import Settings
 from shared.streams import connect
 
 log = logging.getLogger(__name__)
 
 CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_POLICY_VIOLATION = 1008
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -62,7 +64,15 @@ def create_app(settings: Settings) -> FastAPI:
         if len(sessions) >= settings.max_websocket_connections:
             await websocket.close(code=CLOSE_TRY_AGAIN_LATER, reason="server full, retry later")
             return
-        session = VoiceSession(websocket, settings, app.state.redis, app.state.relay, user_id)
+        try:
+            options = protocol.parse_session_options(dict(websocket.query_params))
+        except protocol.ProtocolError as exc:
+            await websocket.send_text(protocol.error_frame(exc.code, exc.message, ""))
+            await websocket.close(code=CLOSE_POLICY_VIOLATION, reason="invalid query parameters")
+            return
+        session = VoiceSession(
+            websocket, settings, app.state.redis, app.state.relay, user_id, options
+        )
         sessions.add(session)
         try:
             await session.run()

@@ -20,7 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from gateway.relay import ReplyRelay
 from shared import protocol
 from shared.messages import AsrJob, InputChunk, LlmJob, ReplyEvent
-from shared.protocol import AudioInput, ProtocolError, VoiceCommand
+from shared.protocol import AudioInput, ProtocolError, SessionOptions, VoiceCommand
 from shared.settings import Settings
 from shared.streams import append_with_ttl, now_ms, publish_job
 
@@ -47,12 +47,15 @@ class VoiceSession:
         redis: aioredis.Redis,
         relay: ReplyRelay,
         user_id: str,
+        options: SessionOptions,
     ) -> None:
         self.ws = websocket
         self.settings = settings
         self.redis = redis
         self.relay = relay
         self.user_id = user_id
+        self.options = options
+        self._job_options = options.as_job_options()
         self.session_id = uuid.uuid4().hex
         self._keys = settings.keys
         self._turns = 0
@@ -69,7 +72,8 @@ class VoiceSession:
                     "user_id": self.user_id,
                     "protocol_version": 1,
                     "input_audio": {"encoding": "pcm_s16le", "sample_rate": 16000, "channels": 1},
-                    "output_format": "mp3",
+                    "output_format": self.options.format,
+                    "voice": self.options.voice,
                 },
             )
         )
@@ -135,6 +139,7 @@ class VoiceSession:
             text=command,
             source="command",
             created_ms=now_ms(),
+            options=self._job_options,
         )
         await publish_job(self.redis, self._keys.llm_jobs, job, self.settings.jobs_maxlen)
 
@@ -158,7 +163,9 @@ class VoiceSession:
         turn_id = self._next_turn_id()
         utterance = _Utterance(turn_id, self._keys.asr_input(self.session_id, turn_id))
         self._utterance = utterance
-        job = AsrJob(self.session_id, turn_id, protocol.INPUT_SAMPLE_RATE, now_ms())
+        job = AsrJob(
+            self.session_id, turn_id, protocol.INPUT_SAMPLE_RATE, now_ms(), self._job_options
+        )
         await publish_job(self.redis, self._keys.asr_jobs, job, self.settings.jobs_maxlen)
         return utterance
 

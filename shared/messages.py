@@ -30,6 +30,7 @@ class AsrJob:
     turn_id: str
     sample_rate: int = 16000
     created_ms: int = 0
+    options: dict[str, Any] = field(default_factory=dict)  # passed on to the LlmJob
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,29 @@ class VoiceData(_ClientData):
     is_final: bool = False
 
 
+OutputFormat = Literal["mp3", "pcm16", "wav"]
+
+
+class SessionOptions(BaseModel):
+    """Per-session reply settings, from the WebSocket URL's query parameters."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    voice: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_.:+-]+$")
+    format: OutputFormat = "mp3"
+    rate: int = Field(default=0, ge=-50, le=100, description="speaking rate change, percent")
+    pitch: int = Field(default=0, ge=-50, le=50, description="pitch change, percent")
+
+    def as_job_options(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+def parse_session_options(query: dict[str, str]) -> SessionOptions:
+    try:
+        return SessionOptions.model_validate(query)
+    except ValidationError as exc:
+        raise ProtocolError(BAD_FIELD, f"query parameters: {_describe(exc)}") from exc
+
+
 @dataclass(frozen=True, slots=True)
 class AudioInput:
     """Decoded audio from a ``voice_data`` event or a binary frame."""

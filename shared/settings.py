@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.keys import Keys
@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     asr_provider: str = "pocketsphinx"
     asr_mode: str = Field(default="grammar", pattern=r"^(grammar|open)$")
     use_external_asr: bool = False
+    external_asr_model: str = "whisper-1"
+    external_asr_timeout: float = Field(default=10.0, gt=0)
 
     # --- agent ---
     llm_provider: str = "news"
@@ -54,6 +56,7 @@ class Settings(BaseSettings):
     news_fetch_timeout: float = Field(default=3.0, gt=0)
     history_turns: int = Field(default=8, ge=0)
     openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
 
     # --- workers ---
     worker_concurrency: int = Field(default=8, ge=1)
@@ -79,11 +82,28 @@ class Settings(BaseSettings):
             raise ValueError("LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return value
 
+    @model_validator(mode="after")
+    def _external_asr_needs_a_key(self) -> Settings:
+        if self.use_external_asr and not self.openai_api_key:
+            raise ValueError("USE_EXTERNAL_ASR=true needs OPENAI_API_KEY to be set")
+        return self
+
     @cached_property
     def keys(self) -> Keys:
         return Keys(self.stream_prefix)
 
 
+class SettingsError(ValueError):
+    """Invalid configuration; the message names each bad variable (never its value)."""
+
+
 def load_settings(**overrides: object) -> Settings:
     """Build the settings from the environment (and explicit overrides, for tests)."""
-    return Settings(**overrides)  # type: ignore[arg-type]
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = "_".join(str(part) for part in error["loc"]).upper() or "settings"
+            problems.append(f"{name}: {error['msg']}")
+        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None

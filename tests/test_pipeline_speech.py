@@ -1,0 +1,52 @@
+"""Spoken commands end to end: real-time audio in, partials, final transcript, spoken reply."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.client import VoiceClient
+from tests.audio_checks import decode_mp3, speech_16k
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    ref, hyp = reference.lower().split(), hypothesis.lower().split()
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+    return row[-1] / max(1, len(ref))
+
+
+@pytest.mark.parametrize(
+    ("spoken", "binary", "expect"),
+    [
+        ("read me the sports headlines", False, "striker"),
+        ("what is happening in business today", True, "coffee"),
+    ],
+)
+async def test_spoken_request_gets_partials_transcript_and_spoken_reply(
+    system, spoken: str, binary: bool, expect: str
+) -> None:
+    async with VoiceClient.connect(system.ws_url) as client:
+        turn = await client.say(speech_16k(spoken), binary=binary, realtime=True)
+    assert not turn.errors, turn.errors
+    names = [e["event"] for e in turn.events]
+    first_final = next(
+        i
+        for i, e in enumerate(turn.events)
+        if e["event"] == "partial_transcription" and e["data"]["is_final"]
+    )
+    assert "partial_transcription" in names[:first_final], "an interim partial precedes the final"
+    assert word_error_rate(spoken, turn.transcript or "") <= 0.25, turn.transcript
+    assert expect in turn.reply_text.lower()
+    assert [c["chunk_index"] for c in turn.chunks] == list(range(len(turn.chunks)))
+    assert turn.complete["total_chunks_sent"] == len(turn.chunks)
+    assert decode_mp3(turn.audio)[1] > 2.0
+
+
+async def test_silence_gets_a_no_speech_error(system) -> None:
+    async with VoiceClient.connect(system.ws_url) as client:
+        turn = await client.say(b"\x00\x00" * 16000, realtime=False)
+    assert turn.transcript == ""
+    assert [e["code"] for e in turn.errors] == ["no_speech"]
