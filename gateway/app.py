@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Query, WebSocket
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.relay import ReplyRelay
 from gateway.session import VoiceSession
-from shared import protocol
+from shared import metrics, protocol
 from shared.settings import Settings
 from shared.streams import connect
 
@@ -20,6 +22,8 @@ log = logging.getLogger(__name__)
 
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_POLICY_VIOLATION = 1008
+WORKER_KINDS = ("asr", "llm", "tts")
+READY_WINDOW_MS = 10_000  # a heartbeat younger than this counts as a live worker
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -55,6 +59,27 @@ def create_app(settings: Settings) -> FastAPI:
         }
         return JSONResponse(body)
 
+    @app.get("/ready")
+    async def ready() -> JSONResponse:
+        """Ready = Redis answers and every worker kind has a live consumer (heartbeat)."""
+        workers: dict[str, int] = {}
+        try:
+            async with asyncio.timeout(1.0):
+                now = int(time.time() * 1000)
+                for kind in WORKER_KINDS:
+                    key = settings.keys.heartbeats(kind)
+                    workers[kind] = await app.state.redis.zcount(key, now - READY_WINDOW_MS, "+inf")
+            redis_ok = True
+        except Exception:
+            redis_ok = False
+        ok = redis_ok and all(workers.get(kind) for kind in WORKER_KINDS)
+        body = {"ready": ok, "redis": "ok" if redis_ok else "unreachable", "workers": workers}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     @app.websocket("/ws/voice")
     async def voice(
         websocket: WebSocket, user_id: str = Query(default="anonymous", max_length=128)
@@ -74,9 +99,11 @@ def create_app(settings: Settings) -> FastAPI:
             websocket, settings, app.state.redis, app.state.relay, user_id, options
         )
         sessions.add(session)
+        metrics.SESSIONS_OPEN.inc()
         try:
             await session.run()
         finally:
             sessions.discard(session)
+            metrics.SESSIONS_OPEN.dec()
 
     return app

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -18,7 +19,7 @@ import redis.asyncio as aioredis
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.relay import ReplyRelay
-from shared import protocol
+from shared import metrics, protocol
 from shared.messages import AsrJob, InputChunk, LlmJob, ReplyEvent
 from shared.protocol import AudioInput, ProtocolError, SessionOptions, VoiceCommand
 from shared.settings import Settings
@@ -62,6 +63,7 @@ class VoiceSession:
         self._utterance: _Utterance | None = None
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue(OUTBOX_LIMIT)
         self._max_utterance_bytes = int(settings.max_utterance_seconds * _BYTES_PER_SECOND)
+        self._awaiting_audio: dict[str, tuple[float, str]] = {}  # turn -> (input done, source)
 
     async def run(self) -> None:
         await self.ws.send_text(
@@ -105,6 +107,7 @@ class VoiceSession:
             except ProtocolError as exc:
                 turn = self._utterance.turn_id if self._utterance else None
                 self._queue(protocol.error_frame(exc.code, exc.message, self.session_id, turn))
+                metrics.ERRORS.labels(exc.code).inc()
             except WebSocketDisconnect:
                 return
 
@@ -123,6 +126,7 @@ class VoiceSession:
             pcm = data or b""
             protocol.check_pcm(pcm)
             event = AudioInput(pcm=pcm, is_final=False)
+        metrics.EVENTS.labels("in", _event_name(event, text is None)).inc()
         if isinstance(event, VoiceCommand):
             await self._start_command(event.command)
         else:
@@ -142,6 +146,7 @@ class VoiceSession:
             options=self._job_options,
         )
         await publish_job(self.redis, self._keys.llm_jobs, job, self.settings.jobs_maxlen)
+        self._awaiting_audio[job.turn_id] = (time.perf_counter(), "command")
 
     async def _on_audio(self, audio: AudioInput) -> None:
         utterance = self._utterance
@@ -158,6 +163,7 @@ class VoiceSession:
             self._utterance = None
             if not utterance.refused:
                 await self._end_input(utterance)
+                self._awaiting_audio[utterance.turn_id] = (time.perf_counter(), "speech")
 
     async def _start_utterance(self) -> _Utterance:
         turn_id = self._next_turn_id()
@@ -206,6 +212,14 @@ class VoiceSession:
             event.event, event.session_id, event.turn_id, event.data, event.audio
         )
         self._queue(frame)
+        metrics.EVENTS.labels("out", event.event).inc()
+        if event.event == "error":
+            metrics.ERRORS.labels(event.data.get("code", "unknown")).inc()
+        if event.event in ("tts_chunk", "streaming_complete", "error"):
+            started = self._awaiting_audio.pop(event.turn_id, None)
+            if started and event.event == "tts_chunk":
+                seconds = time.perf_counter() - started[0]
+                metrics.TURN_LATENCY.labels(started[1]).observe(seconds)
 
     def _queue(self, frame: str | None) -> None:
         try:
@@ -227,3 +241,9 @@ class VoiceSession:
     async def _close(self, code: int, reason: str) -> None:
         with contextlib.suppress(Exception):
             await self.ws.close(code=code, reason=reason)
+
+
+def _event_name(event: object, binary: bool) -> str:
+    if binary:
+        return "binary_audio"
+    return "voice_command" if isinstance(event, VoiceCommand) else "voice_data"

@@ -25,7 +25,40 @@ def _news(redis: aioredis.Redis, settings: Settings) -> ReplyAgent:
     )
 
 
-PROVIDERS: dict[str, Callable[[aioredis.Redis, Settings], ReplyAgent]] = {"news": _news}
+def _openai(redis: aioredis.Redis, settings: Settings) -> ReplyAgent:
+    from llm_worker.news import DEFAULT_NEWS_FEEDS, FeedReader, make_http_client, parse_feed_sources
+    from llm_worker.news_tools import NewsTools
+    from llm_worker.openai_agent import OpenAIAgent, key_required
+
+    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else ""
+    if not key and key_required(settings.llm_base_url) and settings.openai_api_key:
+        key = settings.openai_api_key.get_secret_value()  # only ever sent to OpenAI itself
+    if not key and key_required(settings.llm_base_url):
+        raise ValueError("LLM_PROVIDER=openai with OpenAI's endpoint needs LLM_API_KEY to be set")
+    feeds = parse_feed_sources(settings.news_feeds or DEFAULT_NEWS_FEEDS)
+    reader = FeedReader(
+        redis,
+        settings.keys,
+        make_http_client(settings.news_fetch_timeout),
+        cache_ttl_seconds=settings.news_cache_ttl,
+        fetch_timeout_seconds=settings.news_fetch_timeout,
+    )
+    return OpenAIAgent(
+        NewsTools(redis, reader, feeds, settings.keys),
+        model=settings.llm_model,
+        base_url=settings.llm_base_url,
+        api_key=key,
+        timeout=settings.llm_timeout,
+        max_tool_rounds=settings.llm_max_tool_rounds,
+        history_tokens=settings.llm_history_tokens,
+        max_retries=settings.llm_max_retries,
+    )
+
+
+PROVIDERS: dict[str, Callable[[aioredis.Redis, Settings], ReplyAgent]] = {
+    "news": _news,
+    "openai": _openai,
+}
 
 
 def create_agent(redis: aioredis.Redis, settings: Settings) -> ReplyAgent:

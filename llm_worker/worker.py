@@ -11,8 +11,10 @@ import logging
 
 import redis.asyncio as aioredis
 
+from llm_worker.errors import LlmError
 from llm_worker.history import ConversationMemory
 from llm_worker.sentences import SentenceSplitter
+from llm_worker.speech_text import speech_text
 from shared import keys as key_names
 from shared import protocol
 from shared.engines import AgentRequest, ReplyAgent
@@ -27,7 +29,11 @@ FALLBACK_REPLY = "Sorry, I couldn't put an answer together just now. Please try 
 
 
 class _SentenceSink:
-    """Appends sentences to the reply's TTS input stream, numbered in order."""
+    """Appends sentences to the reply's TTS input stream, numbered in order.
+
+    Each sentence is rewritten for speech first ("$5" -> "five dollars"); the text the
+    client shows (``agent_response``) keeps the agent's own wording.
+    """
 
     def __init__(self, redis: aioredis.Redis, key: str, ttl: int) -> None:
         self._redis, self._key, self._ttl = redis, key, ttl
@@ -35,6 +41,9 @@ class _SentenceSink:
         self.first_sentence_ms: int | None = None
 
     async def send(self, sentence: str) -> None:
+        sentence = speech_text(sentence)
+        if not sentence:
+            return
         self.seq += 1
         if self.first_sentence_ms is None:
             self.first_sentence_ms = now_ms()
@@ -72,18 +81,9 @@ def make_llm_handler(redis: aioredis.Redis, settings: Settings, agent: ReplyAgen
                 await _emit_text(ctx, job, delta, is_final=False)
                 for sentence in splitter.push(delta):
                     await sink.send(sentence)
-        except Exception:
-            log.exception("agent %s failed on turn %s", agent.name, job.turn_id)
+        except Exception as exc:
             await ctx.replies.emit(
-                ReplyEvent(
-                    "error",
-                    job.session_id,
-                    job.turn_id,
-                    {
-                        "code": protocol.STAGE_FAILED,
-                        "message": "the news agent failed; a short apology is spoken instead",
-                    },
-                )
+                ReplyEvent("error", job.session_id, job.turn_id, _failure(agent, job, exc))
             )
             splitter.flush()
             parts = [FALLBACK_REPLY]
@@ -100,6 +100,23 @@ def make_llm_handler(redis: aioredis.Redis, settings: Settings, agent: ReplyAgen
         await memory.append(job.session_id, job.text, reply_text)
 
     return handle
+
+
+def _failure(agent: ReplyAgent, job: LlmJob, exc: Exception) -> dict[str, str]:
+    """The ``error`` event's data: why the agent failed, in words, without any secret."""
+    if isinstance(exc, LlmError):  # our own message: names the kind, never the key
+        log.warning("agent %s failed on turn %s: %s", agent.name, job.turn_id, exc.kind)
+        return {
+            "code": protocol.STAGE_FAILED,
+            "reason": exc.kind,
+            "message": f"{exc.message}; a short apology is spoken instead",
+        }
+    log.exception("agent %s failed on turn %s", agent.name, job.turn_id)
+    return {
+        "code": protocol.STAGE_FAILED,
+        "reason": "agent_failed",
+        "message": f"the {agent.name} agent failed; a short apology is spoken instead",
+    }
 
 
 async def _emit_text(

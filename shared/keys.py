@@ -37,6 +37,12 @@ Per gateway process:
   reply reader blocks on all its sessions' reply streams plus this one; adding a session
   rings it so the new stream joins the read at once.
 
+Liveness:
+
+* ``{p}:hb:{kind}`` sorted set, no TTL: consumer name -> last heartbeat (ms). Workers
+  write it from their upkeep loop; ``/ready`` counts members seen recently; stale
+  members are removed by the workers themselves.
+
 Shared caches:
 
 * ``{p}:news:feed:{sha1(url)}`` string, msgpack list of stories, TTL ``NEWS_CACHE_TTL``.
@@ -91,6 +97,9 @@ class Keys:
 
     def news_state(self, session_id: str) -> str:
         return f"{self.prefix}:news:state:{session_id}"
+
+    def heartbeats(self, kind: str) -> str:
+        return f"{self.prefix}:hb:{kind}"
 
     def gateway_wake(self, gateway_id: str) -> str:
         return f"{self.prefix}:gw:wake:{gateway_id}"

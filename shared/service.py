@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as aioredis
 
 from shared.logs import setup_logging
+from shared.metrics import serve_metrics
 from shared.settings import Settings, load_settings
 from shared.streams import connect
 from shared.worker import StageWorker
@@ -47,6 +48,8 @@ def worker_main(build: WorkerBuilder) -> None:
     """Entry point of ``python -m <kind>_worker``."""
     settings = load_settings()
     setup_logging(settings.log_level)
+    if settings.metrics_port:
+        serve_metrics(settings.metrics_port)
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -15,6 +15,7 @@ import logging
 import os
 import random
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shared import protocol
+from shared import metrics, protocol
 from shared.messages import DeadLetter, MessageError, ReplyEvent, decode, encode
 from shared.settings import Settings
 from shared.streams import ReplyWriter, ensure_group
@@ -33,6 +34,7 @@ from shared.streams import ReplyWriter, ensure_group
 log = logging.getLogger(__name__)
 
 JobT = TypeVar("JobT")
+HEARTBEAT_STALE_MS = 15_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,7 @@ class StageWorker(Generic[JobT]):
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then finish in-flight jobs within the grace period."""
         await ensure_group(self.redis, self.stream, self.group)
+        await self._heartbeat()
         log.info("%s worker %s consuming %s", self.kind, self.consumer, self.stream)
         upkeep = asyncio.create_task(self._upkeep(stop), name=f"{self.kind}-upkeep")
         try:
@@ -105,6 +108,8 @@ class StageWorker(Generic[JobT]):
         finally:
             upkeep.cancel()
             await self._drain()
+            with contextlib.suppress(Exception):
+                await self.redis.zrem(self.settings.keys.heartbeats(self.kind), self.consumer)
 
     async def _read_entries(self, start: str, block_ms: int | None) -> None:
         free = self._free_slots()
@@ -153,14 +158,19 @@ class StageWorker(Generic[JobT]):
             await self._dead_letter(entry_id, f"delivered {deliveries} times", fields)
             await self._tell_client(job, "this request failed repeatedly and was dropped")
             return
+        started = time.perf_counter()
+        outcome = "ok"
         try:
             await self.handler(job, JobContext(entry_id, deliveries, self.replies))
         except asyncio.CancelledError:
             raise  # shutting down: leave it pending for another worker
         except Exception:
+            outcome = "failed"
             log.exception("%s job %s failed", self.kind, entry_id)
             await self._tell_client(job, f"the {self.kind} stage failed on this request")
         await asyncio.shield(self.redis.xack(self.stream, self.group, entry_id))
+        metrics.JOBS.labels(self.kind, outcome).inc()
+        metrics.JOB_SECONDS.labels(self.kind).observe(time.perf_counter() - started)
         self.handled += 1
 
     async def _tell_client(self, job: object, message: str) -> None:
@@ -172,6 +182,8 @@ class StageWorker(Generic[JobT]):
 
     async def _dead_letter(self, entry_id: str, reason: str, fields: dict[bytes, bytes]) -> None:
         log.warning("%s job %s dead-lettered: %s", self.kind, entry_id, reason)
+        metrics.DEAD_LETTERS.labels(self.kind).inc()
+        metrics.JOBS.labels(self.kind, "dead_lettered").inc()
         letter = DeadLetter(self.stream, entry_id, reason, fields.get(b"m", b""))
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.xadd(
@@ -186,10 +198,26 @@ class StageWorker(Generic[JobT]):
         while not stop.is_set():
             await asyncio.sleep(interval)
             try:
+                await self._heartbeat()
                 await self._refresh_claims()
                 await self._reclaim()
+                await self._report_queue()
             except Exception:  # Redis hiccup: try again next round
                 log.warning("%s upkeep failed", self.kind, exc_info=True)
+
+    async def _heartbeat(self) -> None:
+        key = self.settings.keys.heartbeats(self.kind)
+        now = int(time.time() * 1000)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(key, {self.consumer: now})
+            pipe.zremrangebyscore(key, 0, now - HEARTBEAT_STALE_MS)
+            await pipe.execute()
+
+    async def _report_queue(self) -> None:
+        for group in await self.redis.xinfo_groups(self.stream):
+            if group["name"].decode() == self.group:
+                metrics.QUEUE_PENDING.labels(self.kind).set(group["pending"])
+                metrics.QUEUE_LAG.labels(self.kind).set(group.get("lag") or 0)
 
     async def _refresh_claims(self) -> None:
         ids = list(self._in_flight)
@@ -221,6 +249,7 @@ class StageWorker(Generic[JobT]):
         for raw_id, fields in claimed:
             entry_id = raw_id.decode()
             log.info("%s worker %s reclaimed job %s", self.kind, self.consumer, entry_id)
+            metrics.RECLAIMS.labels(self.kind).inc()
             await self._start(entry_id, fields, deliveries=counts.get(entry_id, 2))
 
     async def _delivery_counts(self, ids: list[bytes]) -> dict[str, int]:

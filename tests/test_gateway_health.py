@@ -1,4 +1,8 @@
+import re
+
 import httpx
+
+from shared.client import VoiceClient
 
 
 def test_health_reports_redis_and_sessions(system) -> None:
@@ -6,3 +10,21 @@ def test_health_reports_redis_and_sessions(system) -> None:
     assert body["status"] == "ok"
     assert body["redis"] == "ok"
     assert isinstance(body["sessions"], int)
+
+
+def test_ready_sees_a_live_worker_of_each_kind(system) -> None:
+    response = httpx.get(f"{system.http_url}/ready", timeout=5)
+    assert response.status_code == 200
+    workers = response.json()["workers"]
+    assert set(workers) == {"asr", "llm", "tts"} and all(n >= 1 for n in workers.values())
+
+
+async def test_metrics_count_turns_and_latency(system) -> None:
+    async with VoiceClient.connect(system.ws_url) as client, httpx.AsyncClient() as http:
+        await client.ask("top headlines")
+        text = (await http.get(f"{system.http_url}/metrics", timeout=5)).text
+    open_sessions = re.search(r"^vna_sessions_open ([0-9.]+)$", text, re.M)
+    assert open_sessions and float(open_sessions.group(1)) >= 1
+    assert 'vna_ws_events_total{direction="in",event="voice_command"}' in text
+    assert 'vna_turn_latency_seconds_count{source="command"}' in text
+    assert 'vna_jobs_total{stage="tts",outcome="ok"}' in text

@@ -1,0 +1,189 @@
+"""News tools a chat model can call: headlines by topic, one story's details, keyword search.
+
+They read the same feeds through the same Redis cache (``FeedReader``) as the offline
+news agent, and keep the list last given to a session in the same Redis key
+(``Keys.news_state``), so "the second one" means the same story whichever agent answers.
+Results are compact JSON without links: the model reads them, the listener never should.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+
+from llm_worker.news.agent import SessionState
+from llm_worker.news.feeds import FeedReader, FeedSource, Story
+from llm_worker.news.intents import keywords, mentions_topic
+from shared.keys import Keys
+
+log = logging.getLogger(__name__)
+
+MAX_LISTED = 5  # stories per tool result: enough to choose from, few tokens
+MAX_SUMMARY_CHARS = 500
+
+HEADLINES = "get_headlines"
+DETAILS = "get_story_details"
+SEARCH = "search_news"
+
+
+def _function(name: str, description: str, properties: dict[str, Any]) -> dict[str, Any]:
+    schema = {"type": "object", "properties": properties, "required": list(properties)}
+    return {
+        "type": "function",
+        "function": {"name": name, "description": description, "parameters": schema},
+    }
+
+
+class NewsTools:
+    """Runs the news tools for one agent; every result is a JSON string for a tool message."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        reader: FeedReader,
+        feeds: Sequence[FeedSource],
+        keys: Keys,
+        *,
+        state_ttl_seconds: int = 3600,
+    ) -> None:
+        self._redis = redis
+        self._reader = reader
+        self._feeds = list(feeds)
+        self._keys = keys
+        self._state_ttl = state_ttl_seconds
+
+    @property
+    def topics(self) -> list[str]:
+        """Configured topics, "general" first (it always works: it falls back to all feeds)."""
+        return list(dict.fromkeys(["general", *(f.topic for f in self._feeds)]))
+
+    def specs(self) -> list[dict[str, Any]]:
+        """The tools in the Chat Completions ``tools`` format."""
+        return [
+            _function(
+                HEADLINES,
+                "Latest news headlines for a topic, as a numbered list of stories.",
+                {"topic": {"type": "string", "enum": self.topics}},
+            ),
+            _function(
+                DETAILS,
+                "Details of one story from the last list of headlines or search results "
+                "given in this conversation, by its number in that list (1 is the first).",
+                {"number": {"type": "integer", "minimum": 1}},
+            ),
+            _function(
+                SEARCH,
+                "Search recent stories in all news feeds by keywords, such as a name or subject.",
+                {"query": {"type": "string"}},
+            ),
+        ]
+
+    async def run(self, session_id: str, name: str, arguments: str) -> str:
+        """Run one call; a bad call gets an error result the model can recover from."""
+        try:
+            args = json.loads(arguments or "{}")
+        except json.JSONDecodeError:
+            return _error("the arguments were not valid JSON")
+        if not isinstance(args, dict):
+            return _error("the arguments must be a JSON object")
+        if name == HEADLINES:
+            return await self._headlines(session_id, str(args.get("topic") or "general"))
+        if name == DETAILS:
+            number = args.get("number")
+            if isinstance(number, str) and number.strip().isdigit():
+                number = int(number)
+            if not isinstance(number, int) or isinstance(number, bool):
+                return _error("number must be an integer, 1 for the first story")
+            return await self._details(session_id, number)
+        if name == SEARCH:
+            return await self._search(session_id, str(args.get("query") or ""))
+        return _error(f"there is no tool called {name[:40]}")
+
+    # --- tools ---------------------------------------------------------------------
+
+    async def _headlines(self, session_id: str, topic: str) -> str:
+        topic = topic.strip().lower() or "general"
+        own = [f for f in self._feeds if f.topic == topic]
+        general = [f for f in self._feeds if f.topic == "general"] or self._feeds
+        result = await self._reader.read(own or general)
+        if result.all_failed or not result.requested:
+            return _error("no news source could be reached")
+        stories = _unique(result.stories)
+        if not own and topic != "general":
+            stories = [s for s in stories if mentions_topic(f"{s.title} {s.summary}", topic)]
+        if not stories:
+            return json.dumps({"topic": topic, "stories": [], "note": "nothing on this topic"})
+        return await self._listed(session_id, f"{topic} headlines", stories, {"topic": topic})
+
+    async def _search(self, session_id: str, query: str) -> str:
+        terms = [re.compile(rf"\b{re.escape(t)}", re.IGNORECASE) for t in keywords(query)]
+        if not terms:
+            return _error("the query has no keywords")
+        result = await self._reader.read(self._feeds)
+        if result.all_failed or not result.requested:
+            return _error("no news source could be reached")
+        scored = []
+        for position, story in enumerate(_unique(result.stories)):
+            if all(t.search(f"{story.title} {story.summary}") for t in terms):
+                scored.append((-sum(bool(t.search(story.title)) for t in terms), position, story))
+        stories = [story for *_, story in sorted(scored, key=lambda row: row[:2])]
+        if not stories:
+            return json.dumps({"query": query, "stories": [], "note": "no matching stories"})
+        return await self._listed(session_id, f"stories about {query}", stories, {"query": query})
+
+    async def _details(self, session_id: str, number: int) -> str:
+        blob = await self._redis.get(self._keys.news_state(session_id))
+        state = SessionState.decode(blob) if isinstance(blob, bytes) else None
+        if state is None or not state.stories:
+            return _error("no stories have been listed in this conversation yet")
+        if not 1 <= number <= len(state.stories):
+            return _error(f"the last list has {len(state.stories)} stories")
+        story = state.stories[number - 1]
+        return json.dumps(
+            {
+                "number": number,
+                "title": story.title,
+                "summary": story.summary[:MAX_SUMMARY_CHARS],
+                "source": story.source,
+                "published": _date(story),
+            }
+        )
+
+    async def _listed(
+        self, session_id: str, label: str, stories: list[Story], about: dict[str, str]
+    ) -> str:
+        """Remember the list for "the second one", and describe it to the model."""
+        listed = stories[:MAX_LISTED]
+        state = SessionState(label, listed, 0, len(listed), -1, [], "")
+        await self._redis.set(self._keys.news_state(session_id), state.encode(), ex=self._state_ttl)
+        rows = [
+            {"number": n, "title": s.title, "source": s.source, "published": _date(s)}
+            for n, s in enumerate(listed, start=1)
+        ]
+        return json.dumps({**about, "stories": rows})
+
+
+def _error(message: str) -> str:
+    return json.dumps({"error": message})
+
+
+def _date(story: Story) -> str | None:
+    if story.published is None:
+        return None
+    return dt.datetime.fromtimestamp(story.published, dt.UTC).strftime("%Y-%m-%d")
+
+
+def _unique(stories: Sequence[Story]) -> list[Story]:
+    seen: set[str] = set()
+    unique = []
+    for story in stories:
+        if story.title.lower() not in seen:
+            seen.add(story.title.lower())
+            unique.append(story)
+    return unique

@@ -1,0 +1,62 @@
+"""Every Prometheus metric of the system, in one place, labelled by stage and provider.
+
+Latency buckets are tuned for voice: tens of milliseconds to seconds. The gateway serves
+``/metrics``; a worker running on its own serves them on ``METRICS_PORT``; the all-in-one
+process exposes everything through the gateway (one registry per process).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+VOICE_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10)
+
+# --- gateway ---------------------------------------------------------------------------
+SESSIONS_OPEN = Gauge("vna_sessions_open", "WebSocket sessions open on this gateway")
+EVENTS = Counter(
+    "vna_ws_events_total", "WebSocket events by direction and type", ["direction", "event"]
+)
+ERRORS = Counter("vna_errors_total", "error events sent to clients, by code", ["code"])
+TURN_LATENCY = Histogram(
+    "vna_turn_latency_seconds",
+    "End-to-end latency seen at the gateway: input complete -> first audio chunk sent",
+    ["source"],  # speech | command
+    buckets=VOICE_BUCKETS,
+)
+
+# --- stages ----------------------------------------------------------------------------
+STAGE_LATENCY = Histogram(
+    "vna_stage_latency_seconds",
+    "Per-stage latency from the end of the request",
+    ["stage", "provider", "measure"],  # transcript_final, first_token, first_sentence, ...
+    buckets=VOICE_BUCKETS,
+)
+JOBS = Counter("vna_jobs_total", "jobs finished by stage and outcome", ["stage", "outcome"])
+JOB_SECONDS = Histogram(
+    "vna_job_seconds",
+    "wall time of one job (one turn of one stage)",
+    ["stage"],
+    buckets=VOICE_BUCKETS,
+)
+RECLAIMS = Counter("vna_reclaims_total", "jobs taken over from a dead worker", ["stage"])
+DEAD_LETTERS = Counter("vna_dead_letters_total", "jobs moved to the dead-letter stream", ["stage"])
+QUEUE_PENDING = Gauge("vna_queue_pending", "entries delivered but not acknowledged", ["stage"])
+QUEUE_LAG = Gauge("vna_queue_lag", "entries not yet delivered to any consumer", ["stage"])
+PROVIDER_FAILURES = Counter(
+    "vna_provider_failures_total", "engine calls that failed", ["stage", "provider"]
+)
+PROVIDER_FALLBACKS = Counter(
+    "vna_provider_fallbacks_total",
+    "switches to the next engine of a fallback chain",
+    ["stage", "from_provider", "to_provider"],
+)
+
+
+def observe_ms(histogram_child: object, milliseconds: float) -> None:
+    """Observe a duration given in ms (the unit of protocol timings) in seconds."""
+    histogram_child.observe(max(0.0, milliseconds) / 1000.0)  # type: ignore[attr-defined]
+
+
+def serve_metrics(port: int) -> None:
+    """Expose this process's metrics on ``port`` (a worker running on its own)."""
+    start_http_server(port)
