@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "INFO"
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="workers run alone: serve /metrics here"
+    )
 
     # --- gateway / protocol ---
     max_websocket_connections: int = Field(default=200, ge=1)
@@ -41,6 +44,19 @@ class Settings(BaseSettings):
     tts_provider: str = "espeak"
     tts_voice: str = "en-us"
     mp3_bitrate_kbps: int = Field(default=48, ge=8, le=320)
+    tts_fallback: str = Field(
+        default="",
+        pattern=r"^\s*([a-z0-9_]+\s*(,\s*[a-z0-9_]+\s*)*)?$",
+        description="comma-separated TTS engine chain, e.g. edge,espeak; empty = TTS_PROVIDER",
+    )
+    tts_timeout: float = Field(
+        default=5.0, gt=0, description="seconds an engine may stay silent before the fallback"
+    )
+    tts_rate: int = Field(default=0, ge=-50, le=100, description="speaking-rate change, percent")
+    tts_pitch: int = Field(default=0, ge=-50, le=50, description="pitch change (Hz for edge)")
+    edge_tts_voice: str = Field(default="en-US-AriaNeural", min_length=1)
+    openai_tts_model: str = Field(default="gpt-4o-mini-tts", min_length=1)
+    openai_tts_voice: str = Field(default="alloy", min_length=1)
 
     # --- recognition ---
     asr_provider: str = "pocketsphinx"
@@ -57,6 +73,19 @@ class Settings(BaseSettings):
     history_turns: int = Field(default=8, ge=0)
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
+
+    # --- OpenAI-compatible LLM as the news agent (LLM_PROVIDER=openai) ---
+    llm_base_url: str = Field(default="https://api.openai.com/v1", pattern=r"^https?://\S+$")
+    llm_model: str = Field(default="gpt-4o-mini", min_length=1)
+    llm_api_key: SecretStr | None = None  # empty is fine for local servers (Ollama, vLLM)
+    llm_timeout: float = Field(
+        default=15.0, gt=0, description="seconds the model may take to start or between chunks"
+    )
+    llm_max_tool_rounds: int = Field(default=3, ge=0, le=10)
+    llm_max_retries: int = Field(default=1, ge=0, le=5)
+    llm_history_tokens: int = Field(
+        default=1500, ge=0, description="approximate token budget of the history sent"
+    )
 
     # --- workers ---
     worker_concurrency: int = Field(default=8, ge=1)
