@@ -20,7 +20,16 @@ def _pocketsphinx(settings: Settings) -> AsrEngine:
     return PocketsphinxEngine(mode=settings.asr_mode)
 
 
-PROVIDERS: dict[str, Callable[[Settings], AsrEngine]] = {"pocketsphinx": _pocketsphinx}
+def _echo(settings: Settings) -> AsrEngine:
+    from asr_worker.echo_engine import EchoAsrEngine
+
+    return EchoAsrEngine()
+
+
+PROVIDERS: dict[str, Callable[[Settings], AsrEngine]] = {
+    "pocketsphinx": _pocketsphinx,
+    "echo": _echo,
+}
 
 
 def create_asr_engine(settings: Settings) -> AsrEngine:

@@ -19,7 +19,7 @@ from shared import protocol
 from shared.engines import AsrEngine, AsrStream
 from shared.messages import AsrJob, LlmJob, ReplyEvent
 from shared.settings import Settings
-from shared.streams import follow_input, now_ms, publish_job
+from shared.streams import now_ms, publish_job
 from shared.worker import JobContext, StageWorker
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ async def _transcribe(
     input_key = settings.keys.asr_input(job.session_id, job.turn_id)
     pending = bytearray()
     cancelled = False
-    async for _entry_id, chunk in follow_input(redis, input_key, settings.input_idle_timeout):
+    async for _entry_id, chunk in ctx.inputs.follow(input_key, settings.input_idle_timeout):
         pending += chunk.audio
         if keep_audio is not None:
             keep_audio += chunk.audio

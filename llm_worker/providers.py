@@ -55,9 +55,16 @@ def _openai(redis: aioredis.Redis, settings: Settings) -> ReplyAgent:
     )
 
 
+def _echo(redis: aioredis.Redis, settings: Settings) -> ReplyAgent:
+    from llm_worker.echo_agent import EchoAgent
+
+    return EchoAgent()
+
+
 PROVIDERS: dict[str, Callable[[aioredis.Redis, Settings], ReplyAgent]] = {
     "news": _news,
     "openai": _openai,
+    "echo": _echo,
 }
 
 

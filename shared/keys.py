@@ -31,11 +31,12 @@ Per-session keys (TTL ``SESSION_TTL_SECONDS`` refreshed on each write):
 * ``{p}:news:state:{session}`` string, msgpack: the stories last presented to the session
   (for "more about the first story", "next", "repeat").
 
-Per gateway process:
+Per process:
 
-* ``{p}:gw:wake:{gateway}`` stream, no group, TTL -- a doorbell: the gateway's single
-  reply reader blocks on all its sessions' reply streams plus this one; adding a session
-  rings it so the new stream joins the read at once.
+* ``{p}:wake:{owner}`` stream, no group, TTL -- a doorbell (``shared.mux``): a process's
+  single reader blocks on all the streams it follows (a gateway: its sessions' reply
+  streams; a worker: its turns' input streams) plus this one; following a new stream
+  rings it so the stream joins the read at once. Deleted on clean shutdown.
 
 Liveness:
 
@@ -101,8 +102,8 @@ class Keys:
     def heartbeats(self, kind: str) -> str:
         return f"{self.prefix}:hb:{kind}"
 
-    def gateway_wake(self, gateway_id: str) -> str:
-        return f"{self.prefix}:gw:wake:{gateway_id}"
+    def mux_wake(self, owner: str) -> str:
+        return f"{self.prefix}:wake:{owner}"
 
     # caches -------------------------------------------------------------------------
     def news_feed(self, url: str) -> str:

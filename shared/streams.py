@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -19,7 +18,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.keys import Keys
-from shared.messages import InputChunk, Message, ReplyEvent, decode, encode
+from shared.messages import Message, ReplyEvent, encode
 
 log = logging.getLogger(__name__)
 
@@ -79,36 +78,3 @@ class ReplyWriter:
     async def emit(self, event: ReplyEvent) -> None:
         key = self._keys.reply(event.session_id)
         await append_with_ttl(self._redis, key, event, self._ttl, self._maxlen)
-
-
-class InputIdle(TimeoutError):
-    """A turn's input stream got no new entry for too long (the client went away)."""
-
-
-async def follow_input(
-    redis: aioredis.Redis, key: str, idle_timeout: float, start_id: str = "0-0"
-) -> AsyncIterator[tuple[str, InputChunk]]:
-    """Yield a turn's input entries in order until (and including) the end marker.
-
-    Reads with the id of the last entry seen, never ``$``, so nothing written between
-    two reads is missed. Raises ``InputIdle`` after ``idle_timeout`` seconds of silence.
-    """
-    last_id = start_id
-    deadline = time.monotonic() + idle_timeout
-    while True:
-        block_ms = max(1, int((deadline - time.monotonic()) * 1000))
-        result = await redis.xread({key: last_id}, count=64, block=block_ms)
-        if not result:
-            if time.monotonic() >= deadline:
-                raise InputIdle(f"no input on {key} for {idle_timeout:.0f}s")
-            continue
-        for raw_id, fields in result[0][1]:
-            last_id = raw_id.decode()
-            message = decode(fields)
-            if not isinstance(message, InputChunk):
-                log.warning("unexpected %s on input stream", type(message).__name__)
-                continue
-            yield last_id, message
-            if message.end:
-                return
-        deadline = time.monotonic() + idle_timeout

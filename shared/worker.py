@@ -28,6 +28,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import metrics, protocol
 from shared.messages import DeadLetter, MessageError, ReplyEvent, decode, encode
+from shared.mux import StreamMux
 from shared.settings import Settings
 from shared.streams import ReplyWriter, ensure_group
 
@@ -42,6 +43,7 @@ class JobContext:
     entry_id: str
     deliveries: int
     replies: ReplyWriter
+    inputs: StreamMux  # follow a turn's input stream: ``ctx.inputs.follow(key, timeout)``
 
 
 Handler = Callable[[JobT, JobContext], Awaitable[None]]
@@ -79,6 +81,7 @@ class StageWorker(Generic[JobT]):
         self.replies = ReplyWriter(
             redis, settings.keys, settings.session_ttl_seconds, settings.reply_maxlen
         )
+        self.inputs = StreamMux(redis, settings.keys.mux_wake(self.consumer))
         self._slots = asyncio.Semaphore(settings.worker_concurrency)
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self.handled = 0
@@ -87,6 +90,7 @@ class StageWorker(Generic[JobT]):
         """Work until ``stop`` is set, then finish in-flight jobs within the grace period."""
         await ensure_group(self.redis, self.stream, self.group)
         await self._heartbeat()
+        self.inputs.start(f"{self.kind}-inputs")
         log.info("%s worker %s consuming %s", self.kind, self.consumer, self.stream)
         upkeep = asyncio.create_task(self._upkeep(stop), name=f"{self.kind}-upkeep")
         try:
@@ -108,6 +112,7 @@ class StageWorker(Generic[JobT]):
         finally:
             upkeep.cancel()
             await self._drain()
+            await self.inputs.stop()
             with contextlib.suppress(Exception):
                 await self.redis.zrem(self.settings.keys.heartbeats(self.kind), self.consumer)
 
@@ -161,7 +166,7 @@ class StageWorker(Generic[JobT]):
         started = time.perf_counter()
         outcome = "ok"
         try:
-            await self.handler(job, JobContext(entry_id, deliveries, self.replies))
+            await self.handler(job, JobContext(entry_id, deliveries, self.replies, self.inputs))
         except asyncio.CancelledError:
             raise  # shutting down: leave it pending for another worker
         except Exception:

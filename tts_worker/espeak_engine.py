@@ -22,6 +22,7 @@ _ESPEAK_RATE = 1
 _ESPEAK_PITCH = 3
 _DEFAULT_WPM = 175
 _DEFAULT_PITCH = 50
+DEFAULT_VOICE = "en-us"
 
 _SYNTH_CALLBACK = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
@@ -66,7 +67,10 @@ class _Espeak:
     def synthesize(self, text: str, voice_name: str, rate: int, pitch: int) -> bytes:
         if voice_name != self._voice:
             if self.lib.espeak_SetVoiceByName(voice_name.encode()) != 0:
-                raise ValueError(f"espeak-ng has no voice named {voice_name!r}")
+                # a cloud voice name ("alloy", "en-US-AriaNeural") reached the offline
+                # fallback: speak with the default voice rather than lose the sentence
+                voice_name = DEFAULT_VOICE
+                self.lib.espeak_SetVoiceByName(voice_name.encode())
             self._voice = voice_name
         wpm = max(80, min(450, round(_DEFAULT_WPM * (100 + rate) / 100)))
         self.lib.espeak_SetParameter(_ESPEAK_RATE, wpm, 0)
@@ -107,7 +111,7 @@ class EspeakEngine:
         self.sample_rate = espeak_sample_rate()
 
     async def synthesize(self, text: str, voice: Voice) -> AsyncIterator[AudioSegment]:
-        name = voice.name if voice.name and "Neural" not in voice.name else self.default_voice
+        name = voice.name or self.default_voice
         loop = asyncio.get_running_loop()
         pcm = await loop.run_in_executor(
             _ESPEAK_THREAD, _synthesize_on_thread, text, name, voice.rate, voice.pitch

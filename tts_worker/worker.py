@@ -1,9 +1,10 @@
 """TTS stage: speak a reply sentence by sentence as the LLM stage produces it.
 
 The worker that claims a ``TtsJob`` follows that reply's sentence stream to its end, so
-the whole reply comes from one voice with one continuous MP3 encoder and contiguous
-``chunk_index`` values; audio for sentence one is on its way while sentence two is
-still being written.
+the whole reply is one audio stream (one format, one sample rate, see
+``tts_worker.audio_format``) with contiguous ``chunk_index`` values, even when the
+fallback chain switches engines mid-reply; audio for sentence one is on its way while
+sentence two is still being written.
 """
 
 from __future__ import annotations
@@ -16,11 +17,17 @@ from shared import keys as key_names
 from shared.engines import AudioSegment, TtsEngine, Voice
 from shared.messages import ReplyEvent, TtsJob
 from shared.settings import Settings
-from shared.streams import follow_input, now_ms
+from shared.streams import now_ms
 from shared.worker import JobContext, StageWorker
-from tts_worker.mp3 import Mp3Encoder, split_frames
+from tts_worker.audio_format import FORMATS, OutputFormat, ReplyEncoder
 
 log = logging.getLogger(__name__)
+
+
+def output_format(job: TtsJob) -> OutputFormat:
+    """The client's ``format`` option (validated at the gateway); MP3 when absent."""
+    wanted = (job.options or {}).get("format", "mp3")
+    return wanted if wanted in FORMATS else "mp3"
 
 
 class _ReplyAudio:
@@ -32,35 +39,40 @@ class _ReplyAudio:
         self.settings = settings
         self.chunks_sent = 0
         self.first_chunk_ms: int | None = None
-        self._encoder: Mp3Encoder | None = None
-        self._held = bytearray()  # frames not yet sent (all of them when not streaming)
+        self._audio = ReplyEncoder(output_format(job), settings.mp3_bitrate_kbps)
+        self._held = bytearray()  # audio not yet sent (all of it when not streaming)
 
     @property
     def audio_ms(self) -> float:
-        return self._encoder.duration_ms if self._encoder else 0.0
+        return self._audio.duration_ms
+
+    @property
+    def format(self) -> OutputFormat:
+        return self._audio.format
+
+    @property
+    def sample_rate(self) -> int | None:
+        return self._audio.sample_rate
 
     async def add(self, segment: AudioSegment) -> None:
-        if segment.encoding == "mp3":
-            frames = segment.data
-        else:
-            if self._encoder is None:
-                self._encoder = Mp3Encoder(segment.sample_rate, self.settings.mp3_bitrate_kbps)
-            frames = self._encoder.encode(segment.data)
-        self._held += frames
+        self._held += self._audio.add(segment)
         if self.settings.stream_tts_chunks:
             await self._send_held()
 
     async def finish(self) -> None:
-        if self._encoder is not None:
-            self._held += self._encoder.flush()
+        self._held += self._audio.flush()
         await self._send_held()
 
     async def _send_held(self) -> None:
         if not self._held:
             return
-        frames, self._held = bytes(self._held), bytearray()
-        for piece in split_frames(frames, self.settings.audio_chunk_size):
-            data = {"chunk_index": self.chunks_sent, "format": "mp3"}
+        audio, self._held = bytes(self._held), bytearray()
+        for piece in self._audio.pieces(audio, self.settings.audio_chunk_size):
+            data = {
+                "chunk_index": self.chunks_sent,
+                "format": self.format,
+                "sample_rate": self.sample_rate,
+            }
             event = ReplyEvent("tts_chunk", self.job.session_id, self.job.turn_id, data, piece)
             await self.ctx.replies.emit(event)
             if self.first_chunk_ms is None:
@@ -69,12 +81,20 @@ class _ReplyAudio:
 
 
 def voice_for(job: TtsJob, settings: Settings) -> Voice:
+    """The session's voice; its rate and pitch are offsets on ``TTS_RATE``/``TTS_PITCH``."""
     options = job.options or {}
     return Voice(
         name=str(options.get("voice") or settings.tts_voice),
-        rate=int(options.get("rate", 0)),
-        pitch=int(options.get("pitch", 0)),
+        rate=max(-50, min(100, settings.tts_rate + int(options.get("rate", 0)))),
+        pitch=max(-50, min(50, settings.tts_pitch + int(options.get("pitch", 0)))),
     )
+
+
+def for_reply(engine: TtsEngine) -> TtsEngine:
+    """The engine to speak one reply with: engines that keep per-reply state (the fallback
+    chain remembers which engines failed during this reply) hand out a fresh view."""
+    begin = getattr(engine, "begin_reply", None)
+    return begin() if callable(begin) else engine
 
 
 def make_tts_handler(redis: aioredis.Redis, settings: Settings, engine: TtsEngine):
@@ -83,10 +103,11 @@ def make_tts_handler(redis: aioredis.Redis, settings: Settings, engine: TtsEngin
     async def handle(job: TtsJob, ctx: JobContext) -> None:
         audio = _ReplyAudio(job, ctx, settings)
         voice = voice_for(job, settings)
+        speaker = for_reply(engine)
         input_key = keys.tts_input(job.session_id, job.turn_id)
-        async for _entry_id, chunk in follow_input(redis, input_key, settings.input_idle_timeout):
+        async for _entry_id, chunk in ctx.inputs.follow(input_key, settings.input_idle_timeout):
             if chunk.text:
-                async for segment in engine.synthesize(chunk.text, voice):
+                async for segment in speaker.synthesize(chunk.text, voice):
                     await audio.add(segment)
             if chunk.end:
                 break
@@ -96,6 +117,8 @@ def make_tts_handler(redis: aioredis.Redis, settings: Settings, engine: TtsEngin
             "total_chunks_sent": audio.chunks_sent,
             "duration_ms": done - job.created_ms if job.created_ms else 0,
             "audio_ms": round(audio.audio_ms),
+            "format": audio.format,
+            "sample_rate": audio.sample_rate,
             "timings": {
                 "first_chunk_ms": (audio.first_chunk_ms or done) - job.created_ms,
                 "complete_ms": done - job.created_ms,
