@@ -1,3 +1,4 @@
+import asyncio
 import re
 
 import httpx
@@ -20,11 +21,16 @@ def test_ready_sees_a_live_worker_of_each_kind(system) -> None:
 
 
 async def test_metrics_count_turns_and_latency(system) -> None:
+    tts_done = 'vna_jobs_total{outcome="ok",stage="tts"}'
     async with VoiceClient.connect(system.ws_url) as client, httpx.AsyncClient() as http:
         await client.ask("top headlines")
-        text = (await http.get(f"{system.http_url}/metrics", timeout=5)).text
+        for _ in range(50):  # the job is counted when acked, just after streaming_complete
+            text = (await http.get(f"{system.http_url}/metrics", timeout=5)).text
+            if tts_done in text:
+                break
+            await asyncio.sleep(0.05)
     open_sessions = re.search(r"^vna_sessions_open ([0-9.]+)$", text, re.M)
     assert open_sessions and float(open_sessions.group(1)) >= 1
     assert 'vna_ws_events_total{direction="in",event="voice_command"}' in text
     assert 'vna_turn_latency_seconds_count{source="command"}' in text
-    assert 'vna_jobs_total{stage="tts",outcome="ok"}' in text
+    assert tts_done in text

@@ -68,6 +68,8 @@ async def test_overlong_utterance_is_cut_with_an_error(system) -> None:
         for _ in range(31):
             await client.ws.send(second)
         event = await client.next_event(10)
+        while event["event"] == "partial_transcription":
+            event = await client.next_event(10)
         assert (event["event"], event["data"]["code"]) == ("error", "utterance_too_long")
 
 
