@@ -15,7 +15,7 @@ from shared.keys import Keys
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(frozen=True, env_file=None, extra="ignore")
+    model_config = SettingsConfigDict(frozen=True, env_file=".env", extra="ignore")
 
     # --- infrastructure ---
     redis_url: str | None = Field(

@@ -1,0 +1,34 @@
+"""Settings: validated at start, secrets hidden, and the docs list every variable."""
+
+from pathlib import Path
+
+import pytest
+
+from shared.settings import Settings, SettingsError, load_settings
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.mark.parametrize(
+    ("overrides", "variable"),
+    [({"port": 0}, "PORT"), ({"log_level": "LOUD"}, "LOG_LEVEL"), ({"asr_mode": "x"}, "ASR_MODE")],
+)
+def test_bad_values_fail_naming_the_variable(overrides: dict, variable: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        load_settings(**overrides)
+
+
+def test_secrets_never_show_in_repr_or_errors() -> None:
+    settings = load_settings(openai_api_key="sk-very-secret", llm_api_key="sk-other-secret")
+    assert "sk-very-secret" not in repr(settings) and "sk-other-secret" not in str(settings)
+    with pytest.raises(SettingsError) as err:
+        load_settings(openai_api_key="sk-very-secret", port=-1)
+    assert "sk-very-secret" not in str(err.value)
+
+
+def test_readme_and_env_example_list_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    example = (ROOT / ".env.example").read_text()
+    for name in Settings.model_fields:
+        assert f"`{name.upper()}`" in readme or f"`{name.upper()}` /" in readme, name
+        assert f"{name.upper()}=" in example, name
