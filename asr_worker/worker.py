@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 
 from asr_worker.openai_transcriber import TranscriptionFailed
 from shared import keys as key_names
-from shared import protocol
+from shared import metrics, protocol
 from shared.engines import AsrEngine, AsrStream
 from shared.messages import AsrJob, LlmJob, ReplyEvent
 from shared.settings import Settings
@@ -90,6 +90,10 @@ def make_asr_handler(
             except TranscriptionFailed as exc:
                 log.warning("turn %s: %s; using the local transcript", job.turn_id, exc)
         final_ms = now_ms()
+        metrics.observe_ms(
+            metrics.STAGE_LATENCY.labels("asr", engine.name, "transcript_final"),
+            final_ms - speech_end_ms,
+        )
         data = {
             "text": text,
             "is_final": True,

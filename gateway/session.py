@@ -64,6 +64,7 @@ class VoiceSession:
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue(OUTBOX_LIMIT)
         self._max_utterance_bytes = int(settings.max_utterance_seconds * _BYTES_PER_SECOND)
         self._awaiting_audio: dict[str, tuple[float, str]] = {}  # turn -> (input done, source)
+        self._timings: dict[str, dict[str, int]] = {}  # turn -> stage timings so far
 
     async def run(self) -> None:
         await self.ws.send_text(
@@ -208,8 +209,9 @@ class VoiceSession:
     # --- outbound --------------------------------------------------------------------
 
     def _on_reply(self, event: ReplyEvent, _entry_id: str) -> None:
+        data = self._with_turn_timings(event)
         frame = protocol.reply_frame(
-            event.event, event.session_id, event.turn_id, event.data, event.audio
+            event.event, event.session_id, event.turn_id, data, event.audio
         )
         self._queue(frame)
         metrics.EVENTS.labels("out", event.event).inc()
@@ -220,6 +222,18 @@ class VoiceSession:
             if started and event.event == "tts_chunk":
                 seconds = time.perf_counter() - started[0]
                 metrics.TURN_LATENCY.labels(started[1]).observe(seconds)
+
+    def _with_turn_timings(self, event: ReplyEvent) -> dict[str, object]:
+        """Collect each stage's timings of a turn; ``streaming_complete`` carries them all."""
+        timings = event.data.get("timings")
+        if event.event == "streaming_complete":
+            merged = {**self._timings.pop(event.turn_id, {}), **(timings or {})}
+            return {**event.data, "timings": merged}
+        if timings and event.data.get("is_final"):
+            if len(self._timings) > 64:  # turns that never completed (no speech): forget
+                self._timings.clear()
+            self._timings.setdefault(event.turn_id, {}).update(timings)
+        return event.data
 
     def _queue(self, frame: str | None) -> None:
         try:

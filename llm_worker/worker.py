@@ -16,7 +16,7 @@ from llm_worker.history import ConversationMemory
 from llm_worker.sentences import SentenceSplitter
 from llm_worker.speech_text import speech_text
 from shared import keys as key_names
-from shared import protocol
+from shared import metrics, protocol
 from shared.engines import AgentRequest, ReplyAgent
 from shared.messages import InputChunk, LlmJob, ReplyEvent, TtsJob
 from shared.settings import Settings
@@ -90,13 +90,17 @@ def make_llm_handler(redis: aioredis.Redis, settings: Settings, agent: ReplyAgen
             await sink.send(FALLBACK_REPLY)
         for sentence in splitter.flush():
             await sink.send(sentence)
-        await sink.end()
         reply_text = "".join(parts).strip()
         timings = {
             "first_token_ms": (first_token_ms or now_ms()) - job.created_ms,
             "first_sentence_ms": (sink.first_sentence_ms or now_ms()) - job.created_ms,
         }
+        for measure, value in timings.items():
+            metrics.observe_ms(metrics.STAGE_LATENCY.labels("llm", agent.name, measure), value)
+        # the final text goes out before the end marker, so it always precedes the
+        # reply's streaming_complete in the session's reply stream
         await _emit_text(ctx, job, reply_text, is_final=True, timings=timings)
+        await sink.end()
         await memory.append(job.session_id, job.text, reply_text)
 
     return handle

@@ -42,6 +42,7 @@ async def test_spoken_request_gets_partials_transcript_and_spoken_reply(
     assert expect in turn.reply_text.lower()
     assert [c["chunk_index"] for c in turn.chunks] == list(range(len(turn.chunks)))
     assert turn.complete["total_chunks_sent"] == len(turn.chunks)
+    assert turn.complete["timings"]["transcript_final_ms"] >= 0
     assert decode_mp3(turn.audio)[1] > 2.0
 
 

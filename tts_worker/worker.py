@@ -14,6 +14,7 @@ import logging
 import redis.asyncio as aioredis
 
 from shared import keys as key_names
+from shared import metrics
 from shared.engines import AudioSegment, TtsEngine, Voice
 from shared.messages import ReplyEvent, TtsJob
 from shared.settings import Settings
@@ -113,6 +114,14 @@ def make_tts_handler(redis: aioredis.Redis, settings: Settings, engine: TtsEngin
                 break
         await audio.finish()
         done = now_ms()
+        if job.created_ms:
+            first = (audio.first_chunk_ms or done) - job.created_ms
+            metrics.observe_ms(
+                metrics.STAGE_LATENCY.labels("tts", engine.name, "first_chunk"), first
+            )
+            metrics.observe_ms(
+                metrics.STAGE_LATENCY.labels("tts", engine.name, "complete"), done - job.created_ms
+            )
         data = {
             "total_chunks_sent": audio.chunks_sent,
             "duration_ms": done - job.created_ms if job.created_ms else 0,
