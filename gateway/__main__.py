@@ -27,7 +27,7 @@ def uvicorn_config(
 
 def main() -> None:
     settings = load_settings()
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     config = uvicorn_config(
         create_app(settings),
         settings.host,

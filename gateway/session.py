@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.relay import ReplyRelay
 from shared import metrics, protocol
+from shared.logs import session_id_var
 from shared.messages import AsrJob, InputChunk, LlmJob, ReplyEvent
 from shared.protocol import AudioInput, ProtocolError, SessionOptions, VoiceCommand
 from shared.settings import Settings
@@ -67,6 +68,7 @@ class VoiceSession:
         self._timings: dict[str, dict[str, int]] = {}  # turn -> stage timings so far
 
     async def run(self) -> None:
+        session_id_var.set(self.session_id)  # tags this connection's log lines
         await self.ws.send_text(
             protocol.server_frame(
                 "connected",

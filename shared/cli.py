@@ -60,7 +60,7 @@ def _up(args: argparse.Namespace) -> int:
     if args.port is not None:
         overrides["port"] = args.port
     settings = load_settings(**overrides)
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     embedded = None
     if not settings.redis_url:
         from shared.embedded_redis import start_embedded_redis

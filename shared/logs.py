@@ -1,12 +1,62 @@
-"""Process-wide logging setup: one line per record, no transcripts or secrets in text."""
+"""Process-wide logging: one JSON object per line, tagged with session and turn ids.
+
+Ids come from context variables set where a session or a job is handled, so every log
+line inside that work carries them without passing them around. Log messages never
+contain transcripts, reply text or secrets; only ids, kinds and numbers.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+session_id_var: ContextVar[str | None] = ContextVar("session_id", default=None)
+turn_id_var: ContextVar[str | None] = ContextVar("turn_id", default=None)
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if (session := session_id_var.get()) is not None:
+            entry["session_id"] = session
+        if (turn := turn_id_var.get()) is not None:
+            entry["turn_id"] = turn
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def setup_logging(level: str, log_format: str = "json") -> None:
+    handler = logging.StreamHandler()
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+
+
+@contextmanager
+def log_context(session_id: str | None, turn_id: str | None = None) -> Iterator[None]:
+    """Tag every log line inside the block with these ids."""
+    session_token = session_id_var.set(session_id)
+    turn_token = turn_id_var.set(turn_id)
+    try:
+        yield
+    finally:
+        turn_id_var.reset(turn_token)
+        session_id_var.reset(session_token)

@@ -47,7 +47,7 @@ def install_stop_signals(stop: asyncio.Event) -> None:
 def worker_main(build: WorkerBuilder) -> None:
     """Entry point of ``python -m <kind>_worker``."""
     settings = load_settings()
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     if settings.metrics_port:
         serve_metrics(settings.metrics_port)
 

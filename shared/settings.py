@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "INFO"
+    log_format: str = Field(default="json", pattern=r"^(json|text)$")
     metrics_port: int | None = Field(
         default=None, ge=1, le=65535, description="workers run alone: serve /metrics here"
     )

@@ -27,6 +27,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import metrics, protocol
+from shared.logs import session_id_var, turn_id_var
 from shared.messages import DeadLetter, MessageError, ReplyEvent, decode, encode
 from shared.mux import StreamMux
 from shared.settings import Settings
@@ -165,6 +166,8 @@ class StageWorker(Generic[JobT]):
             return
         started = time.perf_counter()
         outcome = "ok"
+        session_id_var.set(getattr(job, "session_id", None))  # this task's log lines
+        turn_id_var.set(getattr(job, "turn_id", None))
         try:
             await self.handler(job, JobContext(entry_id, deliveries, self.replies, self.inputs))
         except asyncio.CancelledError:
