@@ -70,3 +70,13 @@ async def test_two_sessions_never_see_each_others_events(system) -> None:
             assert {e["data"]["session_id"] for e in turn.events} == {client.session_id}
             assert client.inbox.empty()
     assert "battery" in turns[0].reply_text.lower() and "battery" not in turns[1].reply_text.lower()
+
+
+async def test_logs_never_contain_what_the_user_said(system) -> None:
+    secret_phrase = "zebra crossing quarterly"
+    async with VoiceClient.connect(system.ws_url) as client:
+        turn = await client.ask(f"search for news about {secret_phrase}")
+    assert turn.complete
+    log = system.log_path.read_text()
+    assert '"session_id"' in log  # the log is JSON lines tagged with ids
+    assert secret_phrase not in log and "zebra" not in log
