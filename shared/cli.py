@@ -1,4 +1,4 @@
-"""``voice-agent``: run the whole system in one process (``up``).
+"""``voice-agent``: run the whole system in one process (``up``), or talk to it (``talk``).
 
 ``up`` starts the gateway and one worker of each kind on one event loop, with the same
 code as the separate services; without ``REDIS_URL`` it first starts an embedded
@@ -17,6 +17,7 @@ import uvicorn
 
 from shared.logs import setup_logging
 from shared.settings import Settings, load_settings
+from shared.talk import add_talk_command
 
 log = logging.getLogger("voice_agent")
 
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     up = commands.add_parser("up", help="run gateway and all workers in one process")
     up.add_argument("--port", type=int, default=None, help="gateway port (default: $PORT or 8000)")
     up.set_defaults(func=_up)
+    add_talk_command(commands)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -11,7 +11,7 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,6 +80,7 @@ class VoiceClient:
         self.connected = connected
         self.session_id: str = connected["session_id"]
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.on_event: Callable[[dict[str, Any]], None] | None = None  # e.g. live printing
         self._reader = asyncio.create_task(self._read(), name="voice-client-read")
 
     @classmethod
@@ -151,6 +152,8 @@ class VoiceClient:
                 if turn.turn_id is None and data.get("turn_id"):
                     turn.turn_id = data["turn_id"]
                 turn.events.append(event)
+                if self.on_event is not None:
+                    self.on_event(event)
                 turn.arrival_ms.append((time.perf_counter() - turn.started_at) * 1000)
                 ends_turn = event["event"] in TERMINAL_EVENTS and data.get("turn_id")
                 if ends_turn and data["turn_id"] == turn.turn_id:
