@@ -36,19 +36,6 @@ async def test_every_chunk_holds_whole_mp3_frames(system) -> None:
     assert all(len(base64.b64decode(c["audio_chunk"])) <= 4096 for c in turn.chunks)
 
 
-async def test_audio_starts_before_the_reply_text_is_finished(system) -> None:
-    async with VoiceClient.connect(system.ws_url) as client:
-        turn = await client.ask("read me the world headlines")
-    names = [e["event"] for e in turn.events]
-    first_chunk = names.index("tts_chunk")
-    final_text = next(
-        i
-        for i, e in enumerate(turn.events)
-        if e["event"] == "agent_response" and e["data"]["is_final"]
-    )
-    assert first_chunk < final_text
-
-
 async def test_follow_up_uses_the_sessions_previous_stories(system) -> None:
     async with VoiceClient.connect(system.ws_url) as client:
         first = await client.ask("sports headlines")
