@@ -14,13 +14,12 @@ from typing import Protocol
 import redis.asyncio as aioredis
 
 from asr_worker.openai_transcriber import TranscriptionFailed
-from shared import keys as key_names
 from shared import metrics, protocol
 from shared.engines import AsrEngine, AsrStream
 from shared.messages import AsrJob, LlmJob, ReplyEvent
 from shared.settings import Settings
 from shared.streams import now_ms, publish_job
-from shared.worker import JobContext, StageWorker
+from shared.worker import JobContext, StageWorker, stage_worker
 
 log = logging.getLogger(__name__)
 
@@ -126,12 +125,6 @@ def build_asr_worker(
     engine: AsrEngine,
     external: ExternalTranscriber | None = None,
 ) -> StageWorker[AsrJob]:
-    return StageWorker(
-        redis,
-        settings,
-        kind="asr",
-        stream=settings.keys.asr_jobs,
-        group=key_names.ASR_GROUP,
-        job_type=AsrJob,
-        handler=make_asr_handler(redis, settings, engine, external),
+    return stage_worker(
+        redis, settings, "asr", AsrJob, make_asr_handler(redis, settings, engine, external)
     )

@@ -6,36 +6,34 @@ import uvicorn
 
 from gateway.app import create_app
 from shared.logs import setup_logging
-from shared.settings import load_settings
+from shared.settings import Settings, load_settings
 
 
-def uvicorn_config(
-    app: object, host: str, port: int, log_level: str, max_frame: int
-) -> uvicorn.Config:
-    """Frames up to 4x the protocol limit reach the app, which answers with an error event."""
-    return uvicorn.Config(
-        app,  # type: ignore[arg-type]
-        host=host,
-        port=port,
-        log_level=log_level.lower(),
-        ws_max_size=max(4 * max_frame, 1 << 20),
+def gateway_server(settings: Settings) -> uvicorn.Server:
+    """The gateway's uvicorn server (also used by ``voice-agent up``).
+
+    Frames up to 4x the protocol limit reach the app, which answers oversized ones with
+    an ``error`` event instead of closing the socket; WebSocket pings keep idle
+    connections (and proxies) alive and detect dead peers.
+    """
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        log_config=None,  # keep our JSON logging
+        ws_max_size=max(4 * settings.max_frame_bytes, 1 << 20),
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
         proxy_headers=True,
     )
+    return uvicorn.Server(config)
 
 
 def main() -> None:
     settings = load_settings()
     setup_logging(settings.log_level, settings.log_format)
-    config = uvicorn_config(
-        create_app(settings),
-        settings.host,
-        settings.port,
-        settings.log_level,
-        settings.max_frame_bytes,
-    )
-    uvicorn.Server(config).run()
+    gateway_server(settings).run()
 
 
 if __name__ == "__main__":

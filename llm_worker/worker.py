@@ -15,13 +15,12 @@ from llm_worker.errors import LlmError
 from llm_worker.history import ConversationMemory
 from llm_worker.sentences import SentenceSplitter
 from llm_worker.speech_text import speech_text
-from shared import keys as key_names
 from shared import metrics, protocol
 from shared.engines import AgentRequest, ReplyAgent
 from shared.messages import InputChunk, LlmJob, ReplyEvent, TtsJob
 from shared.settings import Settings
 from shared.streams import append_with_ttl, now_ms, publish_job
-from shared.worker import JobContext, StageWorker
+from shared.worker import JobContext, StageWorker, stage_worker
 
 log = logging.getLogger(__name__)
 
@@ -135,12 +134,4 @@ async def _emit_text(
 def build_llm_worker(
     redis: aioredis.Redis, settings: Settings, agent: ReplyAgent
 ) -> StageWorker[LlmJob]:
-    return StageWorker(
-        redis,
-        settings,
-        kind="llm",
-        stream=settings.keys.llm_jobs,
-        group=key_names.LLM_GROUP,
-        job_type=LlmJob,
-        handler=make_llm_handler(redis, settings, agent),
-    )
+    return stage_worker(redis, settings, "llm", LlmJob, make_llm_handler(redis, settings, agent))

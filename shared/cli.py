@@ -13,8 +13,6 @@ import contextlib
 import logging
 import sys
 
-import uvicorn
-
 from shared.logs import setup_logging
 from shared.settings import Settings, load_settings
 from shared.talk import add_talk_command
@@ -25,8 +23,7 @@ log = logging.getLogger("voice_agent")
 async def run_all_in_one(settings: Settings) -> None:
     """Gateway + ASR, LLM and TTS workers until SIGINT/SIGTERM (uvicorn handles the signal)."""
     from asr_worker.providers import build as build_asr
-    from gateway.__main__ import uvicorn_config
-    from gateway.app import create_app
+    from gateway.__main__ import gateway_server
     from llm_worker.providers import build as build_llm
     from shared.service import run_worker
     from tts_worker.providers import build as build_tts
@@ -36,14 +33,7 @@ async def run_all_in_one(settings: Settings) -> None:
         asyncio.create_task(run_worker(build, settings, stop), name=f"{name}-worker")
         for name, build in (("asr", build_asr), ("llm", build_llm), ("tts", build_tts))
     ]
-    config = uvicorn_config(
-        create_app(settings),
-        settings.host,
-        settings.port,
-        settings.log_level,
-        settings.max_frame_bytes,
-    )
-    server = uvicorn.Server(config)
+    server = gateway_server(settings)
     serving = asyncio.create_task(server.serve(), name="gateway")
     done, _ = await asyncio.wait([serving, *workers], return_when=asyncio.FIRST_COMPLETED)
     for task in done:

@@ -66,6 +66,10 @@ class Keys:
     prefix: str = "vna"
 
     # work streams -------------------------------------------------------------
+    def jobs(self, kind: str) -> str:
+        """The work stream of a stage kind; its consumer group is named after the kind."""
+        return f"{self.prefix}:{kind}:jobs"
+
     @property
     def asr_jobs(self) -> str:
         return f"{self.prefix}:asr:jobs"

@@ -50,6 +50,20 @@ class JobContext:
 Handler = Callable[[JobT, JobContext], Awaitable[None]]
 
 
+def stage_worker(
+    redis: aioredis.Redis,
+    settings: Settings,
+    kind: str,
+    job_type: type[JobT],
+    handler: Handler[JobT],
+) -> StageWorker[JobT]:
+    """The worker of one stage kind (``asr``, ``llm``, ``tts``) on its job stream and group."""
+    stream = settings.keys.jobs(kind)
+    return StageWorker(
+        redis, settings, kind=kind, stream=stream, group=kind, job_type=job_type, handler=handler
+    )
+
+
 def consumer_name(settings: Settings, kind: str) -> str:
     """Unique per process; ``WORKER_NAME`` pins it (so a restart re-reads its own pending)."""
     if settings.worker_name:

@@ -13,13 +13,12 @@ import logging
 
 import redis.asyncio as aioredis
 
-from shared import keys as key_names
 from shared import metrics
 from shared.engines import AudioSegment, TtsEngine, Voice
 from shared.messages import ReplyEvent, TtsJob
 from shared.settings import Settings
 from shared.streams import now_ms
-from shared.worker import JobContext, StageWorker
+from shared.worker import JobContext, StageWorker, stage_worker
 from tts_worker.audio_format import FORMATS, OutputFormat, ReplyEncoder
 
 log = logging.getLogger(__name__)
@@ -141,12 +140,4 @@ def make_tts_handler(redis: aioredis.Redis, settings: Settings, engine: TtsEngin
 def build_tts_worker(
     redis: aioredis.Redis, settings: Settings, engine: TtsEngine
 ) -> StageWorker[TtsJob]:
-    return StageWorker(
-        redis,
-        settings,
-        kind="tts",
-        stream=settings.keys.tts_jobs,
-        group=key_names.TTS_GROUP,
-        job_type=TtsJob,
-        handler=make_tts_handler(redis, settings, engine),
-    )
+    return stage_worker(redis, settings, "tts", TtsJob, make_tts_handler(redis, settings, engine))
