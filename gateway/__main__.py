@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import uvicorn
 
 from gateway.app import create_app
 from shared.logs import setup_logging
 from shared.settings import Settings, load_settings
+
+
+class _GracefulServer(uvicorn.Server):
+    """uvicorn re-raises a captured SIGTERM after its graceful shutdown, killing the process
+    before anything after ``serve()`` runs (``voice-agent up`` must still drain its workers
+    and stop the embedded Redis). The shutdown already happened: exit normally instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
 
 
 def gateway_server(settings: Settings) -> uvicorn.Server:
@@ -27,7 +42,7 @@ def gateway_server(settings: Settings) -> uvicorn.Server:
         ws_ping_timeout=20.0,
         proxy_headers=True,
     )
-    return uvicorn.Server(config)
+    return _GracefulServer(config)
 
 
 def main() -> None:
