@@ -119,6 +119,7 @@ async def run_level(
     errors: list[str] = []
     cpu_before, _ = _proc_stats(gateway_pid)
     worker_cpu_before, _ = _proc_stats(worker_pid)
+    client_cpu_before, _ = _proc_stats(os.getpid())
     wall = time.perf_counter()
     tasks = []
     for _ in range(sessions):  # ramp up: 100 connections per 100 ms
@@ -132,6 +133,7 @@ async def run_level(
     failures = [t.exception() for t in tasks if t.exception()]
     cpu_after, rss = _proc_stats(gateway_pid)
     worker_cpu_after, _ = _proc_stats(worker_pid)
+    client_cpu_after, _ = _proc_stats(os.getpid())
     elapsed = time.perf_counter() - wall
     return {
         "sessions": sessions,
@@ -141,11 +143,13 @@ async def run_level(
         "relay_ms_p99": _pct(latencies, 0.99),
         "gateway_cpu_percent": round(100 * (cpu_after - cpu_before) / elapsed, 1),
         "asr_worker_cpu_percent": round(100 * (worker_cpu_after - worker_cpu_before) / elapsed, 1),
+        "client_cpu_percent": round(100 * (client_cpu_after - client_cpu_before) / elapsed, 1),
         "gateway_rss_mb_peak": round(peak_rss / 2**20, 1),
         "gateway_rss_mb_after": round(rss / 2**20, 1),
         "redis_used_memory_mb": round(r.info("memory")["used_memory"] / 2**20, 1),
         "errors": len(errors),
         "failed_sessions": len(failures),
+        "failure_kinds": sorted({type(f).__name__ + ": " + str(f)[:80] for f in failures}),
     }
 
 
