@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.messages import InputChunk, MessageError, decode
 
@@ -109,6 +111,10 @@ class StreamMux:
                 backoff = 0.05
             except asyncio.CancelledError:
                 raise
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                log.warning("stream mux lost Redis (%s); retrying in %.2fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
             except Exception:
                 log.warning("stream mux read failed; retrying in %.2fs", backoff, exc_info=True)
                 await asyncio.sleep(backoff)

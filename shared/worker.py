@@ -224,7 +224,9 @@ class StageWorker(Generic[JobT]):
                 await self._refresh_claims()
                 await self._reclaim()
                 await self._report_queue()
-            except Exception:  # Redis hiccup: try again next round
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                log.warning("%s upkeep: Redis unavailable (%s)", self.kind, exc)
+            except Exception:  # anything else: try again next round, with the traceback
                 log.warning("%s upkeep failed", self.kind, exc_info=True)
 
     async def _heartbeat(self) -> None:
