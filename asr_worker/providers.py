@@ -33,6 +33,8 @@ PROVIDERS: dict[str, Callable[[Settings], AsrEngine]] = {
 
 
 def create_asr_engine(settings: Settings) -> AsrEngine:
+    if not settings.speech_input_enabled:
+        raise ValueError("ASR_PROVIDER=none: run no ASR worker (clients send voice_command)")
     try:
         factory = PROVIDERS[settings.asr_provider]
     except KeyError:

@@ -22,7 +22,6 @@ log = logging.getLogger(__name__)
 
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_POLICY_VIOLATION = 1008
-WORKER_KINDS = ("asr", "llm", "tts")
 READY_WINDOW_MS = 10_000  # a heartbeat younger than this counts as a live worker
 
 
@@ -66,13 +65,13 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             async with asyncio.timeout(1.0):
                 now = int(time.time() * 1000)
-                for kind in WORKER_KINDS:
+                for kind in settings.worker_kinds:
                     key = settings.keys.heartbeats(kind)
                     workers[kind] = await app.state.redis.zcount(key, now - READY_WINDOW_MS, "+inf")
             redis_ok = True
         except Exception:
             redis_ok = False
-        ok = redis_ok and all(workers.get(kind) for kind in WORKER_KINDS)
+        ok = redis_ok and all(workers.get(kind) for kind in settings.worker_kinds)
         body = {"ready": ok, "redis": "ok" if redis_ok else "unreachable", "workers": workers}
         return JSONResponse(body, status_code=200 if ok else 503)
 

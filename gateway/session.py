@@ -152,6 +152,12 @@ class VoiceSession:
         self._awaiting_audio[job.turn_id] = (time.perf_counter(), "command")
 
     async def _on_audio(self, audio: AudioInput) -> None:
+        if not self.settings.speech_input_enabled:
+            raise ProtocolError(
+                protocol.ASR_DISABLED,
+                "this server does not recognise speech (ASR_PROVIDER=none); "
+                "recognise on the device and send voice_command",
+            )
         utterance = self._utterance
         if audio.pcm:
             if utterance is None:

@@ -32,6 +32,7 @@ async def run_all_in_one(settings: Settings) -> None:
     workers = [
         asyncio.create_task(run_worker(build, settings, stop), name=f"{name}-worker")
         for name, build in (("asr", build_asr), ("llm", build_llm), ("tts", build_tts))
+        if name in settings.worker_kinds  # ASR_PROVIDER=none: recognition on the device only
     ]
     server = gateway_server(settings)
     serving = asyncio.create_task(server.serve(), name="gateway")

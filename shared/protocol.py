@@ -28,6 +28,7 @@ SESSION_MISMATCH = "session_mismatch"
 NO_SPEECH = "no_speech"
 STAGE_FAILED = "stage_failed"
 UNAVAILABLE = "unavailable"
+ASR_DISABLED = "asr_disabled"
 
 
 class ProtocolError(Exception):

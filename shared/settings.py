@@ -60,7 +60,9 @@ class Settings(BaseSettings):
     openai_tts_voice: str = Field(default="alloy", min_length=1)
 
     # --- recognition ---
-    asr_provider: str = "pocketsphinx"
+    asr_provider: str = Field(
+        default="pocketsphinx", description="none: no server-side recognition (voice_command only)"
+    )
     asr_mode: str = Field(default="grammar", pattern=r"^(grammar|open)$")
     use_external_asr: bool = False
     external_asr_model: str = "whisper-1"
@@ -117,6 +119,15 @@ class Settings(BaseSettings):
         if self.use_external_asr and not self.openai_api_key:
             raise ValueError("USE_EXTERNAL_ASR=true needs OPENAI_API_KEY to be set")
         return self
+
+    @property
+    def speech_input_enabled(self) -> bool:
+        """False when recognition happens only on the device (``ASR_PROVIDER=none``)."""
+        return self.asr_provider != "none"
+
+    @property
+    def worker_kinds(self) -> tuple[str, ...]:
+        return ("asr", "llm", "tts") if self.speech_input_enabled else ("llm", "tts")
 
     @cached_property
     def keys(self) -> Keys:

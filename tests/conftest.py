@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
@@ -98,22 +99,24 @@ E2E_FEEDS = (
 )
 
 
-@pytest.fixture(scope="session")
-def system(redis_url: str, fixture_http: str, tmp_path_factory: pytest.TempPathFactory):
-    """``voice-agent up`` in a subprocess, ready to serve."""
+@contextlib.contextmanager
+def running_system(
+    redis_url: str, fixture_http: str, log_dir: Path, **extra_env: str
+) -> Iterator[System]:
+    """``voice-agent up`` in a subprocess on a free port, ready to serve, then SIGTERM."""
     port = free_port()
-    url = f"{redis_url}/1"
-    log_path = tmp_path_factory.mktemp("system") / "voice-agent.log"
+    log_path = log_dir / "voice-agent.log"
     feeds = ",".join(
         f"{spec.split('=')[0]}={fixture_http}{spec.split('=')[1]}" for spec in E2E_FEEDS
     )
     env = {
         **os.environ,
-        "REDIS_URL": url,
+        "REDIS_URL": redis_url,
         "PORT": str(port),
         "HOST": "127.0.0.1",
         "NEWS_FEEDS": feeds,
         "LOG_LEVEL": "INFO",
+        **extra_env,
     }
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(
@@ -129,17 +132,28 @@ def system(redis_url: str, fixture_http: str, tmp_path_factory: pytest.TempPathF
         if proc.poll() is not None:
             raise RuntimeError(f"voice-agent up exited early:\n{log_path.read_text()[-3000:]}")
         try:
-            if httpx.get(f"{http_url}/health", timeout=1).status_code == 200:
+            if httpx.get(f"{http_url}/ready", timeout=1).status_code == 200:
                 break
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
             proc.kill()
-            raise RuntimeError(f"gateway did not start:\n{log_path.read_text()[-3000:]}")
+            raise RuntimeError(f"system did not get ready:\n{log_path.read_text()[-3000:]}")
         time.sleep(0.1)
-    yield System(f"ws://127.0.0.1:{port}/ws/voice", http_url, url, log_path)
-    proc.send_signal(signal.SIGTERM)
     try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield System(f"ws://127.0.0.1:{port}/ws/voice", http_url, redis_url, log_path)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def system(
+    redis_url: str, fixture_http: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[System]:
+    """The whole product on database 1 of the test server, with the fixture feeds."""
+    with running_system(f"{redis_url}/1", fixture_http, tmp_path_factory.mktemp("system")) as up:
+        yield up
