@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.relay import ReplyRelay
@@ -108,14 +109,20 @@ class VoiceSession:
             try:
                 await self._handle_frame(message.get("text"), message.get("bytes"))
             except ProtocolError as exc:
-                turn = self._utterance.turn_id if self._utterance else None
-                self._queue(protocol.error_frame(exc.code, exc.message, self.session_id, turn))
-                metrics.ERRORS.labels(exc.code).inc()
+                self._refuse(exc.code, exc.message)
+            except RedisError:
+                log.warning("Redis unavailable while handling a client frame")
+                self._refuse(protocol.UNAVAILABLE, "the service is briefly unavailable; try again")
             except WebSocketDisconnect:
                 return
 
+    def _refuse(self, code: str, message: str) -> None:
+        turn = self._utterance.turn_id if self._utterance else None
+        self._queue(protocol.error_frame(code, message, self.session_id, turn))
+        metrics.ERRORS.labels(code).inc()
+
     async def _handle_frame(self, text: str | None, data: bytes | None) -> None:
-        size = len(text.encode()) if text is not None else len(data or b"")
+        size = len(text) if text is not None else len(data or b"")  # chars: no copy per frame
         if size > self.settings.max_frame_bytes:
             raise ProtocolError(
                 protocol.FRAME_TOO_LARGE,
