@@ -25,7 +25,7 @@ from shared.logs import session_id_var
 from shared.messages import AsrJob, InputChunk, LlmJob, ReplyEvent
 from shared.protocol import AudioInput, ProtocolError, SessionOptions, VoiceCommand
 from shared.settings import Settings
-from shared.streams import append_with_ttl, now_ms, publish_job
+from shared.streams import StreamAppender, now_ms, publish_job
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ class VoiceSession:
         self._job_options = options.as_job_options()
         self.session_id = uuid.uuid4().hex
         self._keys = settings.keys
+        self._inputs = StreamAppender(redis, settings.turn_ttl_seconds)
         self._turns = 0
         self._utterance: _Utterance | None = None
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue(OUTBOX_LIMIT)
@@ -202,17 +203,12 @@ class VoiceSession:
             )
         utterance.audio_bytes += len(pcm)
         utterance.seq += 1
-        chunk = InputChunk(seq=utterance.seq, audio=pcm)
-        await append_with_ttl(
-            self.redis, utterance.input_key, chunk, self.settings.turn_ttl_seconds
-        )
+        await self._inputs.append(utterance.input_key, InputChunk(seq=utterance.seq, audio=pcm))
 
     async def _end_input(self, utterance: _Utterance, cancelled: bool = False) -> None:
         utterance.seq += 1
         chunk = InputChunk(seq=utterance.seq, end=True, cancelled=cancelled)
-        await append_with_ttl(
-            self.redis, utterance.input_key, chunk, self.settings.turn_ttl_seconds
-        )
+        await self._inputs.append(utterance.input_key, chunk)
 
     async def _abandon_utterance(self) -> None:
         """The client left mid-utterance: end its input so the ASR worker lets go now."""

@@ -66,15 +66,37 @@ async def append_with_ttl(
         await pipe.execute()
 
 
+class StreamAppender:
+    """XADD to streams without groups on hot paths, refreshing a key's TTL only when due.
+
+    A TTL refresh per audio chunk or partial doubles the commands for nothing: the key
+    is refreshed on its first write and then at most every quarter of its TTL, so it
+    still outlives its last write by at least three quarters of the TTL.
+    """
+
+    def __init__(self, redis: aioredis.Redis, ttl_seconds: int, maxlen: int | None = None):
+        self._redis = redis
+        self._ttl = ttl_seconds
+        self._maxlen = maxlen
+        self._refresh_due: dict[str, float] = {}
+
+    async def append(self, key: str, message: Message) -> None:
+        now = time.monotonic()
+        if self._refresh_due.get(key, 0.0) > now:
+            await self._redis.xadd(key, encode(message), maxlen=self._maxlen, approximate=True)
+            return
+        await append_with_ttl(self._redis, key, message, self._ttl, self._maxlen)
+        self._refresh_due[key] = now + self._ttl / 4
+        if len(self._refresh_due) > 4096:  # forget keys not written for a while
+            self._refresh_due = {k: t for k, t in self._refresh_due.items() if t > now}
+
+
 class ReplyWriter:
     """Writes client-visible events to a session's reply stream."""
 
     def __init__(self, redis: aioredis.Redis, keys: Keys, ttl: int, maxlen: int):
-        self._redis = redis
         self._keys = keys
-        self._ttl = ttl
-        self._maxlen = maxlen
+        self._appender = StreamAppender(redis, ttl, maxlen)
 
     async def emit(self, event: ReplyEvent) -> None:
-        key = self._keys.reply(event.session_id)
-        await append_with_ttl(self._redis, key, event, self._ttl, self._maxlen)
+        await self._appender.append(self._keys.reply(event.session_id), event)
