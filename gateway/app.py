@@ -30,7 +30,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = connect(settings.redis_url)
+        redis = connect(settings.redis_url, settings.redis_max_connections)
         relay = ReplyRelay(redis, settings.keys)
         relay.start()
         app.state.redis, app.state.relay, app.state.sessions = redis, relay, set()

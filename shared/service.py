@@ -30,7 +30,7 @@ async def run_worker(build: WorkerBuilder, settings: Settings, stop: asyncio.Eve
     Shutdown order: stop reading, let in-flight jobs finish (or hand them back), then
     close Redis.
     """
-    redis = connect(settings.redis_url)
+    redis = connect(settings.redis_url, settings.redis_max_connections)
     try:
         worker = await build(redis, settings)
         await worker.run(stop)

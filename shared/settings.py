@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="Redis/Valkey URL; unset = embedded server (voice-agent up)"
     )
+    redis_max_connections: int = Field(
+        default=64, ge=4, description="connections per process; commands wait for a free one"
+    )
     stream_prefix: str = Field(default="vna", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
     host: str = "0.0.0.0"
     port: int = Field(default=8000, ge=1, le=65535)

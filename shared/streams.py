@@ -29,16 +29,24 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def connect(url: str | None, **kwargs: object) -> aioredis.Redis:
-    """A client that retries transient connection errors with jittered backoff."""
-    return aioredis.Redis.from_url(
+def connect(url: str | None, max_connections: int = 64) -> aioredis.Redis:
+    """A client with a bounded pool that retries transient errors with jittered backoff.
+
+    The pool blocks (up to 10 s) when all its connections are busy instead of failing:
+    under load, commands queue for a connection rather than erroring out. Blocking reads
+    hold a connection each, and each process has only two (its stream mux and, in a
+    worker, its XREADGROUP).
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(
         url or DEFAULT_REDIS_URL,
+        max_connections=max_connections,
+        timeout=10,
         retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=2.0), retries=6),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         health_check_interval=15,
         socket_keepalive=True,
-        **kwargs,  # type: ignore[arg-type]
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 async def ensure_group(redis: aioredis.Redis, stream: str, group: str) -> None:

@@ -159,11 +159,15 @@ class StageWorker(Generic[JobT]):
             self._handle(entry_id, fields, deliveries), name=f"{self.kind}-job-{entry_id}"
         )
         self._in_flight[entry_id] = task
-        task.add_done_callback(lambda _t: self._finished(entry_id))
+        task.add_done_callback(lambda done: self._finished(entry_id, done))
 
-    def _finished(self, entry_id: str) -> None:
+    def _finished(self, entry_id: str, task: asyncio.Task[None]) -> None:
         self._in_flight.pop(entry_id, None)
         self._slots.release()
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # the job's own bookkeeping failed (Redis gone): it stays pending, so a live
+            # worker reclaims it; say so instead of losing the exception
+            log.warning("%s job %s left pending: %r", self.kind, entry_id, exc)
 
     async def _handle(self, entry_id: str, fields: dict[bytes, bytes], deliveries: int) -> None:
         try:
