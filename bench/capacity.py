@@ -22,7 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import redis
 import websockets
 
@@ -30,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from shared.embedded_redis import start_embedded_redis  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
+from tests.conftest import free_port, wait_for_http  # noqa: E402
 
 FRAME = b"\x00\x01" * 1600  # 100 ms of 16 kHz s16le
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -63,11 +62,7 @@ def services(redis_url: str, max_sessions: int):
         for module in ("gateway", "asr_worker")
     ]
     try:
-        for _ in range(300):
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.1)
+        wait_for_http(f"http://127.0.0.1:{port}/health", procs[0])
         yield f"ws://127.0.0.1:{port}/ws/voice", procs[0].pid, procs[1].pid
     finally:
         for proc in procs:

@@ -21,18 +21,15 @@ import statistics
 import subprocess
 import sys
 import threading
-import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-
-import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from shared.client import VoiceClient  # noqa: E402
 from tests.audio_checks import speech_16k  # noqa: E402
-from tests.conftest import E2E_FEEDS, free_port  # noqa: E402
+from tests.conftest import E2E_FEEDS, free_port, wait_for_http  # noqa: E402
 from tests.test_pipeline_speech import word_error_rate  # noqa: E402
 
 UTTERANCES = [
@@ -71,11 +68,7 @@ def running_system():
         stderr=subprocess.DEVNULL,
     )
     try:
-        for _ in range(600):
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.1)
+        wait_for_http(f"http://127.0.0.1:{port}/ready", proc)
         yield f"ws://127.0.0.1:{port}/ws/voice", proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)

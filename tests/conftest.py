@@ -40,6 +40,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_for_http(url: str, proc: subprocess.Popen | None = None, limit_s: float = 60) -> None:
+    """Poll ``url`` until it answers 2xx; fail early if ``proc`` exits meanwhile."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited early with {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1).is_success:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {limit_s:.0f} s")
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[EmbeddedRedis | str]:
     """A Redis-compatible server for the whole session (``TEST_REDIS_URL`` to use another)."""
@@ -127,19 +140,11 @@ def running_system(
             stderr=subprocess.STDOUT,
         )
     http_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"voice-agent up exited early:\n{log_path.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{http_url}/ready", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"system did not get ready:\n{log_path.read_text()[-3000:]}")
-        time.sleep(0.1)
+    try:
+        wait_for_http(f"{http_url}/ready", proc)
+    except RuntimeError as exc:
+        proc.kill()
+        raise RuntimeError(f"{exc}:\n{log_path.read_text()[-3000:]}") from None
     try:
         yield System(f"ws://127.0.0.1:{port}/ws/voice", http_url, redis_url, log_path)
     finally:

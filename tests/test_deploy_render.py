@@ -20,12 +20,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from jsonschema import Draft201909Validator
 
 from shared.settings import Settings
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, wait_for_http
 from tests.test_deploy_compose import (
     SCHEMAS,
     SETTINGS_VARS,
@@ -174,11 +173,7 @@ def test_all_in_one_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         )
     children: list[int] = []
     try:
-        for _ in range(300):
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{env['PORT']}/health", timeout=1).is_success:
-                    break
-            time.sleep(0.1)
+        wait_for_http(f"http://127.0.0.1:{env['PORT']}/health", proc)
         children = [
             int(c) for c in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
         ]
