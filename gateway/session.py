@@ -13,12 +13,14 @@ import contextlib
 import logging
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from gateway.endpointing import Endpointer
 from gateway.relay import ReplyRelay
 from shared import metrics, protocol
 from shared.logs import session_id_var
@@ -64,6 +66,11 @@ class VoiceSession:
         self._inputs = StreamAppender(redis, settings.turn_ttl_seconds)
         self._turns = 0
         self._utterance: _Utterance | None = None
+        self._endpointer = (
+            Endpointer(settings.end_of_speech_ms) if settings.end_of_speech_ms > 0 else None
+        )
+        self._ended_by_silence = False
+        self._pre_roll: deque[bytes] = deque(maxlen=3)  # audio kept from before speech
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue(OUTBOX_LIMIT)
         self._max_utterance_bytes = int(settings.max_utterance_seconds * _BYTES_PER_SECOND)
         self._awaiting_audio: dict[str, tuple[float, str]] = {}  # turn -> (input done, source)
@@ -167,25 +174,48 @@ class VoiceSession:
                 "recognise on the device and send voice_command",
             )
         utterance = self._utterance
+        if audio.pcm and utterance is None and self._ended_by_silence:
+            # after a pause ended the last utterance, the next one starts with speech
+            # (plus a little audio before it), not with the rest of the pause
+            self._pre_roll.append(audio.pcm)
+            if not self._endpointer or not self._endpointer.contains_speech(audio.pcm):
+                return
+            audio = AudioInput(b"".join(self._pre_roll), audio.is_final)
+            self._pre_roll.clear()
         if audio.pcm:
             if utterance is None:
                 utterance = await self._start_utterance()
             if not utterance.refused:
                 await self._append_audio(utterance, audio.pcm)
+                ended_by_silence = self._endpointer is not None and self._endpointer.push(audio.pcm)
+                if ended_by_silence and not audio.is_final:
+                    await self._finish_utterance(utterance)
+                    self._ended_by_silence = True
+                    return
         if audio.is_final:
             if utterance is None:
+                if self._ended_by_silence:  # the pause already ended it: nothing to do
+                    self._pre_roll.clear()
+                    return
                 raise ProtocolError(
                     protocol.NO_SPEECH, "is_final received but no audio was sent for this utterance"
                 )
-            self._utterance = None
-            if not utterance.refused:
-                await self._end_input(utterance)
-                self._awaiting_audio[utterance.turn_id] = (time.perf_counter(), "speech")
+            await self._finish_utterance(utterance)
+
+    async def _finish_utterance(self, utterance: _Utterance) -> None:
+        """End of speech (``is_final`` or a pause): the ASR worker finishes this turn."""
+        self._utterance = None
+        if not utterance.refused:
+            await self._end_input(utterance)
+            self._awaiting_audio[utterance.turn_id] = (time.perf_counter(), "speech")
 
     async def _start_utterance(self) -> _Utterance:
         turn_id = self._next_turn_id()
         utterance = _Utterance(turn_id, self._keys.asr_input(self.session_id, turn_id))
         self._utterance = utterance
+        self._ended_by_silence = False
+        if self._endpointer is not None:
+            self._endpointer.reset()
         job = AsrJob(
             self.session_id, turn_id, protocol.INPUT_SAMPLE_RATE, now_ms(), self._job_options
         )

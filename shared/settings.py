@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     max_frame_bytes: int = Field(default=256 * 1024, ge=1024)
     max_utterance_seconds: float = Field(default=30.0, gt=0)
     max_command_chars: int = Field(default=1000, ge=1)
+    end_of_speech_ms: int = Field(
+        default=600, ge=0, description="pause that ends an utterance without is_final; 0 = off"
+    )
 
     # --- audio out ---
     audio_chunk_size: int = Field(default=4096, ge=256, description="max MP3 bytes per tts_chunk")

@@ -51,3 +51,22 @@ async def test_silence_gets_a_no_speech_error(system) -> None:
         turn = await client.say(b"\x00\x00" * 16000, realtime=False)
     assert turn.transcript == ""
     assert [e["code"] for e in turn.errors] == ["no_speech"]
+
+
+async def test_a_pause_ends_the_utterance_without_is_final(system) -> None:
+    import asyncio
+
+    from shared.client import Turn
+
+    pcm = speech_16k("any business news today", tail_silence_ms=1000)
+    async with VoiceClient.connect(system.ws_url) as client:
+        turn = Turn()
+        for offset in range(0, len(pcm), 3200):  # real-time pace, binary frames, no is_final
+            await client.ws.send(pcm[offset : offset + 3200])
+            await asyncio.sleep(0.1)
+        turn = await client.collect_turn(30, turn)
+        assert word_error_rate("any business news today", turn.transcript or "") <= 0.25
+        assert "coffee" in turn.reply_text.lower() and turn.complete
+        await client.send_event("voice_data", {"audio_chunk": "", "is_final": True})
+        follow_up = await client.ask("sports news")  # a late is_final is not an error
+        assert not follow_up.errors and not turn.errors
