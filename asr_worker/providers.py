@@ -17,7 +17,7 @@ from shared.worker import StageWorker
 def _pocketsphinx(settings: Settings) -> AsrEngine:
     from asr_worker.pocketsphinx_engine import PocketsphinxEngine
 
-    return PocketsphinxEngine(mode=settings.asr_mode)
+    return PocketsphinxEngine(mode=settings.asr_mode, fallback=settings.asr_fallback)
 
 
 def _echo(settings: Settings) -> AsrEngine:

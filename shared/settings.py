@@ -70,6 +70,9 @@ class Settings(BaseSettings):
         default="pocketsphinx", description="none: no server-side recognition (voice_command only)"
     )
     asr_mode: str = Field(default="grammar", pattern=r"^(grammar|open)$")
+    asr_fallback: bool = Field(
+        default=True, description="grammar mode: decode rejected speech with the open model"
+    )
     use_external_asr: bool = False
     external_asr_model: str = "whisper-1"
     external_asr_timeout: float = Field(default=10.0, gt=0)
