@@ -23,6 +23,19 @@ class _GracefulServer(uvicorn.Server):
             yield
             self._captured_signals.clear()
 
+    def __init__(self, config: uvicorn.Config, drain_seconds: float) -> None:
+        super().__init__(config)
+        self._drain_seconds = drain_seconds
+
+    async def shutdown(self, sockets: list | None = None) -> None:  # type: ignore[override]
+        """Stop listening, drain the app's sessions (1012 + resume), then shut down."""
+        for server in self.servers:
+            server.close()
+        drain = getattr(getattr(self.config.app, "state", None), "drain", None)
+        if drain is not None:
+            await drain(self._drain_seconds)
+        await super().shutdown(sockets)
+
 
 def gateway_server(settings: Settings) -> uvicorn.Server:
     """The gateway's uvicorn server (also used by ``voice-agent up``).
@@ -42,7 +55,7 @@ def gateway_server(settings: Settings) -> uvicorn.Server:
         ws_ping_timeout=20.0,
         proxy_headers=True,
     )
-    return _GracefulServer(config)
+    return _GracefulServer(config, settings.gateway_drain_seconds)
 
 
 def main() -> None:

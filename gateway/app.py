@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Query, WebSocket
+from fastapi import FastAPI, WebSocket
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway.auth import Authenticator, AuthError, bearer_token
 from gateway.relay import ReplyRelay
 from gateway.session import VoiceSession
+from gateway.session_store import SessionStore
 from shared import metrics, protocol
+from shared.control import ControlChannel
 from shared.settings import Settings
 from shared.streams import connect
 
@@ -22,6 +26,7 @@ log = logging.getLogger(__name__)
 
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_POLICY_VIOLATION = 1008
+CLOSE_SERVICE_RESTART = 1012
 READY_WINDOW_MS = 10_000  # a heartbeat younger than this counts as a live worker
 
 
@@ -33,11 +38,21 @@ def create_app(settings: Settings) -> FastAPI:
         redis = connect(settings.redis_url, settings.redis_max_connections)
         relay = ReplyRelay(redis, settings.keys)
         relay.start()
+        control = ControlChannel(redis, settings.keys, settings.session_ttl_seconds)
+        await control.start()
         app.state.redis, app.state.relay, app.state.sessions = redis, relay, set()
+        app.state.control = control
+        app.state.store = SessionStore(
+            redis, settings.keys, settings.session_ttl_seconds, settings.resume_window_seconds
+        )
+        app.state.draining = False
+        app.state.all_closed = asyncio.Event()
+        app.state.all_closed.set()
         log.info("gateway %s ready", relay.gateway_id)
         try:
             yield
         finally:
+            await control.stop()
             await relay.stop()
             await redis.aclose()
 
@@ -79,30 +94,71 @@ def create_app(settings: Settings) -> FastAPI:
     async def metrics_endpoint() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    authenticator = Authenticator(settings)
+
     @app.websocket("/ws/voice")
-    async def voice(
-        websocket: WebSocket, user_id: str = Query(default="anonymous", max_length=128)
-    ) -> None:
+    async def voice(websocket: WebSocket) -> None:
         sessions: set[VoiceSession] = app.state.sessions
+        if not authenticator.origin_allowed(websocket.headers.get("origin")):
+            await websocket.close(code=CLOSE_POLICY_VIOLATION)  # before accept: HTTP 403
+            return
         await websocket.accept()
+        if app.state.draining:
+            await websocket.close(code=CLOSE_SERVICE_RESTART, reason="server restarting")
+            return
         if len(sessions) >= settings.max_websocket_connections:
             await websocket.close(code=CLOSE_TRY_AGAIN_LATER, reason="server full, retry later")
             return
+        query = dict(websocket.query_params)
         try:
-            options = protocol.parse_session_options(dict(websocket.query_params))
+            options = protocol.parse_session_options(query)
+            params = protocol.parse_connect_params(query)
         except protocol.ProtocolError as exc:
             await websocket.send_text(protocol.error_frame(exc.code, exc.message, ""))
             await websocket.close(code=CLOSE_POLICY_VIOLATION, reason="invalid query parameters")
             return
+        token = params.token or bearer_token(websocket.headers.get("authorization"))
+        try:
+            user_id = authenticator.user_for(token, params.user_id)
+        except AuthError as exc:
+            metrics.ERRORS.labels(protocol.UNAUTHORIZED).inc()
+            await websocket.send_text(protocol.error_frame(protocol.UNAUTHORIZED, str(exc), ""))
+            await websocket.close(code=CLOSE_POLICY_VIOLATION, reason="unauthorized")
+            return
         session = VoiceSession(
-            websocket, settings, app.state.redis, app.state.relay, user_id, options
+            websocket,
+            settings,
+            app.state.redis,
+            app.state.relay,
+            app.state.control,
+            app.state.store,
+            params.model_copy(update={"user_id": user_id}),
+            options,
         )
         sessions.add(session)
+        app.state.all_closed.clear()
         metrics.SESSIONS_OPEN.inc()
         try:
             await session.run()
         finally:
             sessions.discard(session)
+            if not sessions:
+                app.state.all_closed.set()
             metrics.SESSIONS_OPEN.dec()
 
+    async def drain(deadline_seconds: float) -> None:
+        """SIGTERM: refuse new sockets, let replies in progress finish (up to the deadline),
+        then close every socket with 1012 so clients reconnect elsewhere and resume."""
+        app.state.draining = True
+        sessions: set[VoiceSession] = app.state.sessions
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(deadline_seconds):
+                await asyncio.gather(*(s.delivery.idle.wait() for s in list(sessions)))
+        for session in list(sessions):
+            session.close_for_restart()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                await app.state.all_closed.wait()
+
+    app.state.drain = drain
     return app

@@ -46,3 +46,34 @@ class Endpointer:
                 self._trailing_silence += 1
         spoken = self._speech_frames >= MIN_SPEECH_FRAMES
         return spoken and self._trailing_silence >= self._silence_frames_to_end
+
+
+class SpeechOnset:
+    """Detects the user starting to talk over a reply (barge-in).
+
+    Needs ``min_speech_ms`` of continuous speech, so a cough, a click or a little echo
+    of the reply leaking into the microphone does not cut the answer off.
+    """
+
+    def __init__(self, min_speech_ms: int, aggressiveness: int = 3) -> None:
+        self._vad = webrtcvad.Vad(aggressiveness)
+        self._frames_needed = max(1, min_speech_ms // FRAME_MS)
+        self.reset()
+
+    def reset(self) -> None:
+        self._pending = b""
+        self._run = 0
+
+    def push(self, pcm: bytes) -> bool:
+        """Add audio; True once enough continuous speech has been heard."""
+        data = self._pending + pcm
+        whole = len(data) - len(data) % FRAME_BYTES
+        self._pending = data[whole:]
+        for offset in range(0, whole, FRAME_BYTES):
+            if self._vad.is_speech(data[offset : offset + FRAME_BYTES], SAMPLE_RATE):
+                self._run += 1
+                if self._run >= self._frames_needed:
+                    return True
+            else:
+                self._run = 0
+        return False

@@ -27,6 +27,7 @@ class ReplyRelay:
         self._keys = keys
         self.gateway_id = uuid.uuid4().hex[:12]
         self._mux = StreamMux(redis, keys.mux_wake(f"gw-{self.gateway_id}"))
+        self._owners: dict[str, Deliver] = {}
 
     def start(self) -> None:
         self._mux.start("reply-relay")
@@ -46,7 +47,13 @@ class ReplyRelay:
             if isinstance(event, ReplyEvent):
                 deliver(event, entry_id)
 
+        self._owners[session_id] = deliver
         await self._mux.subscribe(self._keys.reply(session_id), on_entry, from_id)
 
-    def unsubscribe(self, session_id: str) -> None:
+    def unsubscribe(self, session_id: str, deliver: Deliver | None = None) -> None:
+        """Stop relaying; with ``deliver``, only if it is still the one relayed to (a
+        resumed session may already have a newer connection on this gateway)."""
+        if deliver is not None and self._owners.get(session_id) is not deliver:
+            return
+        self._owners.pop(session_id, None)
         self._mux.unsubscribe(self._keys.reply(session_id))

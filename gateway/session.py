@@ -2,8 +2,9 @@
 
 The gateway stays thin: it never recognises, thinks or speaks. Audio frames go to the
 utterance's own input stream (so one ASR worker hears the whole utterance); commands go
-straight to the LLM stage. Replies arrive through ``ReplyRelay`` and are sent by one
-sender task, so frames from the relay and error frames never interleave mid-send.
+straight to the LLM stage. Replies arrive through ``ReplyRelay`` and leave through
+``ReplyDelivery``, which also knows what the client actually received: that is what a
+cancel or a barge-in records. A session outlives its socket for the resume window.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
@@ -20,18 +20,31 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from gateway.endpointing import Endpointer
+from gateway.delivery import ReplyDelivery
+from gateway.endpointing import Endpointer, SpeechOnset
+from gateway.rate_limit import SessionLimits
 from gateway.relay import ReplyRelay
+from gateway.session_store import ResumeRefused, SessionStore, turn_number
 from shared import metrics, protocol
+from shared.control import ControlChannel
 from shared.logs import session_id_var
-from shared.messages import AsrJob, InputChunk, LlmJob, ReplyEvent
-from shared.protocol import AudioInput, ProtocolError, SessionOptions, VoiceCommand
+from shared.messages import AsrJob, InputChunk, LlmJob
+from shared.protocol import (
+    AudioInput,
+    Cancel,
+    ConnectParams,
+    Ping,
+    ProtocolError,
+    SessionOptions,
+    VoiceCommand,
+)
 from shared.settings import Settings
-from shared.streams import StreamAppender, now_ms, publish_job
+from shared.streams import StreamAppender, now_ms
 
 log = logging.getLogger(__name__)
 
 OUTBOX_LIMIT = 4096
+HELD_LIMIT = 2000  # frames waiting for the current reply to end (barge-in off)
 _BYTES_PER_SECOND = protocol.INPUT_SAMPLE_RATE * 2
 
 
@@ -51,67 +64,134 @@ class VoiceSession:
         settings: Settings,
         redis: aioredis.Redis,
         relay: ReplyRelay,
-        user_id: str,
+        control: ControlChannel,
+        store: SessionStore,
+        params: ConnectParams,
         options: SessionOptions,
     ) -> None:
         self.ws = websocket
         self.settings = settings
         self.redis = redis
         self.relay = relay
-        self.user_id = user_id
+        self.control = control
+        self.store = store
+        self.params = params
+        self.user_id = params.user_id
         self.options = options
-        self._job_options = options.as_job_options()
-        self.session_id = uuid.uuid4().hex
+        self.barge_in = settings.barge_in if params.barge_in is None else params.barge_in
+        self.session_id = params.session_id or uuid.uuid4().hex
+        self.connection_id = uuid.uuid4().hex[:12]
         self._keys = settings.keys
         self._inputs = StreamAppender(redis, settings.turn_ttl_seconds)
+        self._replies_out = StreamAppender(redis, settings.session_ttl_seconds)
         self._turns = 0
         self._utterance: _Utterance | None = None
         self._endpointer = (
             Endpointer(settings.end_of_speech_ms) if settings.end_of_speech_ms > 0 else None
         )
+        self._onset = SpeechOnset(settings.barge_in_min_speech_ms)
         self._ended_by_silence = False
         self._pre_roll: deque[bytes] = deque(maxlen=3)  # audio kept from before speech
-        self._outbox: asyncio.Queue[str | None] = asyncio.Queue(OUTBOX_LIMIT)
+        self._held: deque[VoiceCommand | AudioInput] = deque()
+        self._releaser: asyncio.Task[None] | None = None
         self._max_utterance_bytes = int(settings.max_utterance_seconds * _BYTES_PER_SECOND)
-        self._awaiting_audio: dict[str, tuple[float, str]] = {}  # turn -> (input done, source)
-        self._timings: dict[str, dict[str, int]] = {}  # turn -> stage timings so far
+        self._limits = SessionLimits(
+            settings.audio_rate_limit, settings.audio_burst_seconds, settings.commands_per_minute
+        )
+        self.delivery = ReplyDelivery(websocket, self.session_id, OUTBOX_LIMIT)
+        self.taken_over = False
+
+    @property
+    def replying(self) -> bool:
+        return self.delivery.busy_turn() is not None
 
     async def run(self) -> None:
         session_id_var.set(self.session_id)  # tags this connection's log lines
-        await self.ws.send_text(
-            protocol.server_frame(
-                "connected",
-                {
-                    "session_id": self.session_id,
-                    "user_id": self.user_id,
-                    "protocol_version": 1,
-                    "input_audio": {"encoding": "pcm_s16le", "sample_rate": 16000, "channels": 1},
-                    "output_format": self.options.format,
-                    "voice": self.options.voice,
-                },
-            )
-        )
-        sender = asyncio.create_task(self._send_loop(), name=f"ws-send-{self.session_id}")
-        await self.relay.subscribe(self.session_id, self._on_reply)
         try:
-            await self._receive_loop()
+            token, missed, live_from = await self._open()
+        except ResumeRefused as exc:
+            await self.ws.send_text(
+                protocol.error_frame(protocol.RESUME_FAILED, str(exc), self.session_id)
+            )
+            await self.ws.close(code=1008, reason="resume refused")
+            return
+        await self.ws.send_text(self._connected_frame(token, resumed=bool(self.params.resuming)))
+        sender = asyncio.create_task(self.delivery.send_loop(), name=f"ws-send-{self.session_id}")
+        self.control.on_takeover(self.session_id, self.connection_id, self._taken_over)
+        for event in missed:
+            self.delivery.deliver(event)
+        await self.relay.subscribe(self.session_id, self.delivery.deliver, live_from)
+        try:
+            await self._receive_loop(sender)
         finally:
-            self.relay.unsubscribe(self.session_id)
+            self.relay.unsubscribe(self.session_id, self.delivery.deliver)
+            self.control.forget_takeover(self.session_id, self.connection_id)
+            if self._releaser:
+                self._releaser.cancel()
             await self._abandon_utterance()
+            if not self.taken_over:
+                with contextlib.suppress(Exception):
+                    await self.store.detach(self.session_id)
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await sender
 
+    async def _open(self) -> tuple[str, list, str]:
+        """Create the session, or resume it: (token, events the client missed, live id)."""
+        if not self.params.resuming:
+            token = await self.store.create(
+                self.session_id, self.user_id, self.options.as_job_options(), self.barge_in
+            )
+            return token, [], "0-0"
+        token = self.params.resume_token or ""
+        record = await self.store.resume(self.session_id, token, self.user_id)
+        self.options = SessionOptions.model_validate(record.options)
+        self.barge_in = record.barge_in if self.params.barge_in is None else self.barge_in
+        self._turns = record.turns
+        await self.control.announce_takeover(self.session_id, self.connection_id)
+        cancelled = await self.control.records(self.session_id)
+        missed, live_from = await self.store.missed_events(
+            self.session_id, self.params.last_turn_id, self.params.last_chunk_index, cancelled
+        )
+        metrics.RESUMES.labels("ok").inc()
+        return token, missed, live_from
+
+    def _connected_frame(self, token: str, resumed: bool) -> str:
+        data = {
+            "session_id": self.session_id,
+            "user_id": self.user_id,
+            "protocol_version": 2,
+            "input_audio": {"encoding": "pcm_s16le", "sample_rate": 16000, "channels": 1},
+            "output_format": self.options.format,
+            "voice": self.options.voice,
+            "resume_token": token,
+            "resume_window_seconds": self.store.resume_window,
+            "resumed": resumed,
+            "barge_in": self.barge_in,
+        }
+        return protocol.server_frame("connected", data)
+
+    def _taken_over(self) -> None:
+        self.taken_over = True
+        self.delivery.close(1000, "session resumed on another connection")
+
+    def close_for_restart(self) -> None:
+        """The gateway is shutting down: the client should reconnect and resume."""
+        self.delivery.close(1012, "server restarting; reconnect and resume")
+
     # --- inbound ---------------------------------------------------------------------
 
-    async def _receive_loop(self) -> None:
-        while True:
+    async def _receive_loop(self, sender: asyncio.Task[None]) -> None:
+        while not sender.done():
             try:
                 async with asyncio.timeout(self.settings.websocket_timeout):
                     message = await self.ws.receive()
             except TimeoutError:
-                await self._close(1000, "idle timeout")
+                self.delivery.close(1000, "idle timeout")
+                await asyncio.wait([sender], timeout=2.0)
                 return
+            except (RuntimeError, WebSocketDisconnect):
+                return  # closed by our sender (takeover, restart, slow client)
             if message["type"] == "websocket.disconnect":
                 return
             try:
@@ -121,13 +201,10 @@ class VoiceSession:
             except RedisError:
                 log.warning("Redis unavailable while handling a client frame")
                 self._refuse(protocol.UNAVAILABLE, "the service is briefly unavailable; try again")
-            except WebSocketDisconnect:
-                return
 
     def _refuse(self, code: str, message: str) -> None:
         turn = self._utterance.turn_id if self._utterance else None
-        self._queue(protocol.error_frame(code, message, self.session_id, turn))
-        metrics.ERRORS.labels(code).inc()
+        self.delivery.send_error(code, message, turn)
 
     async def _handle_frame(self, text: str | None, data: bytes | None) -> None:
         size = len(text) if text is not None else len(data or b"")  # chars: no copy per frame
@@ -145,26 +222,103 @@ class VoiceSession:
             protocol.check_pcm(pcm)
             event = AudioInput(pcm=pcm, is_final=False)
         metrics.EVENTS.labels("in", _event_name(event, text is None)).inc()
+        if isinstance(event, Ping):
+            self.delivery.control(protocol.server_frame("pong", {"server_ms": now_ms()}))
+        elif isinstance(event, Cancel):
+            await self.cancel(event.turn_id, "cancel")
+        else:
+            self._check_rate(event)
+            if self._held or (not self.barge_in and self.replying):
+                self._hold(event)
+            else:
+                await self._process(event)
+
+    def _check_rate(self, event: VoiceCommand | AudioInput) -> None:
+        if isinstance(event, VoiceCommand):
+            if not self._limits.allow_command():
+                raise ProtocolError(
+                    protocol.RATE_LIMITED,
+                    f"more than {self._limits.commands_per_minute} commands a minute; "
+                    "this one was dropped",
+                )
+        elif event.pcm and not self._limits.allow_audio(len(event.pcm) / _BYTES_PER_SECOND):
+            raise ProtocolError(
+                protocol.RATE_LIMITED,
+                f"audio arrives faster than {self._limits.audio_speed:g}x real time; "
+                "this frame was dropped",
+            )
+
+    def _hold(self, event: VoiceCommand | AudioInput) -> None:
+        """Barge-in off: a new request waits until the current reply has been sent."""
+        if len(self._held) >= HELD_LIMIT:
+            raise ProtocolError(protocol.BUSY, "still replying; too much input is waiting")
+        self._held.append(event)
+        if self._releaser is None or self._releaser.done():
+            self._releaser = asyncio.create_task(self._release_held())
+
+    async def _release_held(self) -> None:
+        while self._held:
+            await self.delivery.idle.wait()
+            event = self._held.popleft()
+            try:
+                await self._process(event)
+            except ProtocolError as exc:
+                self._refuse(exc.code, exc.message)
+            except RedisError:
+                self._refuse(protocol.UNAVAILABLE, "the service is briefly unavailable; try again")
+
+    async def _process(self, event: VoiceCommand | AudioInput) -> None:
         if isinstance(event, VoiceCommand):
             await self._start_command(event.command)
         else:
             await self._on_audio(event)
 
-    def _next_turn_id(self) -> str:
+    # --- interruptions ---------------------------------------------------------------
+
+    async def cancel(self, turn_id: str | None, reason: str) -> None:
+        """Stop a reply (the newest one by default): the client gets no more of it, the
+        workers drop it, and the history keeps only what was heard."""
+        utterance = self._utterance
+        if turn_id is None:
+            turn_id = utterance.turn_id if utterance else self.delivery.playing_turn()
+        if turn_id is None or turn_number(turn_id) > self._turns:
+            return  # nothing playing: nothing to stop
+        if utterance and utterance.turn_id == turn_id:
+            self._utterance = None
+            if not utterance.refused:
+                await self._end_input(utterance, cancelled=True)
+        record, events = self.delivery.interrupt(turn_id, reason)
+        metrics.CANCELS.labels(reason).inc()
+        stop_tts = InputChunk(seq=0, end=True, cancelled=True)
+        await asyncio.gather(
+            self.control.cancel(self.session_id, turn_id, record),
+            self._inputs.append(self._keys.tts_input(self.session_id, turn_id), stop_tts),
+            *(self._replies_out.append(self._keys.reply(self.session_id), e) for e in events),
+        )
+        self._onset.reset()
+
+    # --- requests --------------------------------------------------------------------
+
+    def _next_turn(self) -> tuple[str, int]:
         self._turns += 1
-        return f"t{self._turns}"
+        return f"t{self._turns}", self._turns
 
     async def _start_command(self, command: str) -> None:
+        if self.barge_in and (busy := self.delivery.busy_turn()):
+            await self.cancel(busy, "barge_in")  # a new question replaces the unfinished reply
+        turn_id, number = self._next_turn()
         job = LlmJob(
             session_id=self.session_id,
-            turn_id=self._next_turn_id(),
+            turn_id=turn_id,
             text=command,
             source="command",
             created_ms=now_ms(),
-            options=self._job_options,
+            options=self.options.as_job_options(),
         )
-        await publish_job(self.redis, self._keys.llm_jobs, job, self.settings.jobs_maxlen)
-        self._awaiting_audio[job.turn_id] = (time.perf_counter(), "command")
+        await self.store.publish_turn(
+            self.session_id, number, self._keys.llm_jobs, job, self.settings.jobs_maxlen
+        )
+        self.delivery.expect(turn_id, "command")
 
     async def _on_audio(self, audio: AudioInput) -> None:
         if not self.settings.speech_input_enabled:
@@ -173,6 +327,9 @@ class VoiceSession:
                 "this server does not recognise speech (ASR_PROVIDER=none); "
                 "recognise on the device and send voice_command",
             )
+        if self.barge_in and audio.pcm and (playing := self.delivery.playing_turn()):
+            if self._onset.push(audio.pcm):
+                await self.cancel(playing, "barge_in")
         utterance = self._utterance
         if audio.pcm and utterance is None and self._ended_by_silence:
             # after a pause ended the last utterance, the next one starts with speech
@@ -207,19 +364,26 @@ class VoiceSession:
         self._utterance = None
         if not utterance.refused:
             await self._end_input(utterance)
-            self._awaiting_audio[utterance.turn_id] = (time.perf_counter(), "speech")
+            self.delivery.expect(utterance.turn_id, "speech")
+            self._onset.reset()
 
     async def _start_utterance(self) -> _Utterance:
-        turn_id = self._next_turn_id()
+        turn_id, number = self._next_turn()
         utterance = _Utterance(turn_id, self._keys.asr_input(self.session_id, turn_id))
         self._utterance = utterance
         self._ended_by_silence = False
         if self._endpointer is not None:
             self._endpointer.reset()
         job = AsrJob(
-            self.session_id, turn_id, protocol.INPUT_SAMPLE_RATE, now_ms(), self._job_options
+            self.session_id,
+            turn_id,
+            protocol.INPUT_SAMPLE_RATE,
+            now_ms(),
+            self.options.as_job_options(),
         )
-        await publish_job(self.redis, self._keys.asr_jobs, job, self.settings.jobs_maxlen)
+        await self.store.publish_turn(
+            self.session_id, number, self._keys.asr_jobs, job, self.settings.jobs_maxlen
+        )
         return utterance
 
     async def _append_audio(self, utterance: _Utterance, pcm: bytes) -> None:
@@ -247,58 +411,12 @@ class VoiceSession:
             with contextlib.suppress(Exception):
                 await self._end_input(utterance, cancelled=True)
 
-    # --- outbound --------------------------------------------------------------------
-
-    def _on_reply(self, event: ReplyEvent, _entry_id: str) -> None:
-        data = self._with_turn_timings(event)
-        frame = protocol.reply_frame(
-            event.event, event.session_id, event.turn_id, data, event.audio
-        )
-        self._queue(frame)
-        metrics.EVENTS.labels("out", event.event).inc()
-        if event.event == "error":
-            metrics.ERRORS.labels(event.data.get("code", "unknown")).inc()
-        if event.event in ("tts_chunk", "streaming_complete", "error"):
-            started = self._awaiting_audio.pop(event.turn_id, None)
-            if started and event.event == "tts_chunk":
-                seconds = time.perf_counter() - started[0]
-                metrics.TURN_LATENCY.labels(started[1]).observe(seconds)
-
-    def _with_turn_timings(self, event: ReplyEvent) -> dict[str, object]:
-        """Collect each stage's timings of a turn; ``streaming_complete`` carries them all."""
-        timings = event.data.get("timings")
-        if event.event == "streaming_complete":
-            merged = {**self._timings.pop(event.turn_id, {}), **(timings or {})}
-            return {**event.data, "timings": merged}
-        if timings and event.data.get("is_final"):
-            if len(self._timings) > 64:  # turns that never completed (no speech): forget
-                self._timings.clear()
-            self._timings.setdefault(event.turn_id, {}).update(timings)
-        return event.data
-
-    def _queue(self, frame: str | None) -> None:
-        try:
-            self._outbox.put_nowait(frame)
-        except asyncio.QueueFull:
-            log.warning("session %s outbox full; closing slow client", self.session_id)
-            while not self._outbox.empty():
-                self._outbox.get_nowait()
-            self._outbox.put_nowait(None)
-
-    async def _send_loop(self) -> None:
-        while True:
-            frame = await self._outbox.get()
-            if frame is None:
-                await self._close(1008, "client too slow to receive")
-                return
-            await self.ws.send_text(frame)
-
-    async def _close(self, code: int, reason: str) -> None:
-        with contextlib.suppress(Exception):
-            await self.ws.close(code=code, reason=reason)
-
 
 def _event_name(event: object, binary: bool) -> str:
     if binary:
         return "binary_audio"
-    return "voice_command" if isinstance(event, VoiceCommand) else "voice_data"
+    if isinstance(event, VoiceCommand):
+        return "voice_command"
+    if isinstance(event, Cancel | Ping):
+        return type(event).__name__.lower()
+    return "voice_data"

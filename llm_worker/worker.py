@@ -7,6 +7,7 @@ the rest of the reply is still being generated.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import redis.asyncio as aioredis
@@ -38,11 +39,14 @@ class _SentenceSink:
         self._redis, self._key, self._ttl = redis, key, ttl
         self.seq = 0
         self.first_sentence_ms: int | None = None
+        self.sentences: list[str] = []  # as written, in the order they are spoken
 
     async def send(self, sentence: str) -> None:
-        sentence = speech_text(sentence)
-        if not sentence:
+        spoken = speech_text(sentence)
+        if not spoken:
             return
+        self.sentences.append(sentence.strip())
+        sentence = spoken
         self.seq += 1
         if self.first_sentence_ms is None:
             self.first_sentence_ms = now_ms()
@@ -72,14 +76,17 @@ def make_llm_handler(redis: aioredis.Redis, settings: Settings, agent: ReplyAgen
         parts: list[str] = []
         first_token_ms: int | None = None
         try:
-            async for delta in agent.reply(request):
-                if not delta:
-                    continue
-                first_token_ms = first_token_ms or now_ms()
-                parts.append(delta)
-                await _emit_text(ctx, job, delta, is_final=False)
-                for sentence in splitter.push(delta):
-                    await sink.send(sentence)
+            async with contextlib.aclosing(agent.reply(request)) as deltas:  # type: ignore[type-var]
+                async for delta in deltas:
+                    if ctx.cancelled(job):
+                        break  # the client cut this reply off: stop generating now
+                    if not delta:
+                        continue
+                    first_token_ms = first_token_ms or now_ms()
+                    parts.append(delta)
+                    await _emit_text(ctx, job, delta, is_final=False)
+                    for sentence in splitter.push(delta):
+                        await sink.send(sentence)
         except Exception as exc:
             await ctx.replies.emit(
                 ReplyEvent("error", job.session_id, job.turn_id, _failure(agent, job, exc))
@@ -87,6 +94,13 @@ def make_llm_handler(redis: aioredis.Redis, settings: Settings, agent: ReplyAgen
             splitter.flush()
             parts = [FALLBACK_REPLY]
             await sink.send(FALLBACK_REPLY)
+        if ctx.cancelled(job):
+            metrics.CANCELLED_WORK.labels("llm").inc()
+            await sink.end()
+            await memory.append(
+                job.session_id, job.text, "".join(parts).strip(), job.turn_id, sink.sentences
+            )
+            return
         for sentence in splitter.flush():
             await sink.send(sentence)
         reply_text = "".join(parts).strip()
@@ -100,7 +114,7 @@ def make_llm_handler(redis: aioredis.Redis, settings: Settings, agent: ReplyAgen
         # reply's streaming_complete in the session's reply stream
         await _emit_text(ctx, job, reply_text, is_final=True, timings=timings)
         await sink.end()
-        await memory.append(job.session_id, job.text, reply_text)
+        await memory.append(job.session_id, job.text, reply_text, job.turn_id, sink.sentences)
 
     return handle
 

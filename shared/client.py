@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 import websockets
 
@@ -81,6 +82,11 @@ class VoiceClient:
         self.session_id: str = connected["session_id"]
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.on_event: Callable[[dict[str, Any]], None] | None = None  # e.g. live printing
+        self.finished_turns: set[str] = set()
+        self.resume_token: str | None = connected.get("resume_token")
+        # the last audio received, for resuming after a dropped connection
+        self.last_turn_id: str | None = None
+        self.last_chunk_index: int | None = None
         self._reader = asyncio.create_task(self._read(), name="voice-client-read")
 
     @classmethod
@@ -99,7 +105,9 @@ class VoiceClient:
     async def _read(self) -> None:
         try:
             async for frame in self.ws:
-                await self.inbox.put(json.loads(frame))
+                event = json.loads(frame)
+                self._note_position(event)
+                await self.inbox.put(event)
         except websockets.ConnectionClosed:
             pass
         await self.inbox.put({"event": "_closed", "data": {}})
@@ -134,6 +142,29 @@ class VoiceClient:
         final = {"session_id": self.session_id, "audio_chunk": "", "is_final": True}
         await self.send_event("voice_data", final)
 
+    def resume_query(self) -> str:
+        """Query parameters that resume this session from the last event received."""
+        params = {"session_id": self.session_id, "resume_token": self.resume_token or ""}
+        if self.last_turn_id:
+            params["last_turn_id"] = self.last_turn_id
+        if self.last_chunk_index is not None:
+            params["last_chunk_index"] = str(self.last_chunk_index)
+        return urlencode(params)
+
+    async def cancel(self, turn_id: str | None = None) -> None:
+        """Stop the reply in progress (or ``turn_id``'s)."""
+        await self.send_event("cancel", {"turn_id": turn_id} if turn_id else {})
+
+    def _note_position(self, event: dict[str, Any]) -> None:
+        data = event.get("data", {})
+        turn_id = data.get("turn_id")
+        if not turn_id:
+            return
+        if event.get("event") == "tts_chunk":
+            self.last_turn_id, self.last_chunk_index = turn_id, data.get("chunk_index")
+        elif event.get("event") == "streaming_complete":  # the whole turn is here
+            self.last_turn_id, self.last_chunk_index = turn_id, None
+
     # --- receiving -----------------------------------------------------------------
 
     async def next_event(self, limit_s: float = 30.0) -> dict[str, Any]:
@@ -149,6 +180,10 @@ class VoiceClient:
                 if event["event"] == "_closed":
                     raise ConnectionError("server closed the connection mid-turn")
                 data = event.get("data", {})
+                if data.get("turn_id") in self.finished_turns:
+                    if self.on_event is not None:  # late news of an earlier turn
+                        self.on_event(event)
+                    continue
                 if turn.turn_id is None and data.get("turn_id"):
                     turn.turn_id = data["turn_id"]
                 turn.events.append(event)
@@ -157,6 +192,7 @@ class VoiceClient:
                 turn.arrival_ms.append((time.perf_counter() - turn.started_at) * 1000)
                 ends_turn = event["event"] in TERMINAL_EVENTS and data.get("turn_id")
                 if ends_turn and data["turn_id"] == turn.turn_id:
+                    self.finished_turns.add(turn.turn_id)
                     return turn
 
     async def ask(self, text: str, limit_s: float = 60.0) -> Turn:

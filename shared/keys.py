@@ -30,6 +30,18 @@ Per-session keys (TTL ``SESSION_TTL_SECONDS`` refreshed on each write):
 * ``{p}:history:{session}`` list of msgpack ``HistoryTurn`` (newest last, bounded).
 * ``{p}:news:state:{session}`` string, msgpack: the stories last presented to the session
   (for "more about the first story", "next", "repeat").
+* ``{p}:session:{session}`` hash -- the resume record: hashed resume token, user id,
+  reply options, turn counter. Its TTL shrinks to ``RESUME_WINDOW_SECONDS`` when the
+  client disconnects; with it expire the reply stream, history and news state.
+* ``{p}:cancelled:{session}`` hash -- turn id -> msgpack record of a reply the client
+  cancelled (chunks and sentences delivered), for workers that start late, for replay
+  and for the history (which keeps only what was heard).
+
+Signals:
+
+* ``{p}:control`` pub/sub channel -- "cancel" of a turn (every worker process drops
+  work on it within milliseconds) and "takeover" of a session resumed on another
+  connection (its old socket is closed).
 
 Per process:
 
@@ -102,6 +114,26 @@ class Keys:
 
     def news_state(self, session_id: str) -> str:
         return f"{self.prefix}:news:state:{session_id}"
+
+    def session(self, session_id: str) -> str:
+        return f"{self.prefix}:session:{session_id}"
+
+    def cancelled(self, session_id: str) -> str:
+        return f"{self.prefix}:cancelled:{session_id}"
+
+    def session_keys(self, session_id: str) -> tuple[str, ...]:
+        """Keys that live and expire with the session (resume window)."""
+        return (
+            self.session(session_id),
+            self.reply(session_id),
+            self.history(session_id),
+            self.news_state(session_id),
+            self.cancelled(session_id),
+        )
+
+    @property
+    def control(self) -> str:
+        return f"{self.prefix}:control"
 
     def heartbeats(self, kind: str) -> str:
         return f"{self.prefix}:hb:{kind}"

@@ -42,6 +42,15 @@ RECLAIMS = Counter("vna_reclaims_total", "jobs taken over from a dead worker", [
 DEAD_LETTERS = Counter("vna_dead_letters_total", "jobs moved to the dead-letter stream", ["stage"])
 QUEUE_PENDING = Gauge("vna_queue_pending", "entries delivered but not acknowledged", ["stage"])
 QUEUE_LAG = Gauge("vna_queue_lag", "entries not yet delivered to any consumer", ["stage"])
+CANCELS = Counter(
+    "vna_cancels_total", "replies stopped early, by reason (cancel, barge_in)", ["reason"]
+)
+RESUMES = Counter("vna_resumes_total", "session resume attempts, by outcome", ["outcome"])
+CANCELLED_WORK = Counter(
+    "vna_cancelled_jobs_total",
+    "jobs a worker stopped or skipped because the turn was cancelled",
+    ["stage"],
+)
 PROVIDER_FAILURES = Counter(
     "vna_provider_failures_total", "engine calls that failed", ["stage", "provider"]
 )

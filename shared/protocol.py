@@ -29,6 +29,10 @@ NO_SPEECH = "no_speech"
 STAGE_FAILED = "stage_failed"
 UNAVAILABLE = "unavailable"
 ASR_DISABLED = "asr_disabled"
+RESUME_FAILED = "resume_failed"
+UNAUTHORIZED = "unauthorized"
+RATE_LIMITED = "rate_limited"
+BUSY = "busy"
 
 
 class ProtocolError(Exception):
@@ -53,6 +57,16 @@ class VoiceData(_ClientData):
     is_final: bool = False
 
 
+class Cancel(_ClientData):
+    """Stop the reply in progress (or the named turn's)."""
+
+    turn_id: str | None = Field(default=None, max_length=16)
+
+
+class Ping(_ClientData):
+    """Application-level keep-alive for clients that cannot send WebSocket pings."""
+
+
 OutputFormat = Literal["mp3", "pcm16", "wav"]
 
 
@@ -69,11 +83,38 @@ class SessionOptions(BaseModel):
         return self.model_dump(exclude_none=True)
 
 
+class ConnectParams(BaseModel):
+    """Connection-level query parameters: resuming, barge-in, auth token."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    user_id: str = Field(default="anonymous", min_length=1, max_length=128)
+    session_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
+    resume_token: str | None = Field(default=None, min_length=1, max_length=128)
+    last_turn_id: str | None = Field(default=None, pattern=r"^t[0-9]{1,9}$")
+    last_chunk_index: int | None = Field(default=None, ge=0)
+    barge_in: bool | None = None
+    token: str | None = Field(default=None, max_length=1024)
+
+    @property
+    def resuming(self) -> bool:
+        return self.session_id is not None
+
+
 def parse_session_options(query: dict[str, str]) -> SessionOptions:
     try:
         return SessionOptions.model_validate(query)
     except ValidationError as exc:
         raise ProtocolError(BAD_FIELD, f"query parameters: {_describe(exc)}") from exc
+
+
+def parse_connect_params(query: dict[str, str]) -> ConnectParams:
+    try:
+        params = ConnectParams.model_validate(query)
+    except ValidationError as exc:
+        raise ProtocolError(BAD_FIELD, f"query parameters: {_describe(exc)}") from exc
+    if (params.session_id is None) != (params.resume_token is None):
+        raise ProtocolError(BAD_FIELD, "resuming needs both 'session_id' and 'resume_token'")
+    return params
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +125,13 @@ class AudioInput:
     is_final: bool
 
 
-ClientEvent = VoiceCommand | AudioInput
-_MODELS: dict[str, type[_ClientData]] = {"voice_command": VoiceCommand, "voice_data": VoiceData}
+ClientEvent = VoiceCommand | AudioInput | Cancel | Ping
+_MODELS: dict[str, type[_ClientData]] = {
+    "voice_command": VoiceCommand,
+    "voice_data": VoiceData,
+    "cancel": Cancel,
+    "ping": Ping,
+}
 
 
 def parse_text_frame(text: str, session_id: str, max_command_chars: int) -> ClientEvent:
@@ -119,6 +165,8 @@ def parse_text_frame(text: str, session_id: str, max_command_chars: int) -> Clie
                 BAD_FIELD, f"voice_command: 'command' is longer than {max_command_chars} characters"
             )
         return event.model_copy(update={"command": command})
+    if isinstance(event, Cancel | Ping):
+        return event
     assert isinstance(event, VoiceData)
     return AudioInput(pcm=decode_audio(event.audio_chunk), is_final=event.is_final)
 
@@ -155,6 +203,8 @@ ServerEventName = Literal[
     "agent_response",
     "tts_chunk",
     "streaming_complete",
+    "interrupted",
+    "pong",
     "error",
 ]
 

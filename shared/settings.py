@@ -42,6 +42,34 @@ class Settings(BaseSettings):
     end_of_speech_ms: int = Field(
         default=600, ge=0, description="pause that ends an utterance without is_final; 0 = off"
     )
+    barge_in: bool = Field(default=True, description="speech over a reply interrupts it")
+    barge_in_min_speech_ms: int = Field(
+        default=240, ge=30, description="continuous speech that counts as barging in"
+    )
+    resume_window_seconds: int = Field(
+        default=120, ge=5, description="how long a dropped session can be resumed"
+    )
+    gateway_drain_seconds: float = Field(
+        default=10.0, ge=0, description="SIGTERM: time for replies in progress to finish"
+    )
+    audio_rate_limit: float = Field(
+        default=4.0, ge=0, description="audio faster than this x real time is refused; 0 = off"
+    )
+    audio_burst_seconds: float = Field(
+        default=40.0, gt=0, description="audio a client may send at once (a whole recording)"
+    )
+    commands_per_minute: int = Field(default=60, ge=0, description="0 = unlimited")
+
+    # --- access ---
+    api_keys: SecretStr | None = Field(
+        default=None, description="comma-separated keys accepted as ?token= / Bearer"
+    )
+    auth_secret: SecretStr | None = Field(
+        default=None, description="HMAC key for signed, expiring user tokens"
+    )
+    allowed_origins: str = Field(
+        default="", description="comma-separated browser origins; empty = any"
+    )
 
     # --- audio out ---
     audio_chunk_size: int = Field(default=4096, ge=256, description="max MP3 bytes per tts_chunk")
@@ -133,6 +161,10 @@ class Settings(BaseSettings):
     def speech_input_enabled(self) -> bool:
         """False when recognition happens only on the device (``ASR_PROVIDER=none``)."""
         return self.asr_provider != "none"
+
+    @property
+    def auth_required(self) -> bool:
+        return bool(self.api_keys or self.auth_secret)
 
     @property
     def worker_kinds(self) -> tuple[str, ...]:

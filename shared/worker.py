@@ -27,6 +27,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import metrics, protocol
+from shared.control import ControlChannel
 from shared.logs import session_id_var, turn_id_var
 from shared.messages import DeadLetter, MessageError, ReplyEvent, decode, encode
 from shared.mux import StreamMux
@@ -45,6 +46,12 @@ class JobContext:
     deliveries: int
     replies: ReplyWriter
     inputs: StreamMux  # follow a turn's input stream: ``ctx.inputs.follow(key, timeout)``
+    control: ControlChannel | None = None  # ``is_cancelled(session, turn)`` between chunks
+
+    def cancelled(self, job: object) -> bool:
+        """Whether the client cancelled this job's turn (free: a local lookup)."""
+        session_id, turn_id = getattr(job, "session_id", ""), getattr(job, "turn_id", "")
+        return self.control is not None and self.control.is_cancelled(session_id, turn_id)
 
 
 Handler = Callable[[JobT, JobContext], Awaitable[None]]
@@ -97,6 +104,7 @@ class StageWorker(Generic[JobT]):
             redis, settings.keys, settings.session_ttl_seconds, settings.reply_maxlen
         )
         self.inputs = StreamMux(redis, settings.keys.mux_wake(self.consumer))
+        self.control = ControlChannel(redis, settings.keys, settings.session_ttl_seconds)
         self._slots = asyncio.Semaphore(settings.worker_concurrency)
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self.handled = 0
@@ -106,6 +114,7 @@ class StageWorker(Generic[JobT]):
         await ensure_group(self.redis, self.stream, self.group)
         await self._heartbeat()
         self.inputs.start(f"{self.kind}-inputs")
+        await self.control.start()
         log.info("%s worker %s consuming %s", self.kind, self.consumer, self.stream)
         upkeep = asyncio.create_task(self._upkeep(stop), name=f"{self.kind}-upkeep")
         try:
@@ -128,6 +137,7 @@ class StageWorker(Generic[JobT]):
             upkeep.cancel()
             await self._drain()
             await self.inputs.stop()
+            await self.control.stop()
             with contextlib.suppress(Exception):
                 await self.redis.zrem(self.settings.keys.heartbeats(self.kind), self.consumer)
 
@@ -169,6 +179,17 @@ class StageWorker(Generic[JobT]):
             # worker reclaims it; say so instead of losing the exception
             log.warning("%s job %s left pending: %r", self.kind, entry_id, exc)
 
+    async def _turn_cancelled(self, job: object, deliveries: int) -> bool:
+        """A reply the client already cancelled is not worth starting (ASR jobs always run:
+        their input stream says itself when the utterance was abandoned). Redis is asked
+        only when the signal may have been missed: a redelivery, or no live subscription."""
+        if self.kind == "asr" or not hasattr(job, "turn_id"):
+            return False
+        session_id, turn_id = job.session_id, job.turn_id  # type: ignore[attr-defined]
+        if deliveries > 1 or not self.control.listening:
+            return await self.control.check(session_id, turn_id)
+        return self.control.is_cancelled(session_id, turn_id)
+
     async def _handle(self, entry_id: str, fields: dict[bytes, bytes], deliveries: int) -> None:
         try:
             job = decode(fields)
@@ -187,7 +208,12 @@ class StageWorker(Generic[JobT]):
         session_id_var.set(getattr(job, "session_id", None))  # this task's log lines
         turn_id_var.set(getattr(job, "turn_id", None))
         try:
-            await self.handler(job, JobContext(entry_id, deliveries, self.replies, self.inputs))
+            if await self._turn_cancelled(job, deliveries):
+                metrics.CANCELLED_WORK.labels(self.kind).inc()
+                await self.redis.xack(self.stream, self.group, entry_id)
+                return
+            context = JobContext(entry_id, deliveries, self.replies, self.inputs, self.control)
+            await self.handler(job, context)
         except asyncio.CancelledError:
             raise  # shutting down: leave it pending for another worker
         except Exception:

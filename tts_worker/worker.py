@@ -9,6 +9,7 @@ sentence two is still being written.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import redis.asyncio as aioredis
@@ -38,6 +39,7 @@ class _ReplyAudio:
         self.ctx = ctx
         self.settings = settings
         self.chunks_sent = 0
+        self.sentence = 0  # the sentence being spoken (1-based), told to the gateway per chunk
         self.first_chunk_ms: int | None = None
         self._audio = ReplyEncoder(output_format(job), settings.mp3_bitrate_kbps)
         self._held = bytearray()  # audio not yet sent (all of it when not streaming)
@@ -72,6 +74,7 @@ class _ReplyAudio:
                 "chunk_index": self.chunks_sent,
                 "format": self.format,
                 "sample_rate": self.sample_rate,
+                "sentence": self.sentence,
             }
             event = ReplyEvent("tts_chunk", self.job.session_id, self.job.turn_id, data, piece)
             await self.ctx.replies.emit(event)
@@ -106,11 +109,20 @@ def make_tts_handler(redis: aioredis.Redis, settings: Settings, engine: TtsEngin
         speaker = for_reply(engine)
         input_key = keys.tts_input(job.session_id, job.turn_id)
         async for _entry_id, chunk in ctx.inputs.follow(input_key, settings.input_idle_timeout):
+            if chunk.cancelled or ctx.cancelled(job):
+                break
             if chunk.text:
-                async for segment in speaker.synthesize(chunk.text, voice):
-                    await audio.add(segment)
+                audio.sentence += 1
+                async with contextlib.aclosing(speaker.synthesize(chunk.text, voice)) as segments:  # type: ignore[type-var]
+                    async for segment in segments:
+                        if ctx.cancelled(job):
+                            break  # the client cut this reply off: stop speaking now
+                        await audio.add(segment)
             if chunk.end:
                 break
+        if ctx.cancelled(job):
+            metrics.CANCELLED_WORK.labels("tts").inc()
+            return  # the gateway already told the client how the reply ended
         await audio.finish()
         done = now_ms()
         if job.created_ms:

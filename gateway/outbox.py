@@ -1,0 +1,68 @@
+"""Frames waiting for one client's socket.
+
+Two lanes: control frames (errors, pongs, interruptions) go out before any queued reply
+event, so a "stop" is never stuck behind seconds of audio; reply events keep their
+order. A cancelled turn's queued events are dropped in one go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class OutFrame:
+    text: str
+    turn_id: str | None = None
+    event: str = ""
+    chunk_index: int = -1
+    sentence: int = 0  # which sentence of the reply a tts_chunk belongs to (1-based)
+    audio_ms: float = 0.0  # for streaming_complete: length of the reply's audio
+    ends_turn: bool = False  # an error after which no reply follows
+
+
+class OutboxOverflow(Exception):
+    """The client reads too slowly: more than ``limit`` frames are waiting."""
+
+
+class Outbox:
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._control: deque[OutFrame] = deque()
+        self._replies: deque[OutFrame] = deque()
+        self._ready = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._control) + len(self._replies)
+
+    def put(self, frame: OutFrame) -> None:
+        if len(self._replies) >= self._limit:
+            raise OutboxOverflow
+        self._replies.append(frame)
+        self._ready.set()
+
+    def put_control(self, frame: OutFrame) -> None:
+        self._control.append(frame)
+        self._ready.set()
+
+    def drop_turn(self, turn_id: str) -> int:
+        """Forget the queued reply events of ``turn_id``; returns how many were dropped."""
+        kept = deque(frame for frame in self._replies if frame.turn_id != turn_id)
+        dropped = len(self._replies) - len(kept)
+        self._replies = kept
+        return dropped
+
+    def clear(self) -> None:
+        self._control.clear()
+        self._replies.clear()
+
+    async def get(self) -> OutFrame:
+        while True:
+            if self._control:
+                return self._control.popleft()
+            if self._replies:
+                return self._replies.popleft()
+            self._ready.clear()
+            await self._ready.wait()

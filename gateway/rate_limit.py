@@ -1,0 +1,47 @@
+"""Per-session rate limits: audio no faster than a few times real time, few commands.
+
+A token bucket per session and kind: a client may burst (a phone flushing a buffered
+second of audio after a network hiccup) but not sustain more than the rate. Refusals
+never touch other sessions: each bucket belongs to one connection.
+"""
+
+from __future__ import annotations
+
+import time
+
+
+class TokenBucket:
+    def __init__(self, rate_per_second: float, burst: float) -> None:
+        self.rate = rate_per_second
+        self.burst = burst
+        self._tokens = burst
+        self._at = time.monotonic()
+
+    def take(self, amount: float = 1.0) -> bool:
+        """Spend ``amount`` if available; False (nothing spent) when over the limit."""
+        if self.rate <= 0:
+            return True  # unlimited
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens < amount:
+            return False
+        self._tokens -= amount
+        return True
+
+
+class SessionLimits:
+    """Audio at ``audio_speed`` x real time after a burst of ``burst_seconds`` of audio,
+    and ``commands_per_minute`` text requests after a burst of 10."""
+
+    def __init__(self, audio_speed: float, burst_seconds: float, commands_per_minute: int):
+        self.audio_speed = audio_speed
+        self.commands_per_minute = commands_per_minute
+        self._audio = TokenBucket(audio_speed, burst_seconds)
+        self._commands = TokenBucket(commands_per_minute / 60.0, min(10, commands_per_minute))
+
+    def allow_audio(self, seconds: float) -> bool:
+        return self._audio.take(seconds)
+
+    def allow_command(self) -> bool:
+        return self.commands_per_minute <= 0 or self._commands.take()

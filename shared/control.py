@@ -1,0 +1,165 @@
+"""Cancel and takeover signals: every process hears them within milliseconds.
+
+A cancelled turn is recorded twice: in the session's ``cancelled`` hash (durable, for a
+worker that claims the turn later, for replay after a reconnect and for the history)
+and as a message on one pub/sub channel, so workers already busy with the turn check a
+local set between tokens and chunks instead of asking Redis each time. A process that
+missed a message (it was reconnecting) still finds the record when it starts a job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import msgpack
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from shared.keys import Keys
+
+log = logging.getLogger(__name__)
+
+_FORGET_AFTER_S = 900.0  # a turn is long over by then
+_SUBSCRIBE_WAIT_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRecord:
+    """What the client had received when it cancelled (or barged in on) a reply."""
+
+    chunks_sent: int  # tts_chunk events delivered before the cut
+    sentences_heard: int  # sentences whose audio had started reaching the client
+    at_ms: int
+
+    def pack(self) -> bytes:
+        return msgpack.packb(asdict(self), use_bin_type=True)
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> CancelRecord:
+        data = msgpack.unpackb(raw, raw=False)
+        return cls(int(data["chunks_sent"]), int(data["sentences_heard"]), int(data["at_ms"]))
+
+
+Takeover = Callable[[], None]
+
+
+class ControlChannel:
+    """Publishes and hears cancels and takeovers; one pub/sub connection per process."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys, ttl_seconds: int) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._ttl = ttl_seconds
+        self._cancelled: dict[tuple[str, str], float] = {}
+        self._takeover_handlers: dict[str, dict[str, Takeover]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+
+    # --- publishing ------------------------------------------------------------------
+
+    async def cancel(self, session_id: str, turn_id: str, record: CancelRecord) -> None:
+        """Record the cut durably, then tell every process."""
+        key = self._keys.cancelled(session_id)
+        self._remember(session_id, turn_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, turn_id, record.pack())
+            pipe.expire(key, self._ttl)
+            pipe.publish(self._keys.control, f"cancel {session_id} {turn_id}")
+            await pipe.execute()
+
+    async def announce_takeover(self, session_id: str, connection_id: str) -> None:
+        """A connection resumed ``session_id``: older connections to it must close."""
+        await self._redis.publish(self._keys.control, f"takeover {session_id} {connection_id}")
+
+    # --- hearing ---------------------------------------------------------------------
+
+    @property
+    def listening(self) -> bool:
+        """Subscribed right now (messages published meanwhile are being heard)."""
+        return self._subscribed.is_set()
+
+    def is_cancelled(self, session_id: str, turn_id: str) -> bool:
+        """Local and free: call it between tokens and chunks."""
+        return (session_id, turn_id) in self._cancelled
+
+    async def check(self, session_id: str, turn_id: str) -> bool:
+        """At the start of a job: also ask Redis, in case the message was missed."""
+        if self.is_cancelled(session_id, turn_id):
+            return True
+        if await self._redis.hexists(self._keys.cancelled(session_id), turn_id):
+            self._remember(session_id, turn_id)
+            return True
+        return False
+
+    async def records(self, session_id: str) -> dict[str, CancelRecord]:
+        raw = await self._redis.hgetall(self._keys.cancelled(session_id))
+        return {turn.decode(): CancelRecord.unpack(value) for turn, value in raw.items()}
+
+    def on_takeover(self, session_id: str, connection_id: str, handler: Takeover) -> None:
+        """Call ``handler`` when another connection resumes ``session_id``."""
+        self._takeover_handlers.setdefault(session_id, {})[connection_id] = handler
+
+    def forget_takeover(self, session_id: str, connection_id: str) -> None:
+        handlers = self._takeover_handlers.get(session_id, {})
+        handlers.pop(connection_id, None)
+        if not handlers:
+            self._takeover_handlers.pop(session_id, None)
+
+    def _remember(self, session_id: str, turn_id: str) -> None:
+        now = time.monotonic()
+        self._cancelled[(session_id, turn_id)] = now + _FORGET_AFTER_S
+        if len(self._cancelled) > 10_000:
+            self._cancelled = {k: t for k, t in self._cancelled.items() if t > now}
+
+    def _hear(self, message: str) -> None:
+        kind, _, rest = message.partition(" ")
+        session_id, _, detail = rest.partition(" ")
+        if kind == "cancel":
+            self._remember(session_id, detail)
+        elif kind == "takeover":
+            for connection_id, handler in list(self._takeover_handlers.get(session_id, {}).items()):
+                if connection_id != detail:
+                    handler()
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start listening; returns once subscribed (or after a few seconds without Redis)."""
+        self._task = asyncio.create_task(self._listen(), name="control-channel")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_SUBSCRIBE_WAIT_S):
+                await self._subscribed.wait()
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _listen(self) -> None:
+        delay = 0.05
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._keys.control)
+                self._subscribed.set()
+                delay = 0.05
+                while True:
+                    message = await pubsub.get_message(timeout=5.0)
+                    if message and message.get("type") == "message":
+                        data = message["data"]
+                        self._hear(data.decode() if isinstance(data, bytes) else str(data))
+            except (RedisError, OSError) as exc:
+                self._subscribed.clear()
+                log.warning("control channel lost (%s); resubscribing", type(exc).__name__)
+                await asyncio.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 2.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
