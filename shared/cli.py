@@ -1,4 +1,5 @@
-"""``voice-agent``: run the whole system in one process (``up``), or talk to it (``talk``).
+"""``voice-agent``: run the whole system in one process (``up``), talk to it (``talk``),
+or sign a user token for it (``token``).
 
 ``up`` starts the gateway and one worker of each kind on one event loop, with the same
 code as the separate services; without ``REDIS_URL`` it first starts an embedded
@@ -69,6 +70,18 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _token(args: argparse.Namespace) -> int:
+    """Print a signed user token (needs ``AUTH_SECRET`` in the environment)."""
+    from gateway.auth import sign_token
+
+    settings = load_settings()
+    if settings.auth_secret is None or not settings.auth_secret.get_secret_value():
+        print("voice-agent token: set AUTH_SECRET in the environment first", file=sys.stderr)
+        return 2
+    print(sign_token(settings.auth_secret.get_secret_value(), args.user, args.ttl))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="voice-agent", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -76,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--port", type=int, default=None, help="gateway port (default: $PORT or 8000)")
     up.set_defaults(func=_up)
     add_talk_command(commands)
+    token = commands.add_parser("token", help="print a signed user token (AUTH_SECRET)")
+    token.add_argument("--user", required=True, help="the user id the token speaks for")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds it stays valid")
+    token.set_defaults(func=_token)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

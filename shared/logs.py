@@ -9,10 +9,31 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+
+# credentials that may ride in a URL (uvicorn logs the WebSocket request line)
+_SECRET_PARAMS = re.compile(r"((?:^|[?&\s])(?:token|resume_token|api_key)=)[^&\s\"']+")
+
+
+def redact(text: str) -> str:
+    """Hide credential values in URLs: ``?token=abc`` -> ``?token=***``."""
+    return _SECRET_PARAMS.sub(r"\1***", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Scrubs credentials from every record before any handler formats it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
 
 session_id_var: ContextVar[str | None] = ContextVar("session_id", default=None)
 turn_id_var: ContextVar[str | None] = ContextVar("turn_id", default=None)
@@ -42,6 +63,7 @@ def setup_logging(level: str, log_format: str = "json") -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
@@ -66,6 +67,9 @@ async def talk(args: argparse.Namespace, out=sys.stdout) -> Turn:
     query = {"user_id": args.user, "format": args.format}
     if args.voice:
         query["voice"] = args.voice
+    token = args.token or os.environ.get("VOICE_AGENT_TOKEN")
+    if token:
+        query["token"] = token
     url = f"{args.url}?{urlencode(query)}"
     show = _printer(out)
     async with VoiceClient.connect(url, open_timeout=args.connect_timeout) as client:
@@ -87,6 +91,9 @@ def add_talk_command(commands: argparse._SubParsersAction) -> None:
     talk_parser.add_argument("--format", default="mp3", choices=["mp3", "pcm16", "wav"])
     talk_parser.add_argument("--voice", default=None)
     talk_parser.add_argument("--user", default="cli")
+    talk_parser.add_argument(
+        "--token", default=None, help="API key or signed token (default: $VOICE_AGENT_TOKEN)"
+    )
     talk_parser.add_argument("--fast", action="store_true", help="send audio faster than real time")
     talk_parser.add_argument("--timeout", type=float, default=60.0)
     talk_parser.add_argument("--connect-timeout", type=float, default=60.0)
