@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.relay import ReplyRelay
 from gateway.session import VoiceSession
+from gateway.web import add_voice_page
 from shared import metrics, protocol
 from shared.settings import Settings
 from shared.streams import connect
@@ -105,4 +106,5 @@ def create_app(settings: Settings) -> FastAPI:
             sessions.discard(session)
             metrics.SESSIONS_OPEN.dec()
 
+    add_voice_page(app)  # the browser page at / (gateway/web.py)
     return app

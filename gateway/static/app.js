@@ -1,0 +1,560 @@
+// The voice page: wires the microphone, the connection and the player to the screen.
+//
+// Protocol: docs/protocol.md. Audio goes up as binary frames of 16 kHz s16le PCM (100 ms
+// each); replies come back as pcm16 tts_chunk events and play gaplessly. For tests the
+// page exposes its counters and state on `window.voicePage`.
+
+import { VoiceConnection } from "./connection.js";
+import { Mic } from "./mic.js";
+import { Player } from "./player.js";
+
+const $ = (id) => document.getElementById(id);
+
+const SPEECH_RMS = 0.008; // about -42 dBFS: a louder 100 ms piece counts as speech
+const PRE_ROLL_PIECES = 3; // audio kept from just before speech starts
+const PASSTHROUGH = ["voice", "rate", "pitch", "barge_in", "token", "format"];
+const TIMING_COLUMNS = [
+  ["transcript_final_ms", "transcript"],
+  ["first_token_ms", "first token"],
+  ["first_sentence_ms", "first sentence"],
+  ["first_chunk_ms", "first audio"],
+  ["complete_ms", "complete"],
+];
+const PHASES = {
+  offline: "Offline",
+  connecting: "Connecting…",
+  waking: "Waking up…",
+  connected: "Connected",
+  reconnecting: "Reconnecting…",
+  idle: "Idle",
+  failed: "Refused",
+};
+
+const stats = {
+  phase: "offline",
+  piecesSent: 0,
+  bytesSent: 0,
+  finalsSent: 0,
+  cancelsSent: 0,
+  chunks: 0,
+  buffers: 0,
+  queueStarts: 0,
+  scheduledSamples: 0,
+  scheduledSeconds: 0,
+  stops: 0,
+  connects: 0,
+  resumes: 0,
+};
+
+let audioCtx = null;
+let player = null;
+let mic = null;
+let mode = "handsfree";
+let gateOpen = false; // hands-free: audio flows once local speech was heard
+const preRoll = [];
+let talking = false; // push-to-talk held
+let releasing = false;
+let sentSinceFinal = 0;
+let turns = new Map(); // turn id -> TurnView (of the current session)
+const pendingTyped = []; // typed requests waiting for their turn id
+let lastChunk = null; // {turn, index}: the last reply audio seen, for resume
+let lastDone = null; // id of the last finished turn
+const allTurns = []; // every turn shown, of every session (window.voicePage.turns())
+
+// --- connection -------------------------------------------------------------------------
+
+const page = new URL(location.href);
+const wsBase = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/voice`;
+const params = { user_id: page.searchParams.get("user_id") || userId(), format: "pcm16" };
+for (const key of PASSTHROUGH) {
+  if (page.searchParams.has(key)) params[key] = page.searchParams.get(key);
+}
+
+const conn = new VoiceConnection({
+  url: wsBase,
+  healthUrl: new URL("/health", location.href).href,
+  params,
+  resumePoint,
+  onPhase: showPhase,
+  onEvent,
+  onNotice: notice,
+});
+conn.busy = () => Boolean(mic && mic.on);
+
+function userId() {
+  let id = localStorage.getItem("vna-user");
+  if (!id) {
+    id = `web-${Math.random().toString(16).slice(2, 10)}`;
+    localStorage.setItem("vna-user", id);
+  }
+  return id;
+}
+
+function showPhase(phase, detail) {
+  stats.phase = phase;
+  $("status").dataset.phase = phase;
+  $("status-text").textContent = PHASES[phase] || phase;
+  $("status-detail").textContent = detail || "";
+}
+
+function notice(kind, text) {
+  const el = $("notice");
+  el.dataset.kind = kind;
+  el.textContent = text;
+}
+
+// --- audio ------------------------------------------------------------------------------
+
+/** The one AudioContext (created and resumed on a user gesture, as browsers require). */
+function audio() {
+  if (!audioCtx) {
+    audioCtx = new AudioContext({ latencyHint: "interactive" });
+    player = new Player(audioCtx, stats, updateStop);
+    mic = new Mic(audioCtx, onPiece);
+  }
+  if (audioCtx.state === "suspended") audioCtx.resume();
+  return audioCtx;
+}
+
+function onPiece(pcm, rms) {
+  $("level").style.width = `${Math.min(100, Math.sqrt(rms) * 300).toFixed(0)}%`;
+  if (mode === "ptt") {
+    if (talking || releasing) sendPcm(pcm);
+    return;
+  }
+  if (!gateOpen) {
+    preRoll.push(pcm);
+    if (preRoll.length > PRE_ROLL_PIECES) preRoll.shift();
+    if (rms < SPEECH_RMS || !conn.open) return;
+    gateOpen = true; // from here on the server's end-of-speech detection cuts utterances
+    for (const piece of preRoll.splice(0)) sendPcm(piece);
+    return;
+  }
+  sendPcm(pcm);
+}
+
+function sendPcm(pcm) {
+  if (conn.sendAudio(pcm)) {
+    stats.piecesSent += 1;
+    stats.bytesSent += pcm.byteLength;
+    sentSinceFinal += pcm.byteLength;
+  }
+}
+
+function sendFinal() {
+  if (sentSinceFinal === 0) return;
+  sentSinceFinal = 0;
+  if (conn.send("voice_data", { audio_chunk: "", is_final: true })) stats.finalsSent += 1;
+}
+
+async function micOn() {
+  audio();
+  conn.ensure();
+  try {
+    await mic.start();
+  } catch (err) {
+    notice("error", `Microphone: ${err.message || err}`);
+    return false;
+  }
+  updateMic();
+  return true;
+}
+
+function micOff() {
+  if (mode === "handsfree" && gateOpen) sendFinal();
+  gateOpen = false;
+  preRoll.length = 0;
+  mic.stop();
+  $("level").style.width = "0";
+  updateMic();
+}
+
+async function pressTalk() {
+  if (talking) return;
+  talking = true;
+  updateMic();
+  if (player && (player.playing || activeTurn())) stopReply(); // talking over the agent
+  if (!mic || !mic.on) {
+    const ok = await micOn();
+    if (!ok) talking = false;
+  }
+  updateMic();
+}
+
+async function releaseTalk() {
+  if (!talking) return;
+  talking = false;
+  releasing = true;
+  updateMic();
+  await mic.flush(); // the words spoken just before the release
+  releasing = false;
+  sendFinal();
+}
+
+// --- stop / barge-in --------------------------------------------------------------------
+
+function activeTurn() {
+  let newest = null;
+  for (const turn of turns.values()) if (!turn.done) newest = turn;
+  return newest;
+}
+
+function stopReply() {
+  if (player) player.stop();
+  const turn = activeTurn();
+  if (turn) {
+    turn.cancelled = true;
+    turn.addNote("stopped");
+  }
+  if (conn.session && conn.session.v2) {
+    conn.send("cancel", turn ? { turn_id: turn.id } : {});
+    stats.cancelsSent += 1;
+  }
+  updateStop();
+}
+
+// --- server events ----------------------------------------------------------------------
+
+function onEvent(event, data) {
+  switch (event) {
+    case "connected":
+      return onConnected(data);
+    case "partial_transcription":
+      return turnFor(data.turn_id, true).setUser(data.text, data.is_final);
+    case "agent_response":
+      return turnFor(data.turn_id).agentText(data.text, data.is_final);
+    case "tts_chunk":
+      return onChunk(data);
+    case "streaming_complete":
+      return onComplete(data);
+    case "error":
+      return onError(data);
+    default:
+      return undefined; // pong and anything newer: the connection already noted the frame
+  }
+}
+
+function onConnected(data) {
+  stats.connects += 1;
+  if (data.resumed) {
+    stats.resumes += 1;
+  } else {
+    // a new session: its turn ids start again at t1
+    for (const turn of turns.values()) if (!turn.done) turn.finish(null, "connection lost");
+    turns = new Map();
+    lastChunk = lastDone = null;
+  }
+  $("session").textContent = `session ${data.session_id.slice(0, 8)} · ${params.user_id}`;
+}
+
+function onChunk(data) {
+  const turn = turnFor(data.turn_id);
+  if (turn.cancelled || data.chunk_index <= turn.lastChunkIndex) return; // stopped / replayed
+  turn.lastChunkIndex = data.chunk_index;
+  turn.textAtChunk = turn.text.length;
+  lastChunk = { turn: turn.id, index: data.chunk_index };
+  turn.chunks += 1;
+  stats.chunks += 1;
+  audio();
+  player.enqueue(turn.id, base64Bytes(data.audio_chunk), data.format, data.sample_rate);
+}
+
+function onComplete(data) {
+  const turn = turnFor(data.turn_id);
+  if (data.interrupted) {
+    player && player.stop(turn.id);
+    turn.cancelled = true;
+  } else if (player) {
+    player.finish(turn.id);
+  }
+  turn.complete = { ...data };
+  const timings = { ...(data.timings || {}) };
+  turn.finish(timings, data.interrupted ? "interrupted" : null, data.audio_ms);
+  addTimingRow(turn, timings, data.audio_ms);
+  lastDone = turn.id;
+  updateStop();
+}
+
+function onError(data) {
+  if (data.code === "resume_failed") return; // the connection starts a new session
+  const turn = data.turn_id ? turns.get(data.turn_id) : null;
+  if (turn && data.code === "no_speech") {
+    turn.finish(null, "no speech recognised");
+    lastDone = turn.id;
+  } else if (turn) {
+    turn.addNote(`${data.code}: ${data.message}`, true);
+  }
+  notice("error", `${data.code}: ${data.message}`);
+}
+
+/** The view of a turn; a typed request shown before its id was known is adopted here. */
+function turnFor(id, speech = false) {
+  let turn = turns.get(id);
+  if (!turn) {
+    const typed = !speech ? pendingTyped.shift() : null;
+    turn = typed || new TurnView();
+    turn.id = id;
+    turn.el.dataset.turn = id;
+    turns.set(id, turn);
+  }
+  return turn;
+}
+
+/** Where a resumed session should replay from; forget what we showed after that point. */
+function resumePoint() {
+  const number = (id) => (id ? Number.parseInt(id.slice(1), 10) : 0);
+  const live = lastChunk && !turns.get(lastChunk.turn)?.done ? lastChunk : null;
+  const point = live && number(live.turn) > number(lastDone) ? live : null;
+  const after = point ? number(point.turn) : number(lastDone);
+  for (const turn of turns.values()) {
+    if (turn.done || number(turn.id) < after) continue;
+    turn.rewindText(point && turn.id === point.turn ? turn.textAtChunk : 0);
+  }
+  if (point) return { last_turn_id: point.turn, last_chunk_index: point.index };
+  return lastDone ? { last_turn_id: lastDone } : {};
+}
+
+// --- conversation view ------------------------------------------------------------------
+
+class TurnView {
+  constructor(typedText = null) {
+    this.id = null;
+    this.text = "";
+    this.textAtChunk = 0;
+    this.lastChunkIndex = -1;
+    this.done = false;
+    this.cancelled = false;
+    this.chunks = 0;
+    this.complete = null; // the streaming_complete data
+    allTurns.push(this);
+    this.el = document.createElement("article");
+    this.el.className = "turn";
+    this.user = bubble("user");
+    this.agent = bubble("agent");
+    this.meta = document.createElement("div");
+    this.meta.className = "meta";
+    this.el.append(this.user, this.agent, this.meta);
+    if (typedText !== null) {
+      this.user.textContent = typedText;
+      this.user.dataset.final = "true";
+      this.user.dataset.typed = "true";
+    }
+    $("empty")?.remove();
+    const log = $("conversation");
+    const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+    log.append(this.el);
+    if (atBottom) log.scrollTop = log.scrollHeight;
+  }
+
+  setUser(text, final) {
+    this.user.textContent = text;
+    this.user.dataset.final = String(Boolean(final));
+    scrollDown();
+  }
+
+  agentText(text, final) {
+    this.text = final ? text : this.text + text; // deltas append; the final is the whole
+    this.agent.textContent = this.text;
+    this.agent.dataset.final = String(Boolean(final));
+    scrollDown();
+  }
+
+  summary() {
+    return {
+      id: this.id,
+      user: this.user.textContent,
+      userFinal: this.user.dataset.final === "true",
+      typed: this.user.dataset.typed === "true",
+      agent: this.agent.textContent,
+      agentFinal: this.agent.dataset.final === "true",
+      done: this.done,
+      cancelled: this.cancelled,
+      chunks: this.chunks,
+      complete: this.complete,
+      meta: this.meta.textContent,
+    };
+  }
+
+  rewindText(length) {
+    this.text = this.text.slice(0, length);
+    this.agent.textContent = this.text;
+  }
+
+  addNote(text, warn = false) {
+    const note = document.createElement("span");
+    if (warn) note.className = "warn";
+    note.textContent = (this.meta.textContent ? " · " : "") + text;
+    this.meta.append(note);
+  }
+
+  finish(timings, note = null, audioMs = null) {
+    this.done = true;
+    this.agent.dataset.final = "true";
+    if (timings) {
+      const parts = [];
+      if (timings.first_chunk_ms !== undefined) parts.push(`first audio ${timings.first_chunk_ms} ms`);
+      if (timings.complete_ms !== undefined) parts.push(`complete ${timings.complete_ms} ms`);
+      if (audioMs) parts.push(`${(audioMs / 1000).toFixed(1)} s of speech`);
+      if (parts.length) this.addNote(`${this.id} · ${parts.join(" · ")}`);
+    }
+    if (note) this.addNote(note, true);
+  }
+}
+
+function bubble(kind) {
+  const el = document.createElement("div");
+  el.className = `bubble ${kind}`;
+  return el;
+}
+
+function scrollDown() {
+  const log = $("conversation");
+  if (log.scrollHeight - log.scrollTop - log.clientHeight < 160) log.scrollTop = log.scrollHeight;
+}
+
+function addTimingRow(turn, timings, audioMs) {
+  const head = $("timings-head");
+  const extra = Object.keys(timings).filter((k) => !TIMING_COLUMNS.some(([key]) => key === k));
+  const columns = [...TIMING_COLUMNS, ...extra.map((k) => [k, k.replace(/_ms$/, "")])];
+  const labels = ["turn", "request", ...columns.map(([, label]) => label), "speech"];
+  if (head.children.length < labels.length) {
+    head.replaceChildren(...labels.map((label) => cell("th", label)));
+  }
+  const request = cell("td", turn.user.textContent || "");
+  request.title = request.textContent;
+  const row = document.createElement("tr");
+  row.dataset.turn = turn.id;
+  row.append(
+    cell("td", turn.id),
+    request,
+    ...columns.map(([key]) => cell("td", timings[key] === undefined ? "–" : String(timings[key]))),
+    cell("td", audioMs ? `${(audioMs / 1000).toFixed(1)} s` : "–"),
+  );
+  const body = $("timings-body");
+  body.querySelector(".placeholder")?.parentElement.remove();
+  body.append(row);
+}
+
+function cell(tag, text) {
+  const el = document.createElement(tag);
+  el.textContent = text;
+  return el;
+}
+
+function base64Bytes(text) {
+  const binary = atob(text);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
+// --- controls ---------------------------------------------------------------------------
+
+function updateMic() {
+  const button = $("mic");
+  const on = Boolean(mic && mic.on);
+  if (mode === "ptt") {
+    button.setAttribute("aria-pressed", String(talking));
+    $("mic-label").textContent = talking ? "Listening… release to send" : "Hold to talk";
+    $("mic-hint").textContent = "Push to talk: hold the button (or the space bar) while you speak.";
+  } else {
+    button.setAttribute("aria-pressed", String(on));
+    $("mic-label").textContent = on ? "Stop listening" : "Start listening";
+    $("mic-hint").textContent = "Hands-free: just speak; a short pause ends your request.";
+  }
+}
+
+function updateStop() {
+  const busy = Boolean((player && player.playing) || activeTurn());
+  $("stop").disabled = !busy;
+}
+
+function setMode(next) {
+  if (next === mode) return;
+  if (mode === "handsfree" && gateOpen) sendFinal();
+  gateOpen = false;
+  mode = next;
+  for (const [id, name] of [
+    ["mode-handsfree", "handsfree"],
+    ["mode-ptt", "ptt"],
+  ]) {
+    $(id).classList.toggle("on", mode === name);
+    $(id).setAttribute("aria-checked", String(mode === name));
+  }
+  updateMic();
+}
+
+async function sendTyped(text) {
+  const command = text.trim();
+  if (!command) return;
+  audio();
+  await conn.ensure();
+  if (player && (player.playing || activeTurn())) stopReply(); // a new request replaces it
+  if (conn.send("voice_command", { command })) {
+    pendingTyped.push(new TurnView(command));
+    updateStop();
+  } else {
+    notice("error", "Not connected; try again in a moment.");
+  }
+}
+
+function bindControls() {
+  $("mode-handsfree").onclick = () => setMode("handsfree");
+  $("mode-ptt").onclick = () => setMode("ptt");
+  const button = $("mic");
+  button.addEventListener("click", () => {
+    if (mode !== "handsfree") return;
+    if (mic && mic.on) micOff();
+    else micOn();
+  });
+  button.addEventListener("pointerdown", (e) => {
+    if (mode !== "ptt") return;
+    button.setPointerCapture(e.pointerId);
+    pressTalk();
+  });
+  for (const name of ["pointerup", "pointercancel"]) {
+    button.addEventListener(name, () => mode === "ptt" && releaseTalk());
+  }
+  const typing = (e) => e.target instanceof HTMLInputElement;
+  document.addEventListener("keydown", (e) => {
+    if (e.code === "Space" && mode === "ptt" && !e.repeat && !typing(e)) {
+      e.preventDefault();
+      pressTalk();
+    }
+    if (e.code === "Escape") stopReply();
+  });
+  document.addEventListener("keyup", (e) => {
+    if (e.code === "Space" && mode === "ptt" && !typing(e)) releaseTalk();
+  });
+  $("stop").onclick = stopReply;
+  $("command-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const input = $("command");
+    sendTyped(input.value);
+    input.value = "";
+  });
+  for (const chip of document.querySelectorAll(".chip")) {
+    chip.onclick = () => sendTyped(chip.dataset.say);
+  }
+  const placeholder = document.createElement("tr");
+  const td = cell("td", "Timings of each turn appear here.");
+  td.className = "placeholder";
+  placeholder.append(td);
+  $("timings-body").append(placeholder);
+}
+
+bindControls();
+updateMic();
+conn.ensure();
+
+window.voicePage = {
+  stats,
+  connection: conn,
+  get sessionId() {
+    return conn.session ? conn.session.id : null;
+  },
+  turns: () => allTurns.map((turn) => turn.summary()),
+  playing: () => Boolean(player && player.playing),
+  audioTime: () => (audioCtx ? audioCtx.currentTime : 0),
+  drop: () => conn.drop(),
+};
