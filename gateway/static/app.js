@@ -7,19 +7,13 @@
 import { VoiceConnection } from "./connection.js";
 import { Mic } from "./mic.js";
 import { Player } from "./player.js";
+import { TurnView, addTimingRow, allTurns, cell } from "./view.js";
 
 const $ = (id) => document.getElementById(id);
 
 const SPEECH_RMS = 0.008; // about -42 dBFS: a louder 100 ms piece counts as speech
 const PRE_ROLL_PIECES = 3; // audio kept from just before speech starts
 const PASSTHROUGH = ["voice", "rate", "pitch", "barge_in", "token", "format"];
-const TIMING_COLUMNS = [
-  ["transcript_final_ms", "transcript"],
-  ["first_token_ms", "first token"],
-  ["first_sentence_ms", "first sentence"],
-  ["first_chunk_ms", "first audio"],
-  ["complete_ms", "complete"],
-];
 const PHASES = {
   offline: "Offline",
   connecting: "Connecting…",
@@ -59,7 +53,6 @@ let turns = new Map(); // turn id -> TurnView (of the current session)
 const pendingTyped = []; // typed requests waiting for their turn id
 let lastChunk = null; // {turn, index}: the last reply audio seen, for resume
 let lastDone = null; // id of the last finished turn
-const allTurns = []; // every turn shown, of every session (window.voicePage.turns())
 
 // --- connection -------------------------------------------------------------------------
 
@@ -236,12 +229,15 @@ function onEvent(event, data) {
 
 function onConnected(data) {
   stats.connects += 1;
+  gateOpen = false; // an utterance cut by the drop is over: wait for speech again
+  sentSinceFinal = 0;
   if (data.resumed) {
     stats.resumes += 1;
   } else {
     // a new session: its turn ids start again at t1
     for (const turn of turns.values()) if (!turn.done) turn.finish(null, "connection lost");
     turns = new Map();
+    for (const typed of pendingTyped.splice(0)) typed.finish(null, "connection lost");
     lastChunk = lastDone = null;
   }
   $("session").textContent = `session ${data.session_id.slice(0, 8)} · ${params.user_id}`;
@@ -312,133 +308,6 @@ function resumePoint() {
   }
   if (point) return { last_turn_id: point.turn, last_chunk_index: point.index };
   return lastDone ? { last_turn_id: lastDone } : {};
-}
-
-// --- conversation view ------------------------------------------------------------------
-
-class TurnView {
-  constructor(typedText = null) {
-    this.id = null;
-    this.text = "";
-    this.textAtChunk = 0;
-    this.lastChunkIndex = -1;
-    this.done = false;
-    this.cancelled = false;
-    this.chunks = 0;
-    this.complete = null; // the streaming_complete data
-    allTurns.push(this);
-    this.el = document.createElement("article");
-    this.el.className = "turn";
-    this.user = bubble("user");
-    this.agent = bubble("agent");
-    this.meta = document.createElement("div");
-    this.meta.className = "meta";
-    this.el.append(this.user, this.agent, this.meta);
-    if (typedText !== null) {
-      this.user.textContent = typedText;
-      this.user.dataset.final = "true";
-      this.user.dataset.typed = "true";
-    }
-    $("empty")?.remove();
-    const log = $("conversation");
-    const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
-    log.append(this.el);
-    if (atBottom) log.scrollTop = log.scrollHeight;
-  }
-
-  setUser(text, final) {
-    this.user.textContent = text;
-    this.user.dataset.final = String(Boolean(final));
-    scrollDown();
-  }
-
-  agentText(text, final) {
-    this.text = final ? text : this.text + text; // deltas append; the final is the whole
-    this.agent.textContent = this.text;
-    this.agent.dataset.final = String(Boolean(final));
-    scrollDown();
-  }
-
-  summary() {
-    return {
-      id: this.id,
-      user: this.user.textContent,
-      userFinal: this.user.dataset.final === "true",
-      typed: this.user.dataset.typed === "true",
-      agent: this.agent.textContent,
-      agentFinal: this.agent.dataset.final === "true",
-      done: this.done,
-      cancelled: this.cancelled,
-      chunks: this.chunks,
-      complete: this.complete,
-      meta: this.meta.textContent,
-    };
-  }
-
-  rewindText(length) {
-    this.text = this.text.slice(0, length);
-    this.agent.textContent = this.text;
-  }
-
-  addNote(text, warn = false) {
-    const note = document.createElement("span");
-    if (warn) note.className = "warn";
-    note.textContent = (this.meta.textContent ? " · " : "") + text;
-    this.meta.append(note);
-  }
-
-  finish(timings, note = null, audioMs = null) {
-    this.done = true;
-    this.agent.dataset.final = "true";
-    if (timings) {
-      const parts = [];
-      if (timings.first_chunk_ms !== undefined) parts.push(`first audio ${timings.first_chunk_ms} ms`);
-      if (timings.complete_ms !== undefined) parts.push(`complete ${timings.complete_ms} ms`);
-      if (audioMs) parts.push(`${(audioMs / 1000).toFixed(1)} s of speech`);
-      if (parts.length) this.addNote(`${this.id} · ${parts.join(" · ")}`);
-    }
-    if (note) this.addNote(note, true);
-  }
-}
-
-function bubble(kind) {
-  const el = document.createElement("div");
-  el.className = `bubble ${kind}`;
-  return el;
-}
-
-function scrollDown() {
-  const log = $("conversation");
-  if (log.scrollHeight - log.scrollTop - log.clientHeight < 160) log.scrollTop = log.scrollHeight;
-}
-
-function addTimingRow(turn, timings, audioMs) {
-  const head = $("timings-head");
-  const extra = Object.keys(timings).filter((k) => !TIMING_COLUMNS.some(([key]) => key === k));
-  const columns = [...TIMING_COLUMNS, ...extra.map((k) => [k, k.replace(/_ms$/, "")])];
-  const labels = ["turn", "request", ...columns.map(([, label]) => label), "speech"];
-  if (head.children.length < labels.length) {
-    head.replaceChildren(...labels.map((label) => cell("th", label)));
-  }
-  const request = cell("td", turn.user.textContent || "");
-  request.title = request.textContent;
-  const row = document.createElement("tr");
-  row.dataset.turn = turn.id;
-  row.append(
-    cell("td", turn.id),
-    request,
-    ...columns.map(([key]) => cell("td", timings[key] === undefined ? "–" : String(timings[key]))),
-    cell("td", audioMs ? `${(audioMs / 1000).toFixed(1)} s` : "–"),
-  );
-  const body = $("timings-body");
-  body.querySelector(".placeholder")?.parentElement.remove();
-  body.append(row);
-}
-
-function cell(tag, text) {
-  const el = document.createElement(tag);
-  el.textContent = text;
-  return el;
 }
 
 function base64Bytes(text) {
@@ -521,7 +390,7 @@ function bindControls() {
       e.preventDefault();
       pressTalk();
     }
-    if (e.code === "Escape") stopReply();
+    if (e.code === "Escape" && !$("stop").disabled) stopReply();
   });
   document.addEventListener("keyup", (e) => {
     if (e.code === "Space" && mode === "ptt" && !typing(e)) releaseTalk();

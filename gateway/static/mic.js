@@ -13,13 +13,24 @@ export class Mic {
     this.node = null;
     this.source = null;
     this.flushed = null;
+    this.starting = null;
   }
 
   get on() {
     return this.stream !== null;
   }
 
-  async start() {
+  /** Ask for the microphone and start capturing (a second call waits for the first). */
+  start() {
+    if (!this.starting) {
+      this.starting = this.open().finally(() => {
+        this.starting = null;
+      });
+    }
+    return this.starting;
+  }
+
+  async open() {
     if (this.stream) return;
     if (!navigator.mediaDevices || !window.AudioWorkletNode) {
       throw new Error("this browser cannot capture audio here (use https or localhost)");
