@@ -9,6 +9,7 @@ screenshot in the docs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -47,17 +48,24 @@ async def browser(fake_mic_wav: Path) -> AsyncIterator[Any]:
         await launched.close()
 
 
-@pytest.fixture
-async def page(browser: Any, system) -> AsyncIterator[Any]:
+@contextlib.asynccontextmanager
+async def _open(browser: Any, url: str) -> AsyncIterator[Any]:
+    """The page at ``url`` in a fresh context, connected; no script error may happen."""
     context = await browser.new_context(viewport={"width": 960, "height": 800})
     page = await context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    await page.goto(f"{system.http_url}/")
+    await page.goto(url)
     await page.wait_for_function("window.voicePage?.stats.phase === 'connected'", timeout=WAIT_MS)
     yield page
     await context.close()
     assert not errors, errors
+
+
+@pytest.fixture
+async def page(browser: Any, system) -> AsyncIterator[Any]:
+    async with _open(browser, f"{system.http_url}/") as page:
+        yield page
 
 
 async def _turn(page: Any, condition: str) -> dict[str, Any]:
@@ -101,6 +109,18 @@ async def test_spoken_turn_then_typed_command(page: Any) -> None:
 
     png = await page.screenshot(path=os.environ.get("VNA_SCREENSHOT"))
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("audio_format", ["wav", "mp3"])
+async def test_other_reply_formats_play_in_full(browser: Any, system, audio_format: str) -> None:
+    """wav chunks carry their own header; mp3 (a server that ignores pcm16) plays at the end."""
+    async with _open(browser, f"{system.http_url}/?format={audio_format}") as page:
+        await page.fill("#command", "sports news")
+        await page.press("#command", "Enter")
+        turn = await _turn(page, "t.done")
+        assert turn["complete"]["format"] == audio_format
+        await page.wait_for_function("voicePage.stats.scheduledSeconds > 0", timeout=WAIT_MS)
+        _assert_reply_scheduled(turn, (await _stats(page))["scheduledSeconds"])
 
 
 async def test_push_to_talk_sends_audio_only_while_held(page: Any) -> None:
