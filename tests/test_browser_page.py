@@ -152,6 +152,19 @@ async def test_stop_silences_the_reply_at_once(page: Any) -> None:
     assert stats["cancelsSent"] == (1 if v2 else 0)  # cancel exists from protocol v2 on
 
 
+async def test_speaking_over_the_reply_interrupts_it(page: Any) -> None:
+    if not await page.evaluate("voicePage.connection.session.bargeIn"):
+        pytest.skip("the server has no barge-in yet (protocol v2: connected.barge_in)")
+    await page.fill("#command", "technology news")
+    await page.press("#command", "Enter")
+    await page.wait_for_function("voicePage.playing()", timeout=WAIT_MS)
+    await page.click("#mic")  # the fake microphone speaks while the reply plays
+    spoken = await _turn(page, "t.done && !t.typed")
+    assert "sports" in spoken["user"] and "striker" in spoken["agent"].lower()
+    typed = await _turn(page, "t.typed")
+    assert typed["cancelled"] and (await _stats(page))["stops"] >= 1
+
+
 async def test_reconnects_after_the_socket_drops(page: Any) -> None:
     first = await page.evaluate("voicePage.sessionId")
     await page.evaluate("voicePage.drop()")

@@ -213,6 +213,7 @@ function onEvent(event, data) {
     case "connected":
       return onConnected(data);
     case "partial_transcription":
+      if (!turns.has(data.turn_id)) onSpeechStarts(data.turn_id);
       return turnFor(data.turn_id, true).setUser(data.text, data.is_final);
     case "agent_response":
       return turnFor(data.turn_id).agentText(data.text, data.is_final);
@@ -225,6 +226,16 @@ function onEvent(event, data) {
     default:
       return undefined; // pong and anything newer: the connection already noted the frame
   }
+}
+
+/** The server heard the user start a new request; with barge-in on, the agent stops. */
+function onSpeechStarts(turnId) {
+  if (!player || !player.playing || !(conn.session && conn.session.bargeIn)) return;
+  for (const turn of turns.values()) {
+    if (turn.id !== turnId) turn.cancelled = true; // chunks still in flight are not played
+  }
+  player.stop();
+  updateStop();
 }
 
 function onConnected(data) {

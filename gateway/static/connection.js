@@ -169,6 +169,7 @@ export class VoiceConnection {
       token: data.resume_token || null,
       windowS: data.resume_window_seconds || 0,
       v2: "resume_token" in data, // a server with cancel, ping/pong and resume
+      bargeIn: data.barge_in === true, // speech over a reply interrupts it
     };
     const resumed = Boolean(resuming && data.resumed && previous && previous.id === data.session_id);
     this.setPhase("connected", resumed ? "resumed" : "");
