@@ -20,6 +20,7 @@ import pytest
 from shared.audio import pcm16_to_wav
 from tests.audio_checks import speech_16k
 from tests.browser_support import chromium_args, ensure_chromium, ensure_playwright
+from tests.conftest import running_system
 
 pytestmark = pytest.mark.timeout(600)  # the first test may install chromium with apt-get
 
@@ -163,6 +164,21 @@ async def test_speaking_over_the_reply_interrupts_it(page: Any) -> None:
     assert "sports" in spoken["user"] and "striker" in spoken["agent"].lower()
     typed = await _turn(page, "t.typed")
     assert typed["cancelled"] and (await _stats(page))["stops"] >= 1
+
+
+async def test_server_without_speech_recognition(
+    browser: Any, redis_url: str, fixture_http: str, tmp_path: Path
+) -> None:
+    """ASR_PROVIDER=none (Render's free tier): no audio is streamed, typing still works."""
+    with running_system(f"{redis_url}/3", fixture_http, tmp_path, ASR_PROVIDER="none") as up:
+        async with _open(browser, f"{up.http_url}/") as page:
+            hint = "document.getElementById('mic-hint').textContent"
+            await page.wait_for_function(f"{hint}.includes('does not recognise speech')")
+            await page.fill("#command", "technology news")
+            await page.press("#command", "Enter")
+            turn = await _turn(page, "t.done")
+            assert "battery" in turn["agent"].lower()
+            assert (await _stats(page))["piecesSent"] == 0
 
 
 async def test_reconnects_after_the_socket_drops(page: Any) -> None:

@@ -7,6 +7,7 @@
 import { VoiceConnection } from "./connection.js";
 import { Mic } from "./mic.js";
 import { Player } from "./player.js";
+import { BrowserRecognizer } from "./speech.js";
 import { TurnView, addTimingRow, allTurns, cell } from "./view.js";
 
 const $ = (id) => document.getElementById(id);
@@ -53,6 +54,9 @@ let turns = new Map(); // turn id -> TurnView (of the current session)
 const pendingTyped = []; // typed requests waiting for their turn id
 let lastChunk = null; // {turn, index}: the last reply audio seen, for resume
 let lastDone = null; // id of the last finished turn
+let serverAsr = true; // false: the server recognises no speech (ASR_PROVIDER=none)
+let recognizer = null; // the browser's speech recognition, used when serverAsr is false
+let heard = null; // TurnView with the browser recognizer's interim text
 
 // --- connection -------------------------------------------------------------------------
 
@@ -140,9 +144,15 @@ function sendFinal() {
   if (conn.send("voice_data", { audio_chunk: "", is_final: true })) stats.finalsSent += 1;
 }
 
+/** Is the microphone (or the browser's recogniser) listening? */
+function listening() {
+  return serverAsr ? Boolean(mic && mic.on) : Boolean(recognizer && recognizer.on);
+}
+
 async function micOn() {
   audio();
   conn.ensure();
+  if (!serverAsr) return startRecognizer();
   try {
     await mic.start();
   } catch (err) {
@@ -154,7 +164,9 @@ async function micOn() {
 }
 
 function micOff() {
-  if (mode === "handsfree" && gateOpen) sendFinal();
+  if (recognizer) recognizer.stop();
+  if (!mic) return updateMic();
+  if (mode === "handsfree" && gateOpen && serverAsr) sendFinal();
   gateOpen = false;
   preRoll.length = 0;
   mic.stop();
@@ -167,7 +179,7 @@ async function pressTalk() {
   talking = true;
   updateMic();
   if (player && (player.playing || activeTurn())) stopReply(); // talking over the agent
-  if (!mic || !mic.on) {
+  if (!listening()) {
     const ok = await micOn();
     if (!ok) talking = false;
   }
@@ -177,11 +189,70 @@ async function pressTalk() {
 async function releaseTalk() {
   if (!talking) return;
   talking = false;
+  if (!serverAsr) {
+    micOff(); // the recogniser delivers what it heard, then stops
+    return;
+  }
   releasing = true;
   updateMic();
   await mic.flush(); // the words spoken just before the release
   releasing = false;
   sendFinal();
+}
+
+// --- recognition in the browser (servers without speech recognition) ----------------------
+
+/** The server refuses audio: stop streaming it and recognise in the browser instead. */
+function useBrowserRecognition() {
+  if (!serverAsr) return;
+  gateOpen = false; // no is_final either: the server would refuse it too
+  if (mic && mic.on) micOff();
+  serverAsr = false;
+  notice(
+    "info",
+    BrowserRecognizer.available
+      ? "This server does not recognise speech: your browser's speech recognition is used."
+      : "This server does not recognise speech and this browser cannot: type your request.",
+  );
+  updateMic();
+}
+
+function startRecognizer() {
+  if (!BrowserRecognizer.available) return false;
+  if (!recognizer) {
+    recognizer = new BrowserRecognizer(
+      (text) => {
+        if (!heard) heard = new TurnView();
+        heard.setUser(text, false);
+      },
+      (text, confidence) => {
+        const view = heard;
+        heard = null;
+        sendTyped(text, confidence, view);
+      },
+      (error) => notice("error", `Speech recognition: ${error}`),
+      updateMic,
+    );
+  }
+  try {
+    recognizer.start(mode === "handsfree");
+  } catch (err) {
+    notice("error", `Speech recognition: ${err.message || err}`);
+    return false;
+  }
+  updateMic();
+  return true;
+}
+
+/** Ask the server once whether it runs speech recognition at all (/ready lists workers). */
+async function checkServerAsr() {
+  try {
+    const response = await fetch(new URL("/ready", location.href), { cache: "no-store" });
+    const body = await response.json();
+    if (body.redis === "ok" && body.workers && !("asr" in body.workers)) useBrowserRecognition();
+  } catch {
+    // unknown: an asr_disabled error will tell
+  }
 }
 
 // --- stop / barge-in --------------------------------------------------------------------
@@ -251,6 +322,7 @@ function onConnected(data) {
     for (const typed of pendingTyped.splice(0)) typed.finish(null, "connection lost");
     lastChunk = lastDone = null;
   }
+  if (stats.connects === 1) checkServerAsr();
   $("session").textContent = `session ${data.session_id.slice(0, 8)} · ${params.user_id}`;
 }
 
@@ -284,6 +356,7 @@ function onComplete(data) {
 
 function onError(data) {
   if (data.code === "resume_failed") return; // the connection starts a new session
+  if (data.code === "asr_disabled") return useBrowserRecognition();
   const turn = data.turn_id ? turns.get(data.turn_id) : null;
   if (turn && data.code === "no_speech") {
     turn.finish(null, "no speech recognised");
@@ -332,7 +405,8 @@ function base64Bytes(text) {
 
 function updateMic() {
   const button = $("mic");
-  const on = Boolean(mic && mic.on);
+  const on = listening();
+  button.disabled = !serverAsr && !BrowserRecognizer.available;
   if (mode === "ptt") {
     button.setAttribute("aria-pressed", String(talking));
     $("mic-label").textContent = talking ? "Listening… release to send" : "Hold to talk";
@@ -341,6 +415,11 @@ function updateMic() {
     button.setAttribute("aria-pressed", String(on));
     $("mic-label").textContent = on ? "Stop listening" : "Start listening";
     $("mic-hint").textContent = "Hands-free: just speak; a short pause ends your request.";
+  }
+  if (!serverAsr) {
+    $("mic-hint").textContent = BrowserRecognizer.available
+      ? "This server does not recognise speech: your browser does it and sends the text."
+      : "This server does not recognise speech: type your request.";
   }
 }
 
@@ -364,14 +443,20 @@ function setMode(next) {
   updateMic();
 }
 
-async function sendTyped(text) {
+/** A typed request, or one the browser recognised (`confidence`, shown in `view`). */
+async function sendTyped(text, confidence = null, view = null) {
   const command = text.trim();
-  if (!command) return;
+  if (!command) {
+    view?.el.remove();
+    return;
+  }
   audio();
   await conn.ensure();
   if (player && (player.playing || activeTurn())) stopReply(); // a new request replaces it
-  if (conn.send("voice_command", { command })) {
-    pendingTyped.push(new TurnView(command));
+  const data = confidence ? { command, confidence } : { command };
+  if (conn.send("voice_command", data)) {
+    if (view) view.setUser(command, true);
+    pendingTyped.push(view || new TurnView(command));
     updateStop();
   } else {
     notice("error", "Not connected; try again in a moment.");
@@ -384,7 +469,7 @@ function bindControls() {
   const button = $("mic");
   button.addEventListener("click", () => {
     if (mode !== "handsfree") return;
-    if (mic && mic.on) micOff();
+    if (listening()) micOff();
     else micOn();
   });
   button.addEventListener("pointerdown", (e) => {
