@@ -73,7 +73,7 @@ export class VoiceConnection {
     return true;
   }
 
-  /** Simulate a dropped network link (tests and the "reconnect" check in the UI). */
+  /** Close the socket as a dropped link would end it: the page reconnects and resumes. */
   drop() {
     if (this.ws) this.ws.close(4000, "dropped by the page");
   }
@@ -81,8 +81,10 @@ export class VoiceConnection {
   async connectLoop() {
     while (!this.stopped) {
       const resuming = Boolean(this.session && this.session.token);
-      this.setPhase(this.attempt === 0 && !resuming ? "connecting" : "reconnecting");
+      const phase = this.attempt === 0 && !resuming ? "connecting" : "reconnecting";
+      this.setPhase(phase);
       await this.waitForServer();
+      if (this.phase === "waking") this.setPhase(phase, "the server is up");
       const outcome = await this.openSocket(resuming);
       if (outcome === "open") {
         this.attempt = 0;
