@@ -17,6 +17,7 @@ from gateway.auth import Authenticator, AuthError, bearer_token
 from gateway.relay import ReplyRelay
 from gateway.session import VoiceSession
 from gateway.session_store import SessionStore
+from gateway.web import add_voice_page
 from shared import metrics, protocol
 from shared.control import ControlChannel
 from shared.settings import Settings
@@ -99,7 +100,8 @@ def create_app(settings: Settings) -> FastAPI:
     @app.websocket("/ws/voice")
     async def voice(websocket: WebSocket) -> None:
         sessions: set[VoiceSession] = app.state.sessions
-        if not authenticator.origin_allowed(websocket.headers.get("origin")):
+        headers = websocket.headers
+        if not authenticator.origin_allowed(headers.get("origin"), headers.get("host")):
             await websocket.close(code=CLOSE_POLICY_VIOLATION)  # before accept: HTTP 403
             return
         await websocket.accept()
@@ -161,4 +163,5 @@ def create_app(settings: Settings) -> FastAPI:
                 await app.state.all_closed.wait()
 
     app.state.drain = drain
+    add_voice_page(app)  # the browser page at / (gateway/web.py)
     return app

@@ -87,11 +87,15 @@ class Authenticator:
             return claimed_user
         raise AuthError("invalid token")
 
-    def origin_allowed(self, origin: str | None) -> bool:
-        """Browsers send ``Origin``; other clients don't, and are judged by token alone."""
+    def origin_allowed(self, origin: str | None, host: str | None = None) -> bool:
+        """Browsers send ``Origin``; other clients don't, and are judged by token alone.
+        The gateway's own page (same host) is always allowed."""
         if not self._origins or origin is None:
             return True
-        return origin.rstrip("/") in self._origins
+        origin = origin.rstrip("/")
+        if host and origin.split("://", 1)[-1] == host:
+            return True
+        return origin in self._origins
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -90,7 +90,10 @@ class VoiceSession:
             Endpointer(settings.end_of_speech_ms) if settings.end_of_speech_ms > 0 else None
         )
         self._onset = SpeechOnset(settings.barge_in_min_speech_ms)
-        self._ended_by_silence = False
+        # with end-of-speech detection on, every utterance starts with speech (plus a little
+        # audio before it): a microphone streaming silence starts no turn
+        self._awaiting_speech = self._endpointer is not None
+        self._pause_ended = False  # the last utterance was ended by a pause, not is_final
         self._pre_roll: deque[bytes] = deque(maxlen=3)  # audio kept from before speech
         self._held: deque[VoiceCommand | AudioInput] = deque()
         self._releaser: asyncio.Task[None] | None = None
@@ -331,9 +334,7 @@ class VoiceSession:
             if self._onset.push(audio.pcm):
                 await self.cancel(playing, "barge_in")
         utterance = self._utterance
-        if audio.pcm and utterance is None and self._ended_by_silence:
-            # after a pause ended the last utterance, the next one starts with speech
-            # (plus a little audio before it), not with the rest of the pause
+        if audio.pcm and utterance is None and self._awaiting_speech:
             self._pre_roll.append(audio.pcm)
             if not self._endpointer or not self._endpointer.contains_speech(audio.pcm):
                 return
@@ -347,15 +348,21 @@ class VoiceSession:
                 ended_by_silence = self._endpointer is not None and self._endpointer.push(audio.pcm)
                 if ended_by_silence and not audio.is_final:
                     await self._finish_utterance(utterance)
-                    self._ended_by_silence = True
+                    self._pause_ended = True
                     return
         if audio.is_final:
+            if utterance is None and self._pre_roll and not self._pause_ended:
+                # only non-speech arrived: let the recogniser have it, so the turn ends
+                # with its own ``no_speech`` like any utterance that held nothing
+                utterance = await self._start_utterance()
+                await self._append_audio(utterance, b"".join(self._pre_roll))
+                self._pre_roll.clear()
             if utterance is None:
-                if self._ended_by_silence:  # the pause already ended it: nothing to do
+                if self._pause_ended:  # the pause already ended it: nothing to do
                     self._pre_roll.clear()
                     return
                 raise ProtocolError(
-                    protocol.NO_SPEECH, "is_final received but no audio was sent for this utterance"
+                    protocol.NO_SPEECH, "is_final received but this utterance held no speech"
                 )
             await self._finish_utterance(utterance)
 
@@ -371,7 +378,7 @@ class VoiceSession:
         turn_id, number = self._next_turn()
         utterance = _Utterance(turn_id, self._keys.asr_input(self.session_id, turn_id))
         self._utterance = utterance
-        self._ended_by_silence = False
+        self._pause_ended = False
         if self._endpointer is not None:
             self._endpointer.reset()
         job = AsrJob(

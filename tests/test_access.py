@@ -115,6 +115,9 @@ async def test_browsers_from_other_origins_are_refused_at_the_handshake(guarded)
     assert refusal.value.response.status_code == 403
     async with VoiceClient.connect(target, origin="https://news.example") as client:
         assert client.session_id
+    own_page = guarded.http_url  # the page the gateway itself serves at /
+    async with VoiceClient.connect(target, origin=own_page) as client:
+        assert client.session_id
 
 
 async def test_command_and_audio_floods_are_refused_without_hurting_others(guarded) -> None:

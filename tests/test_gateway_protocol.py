@@ -8,6 +8,7 @@ import json
 import pytest
 
 from shared.client import VoiceClient
+from tests.audio_checks import speech_16k
 
 SESSION = "{session}"
 
@@ -63,10 +64,11 @@ async def test_oversized_frame_is_refused_without_closing(system) -> None:
 
 
 async def test_overlong_utterance_is_cut_with_an_error(system) -> None:
+    speech = speech_16k("read me the latest headlines about the economy")
+    talk = (speech * (32 * 32000 // len(speech) + 1))[: 31 * 32000]  # 31 s of talking
     async with VoiceClient.connect(system.ws_url) as client:
-        second = b"\x00\x00" * 16000
-        for _ in range(31):
-            await client.ws.send(second)
+        for offset in range(0, len(talk), 32000):
+            await client.ws.send(talk[offset : offset + 32000])
         event = await client.next_event(10)
         while event["event"] == "partial_transcription":
             event = await client.next_event(10)

@@ -25,6 +25,9 @@ def test_wheel_contains_packages_grammar_and_dictionary(tmp_path: Path) -> None:
         "shared/cli.py",
         "llm_worker/news/agent.py",
         "tts_worker/mp3.py",
+        "gateway/static/index.html",
+        "gateway/static/app.js",
+        "gateway/static/mic-worklet.js",
     ):
         assert required in names, required
     assert not any(name.startswith("tests/") for name in names)
