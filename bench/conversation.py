@@ -1,0 +1,200 @@
+"""How fast a conversation reacts: pause -> final transcript, cancel -> silence, barge-in.
+
+Starts ``voice-agent up`` (embedded valkey) with an OpenAI-compatible stand-in on
+loopback as the agent, streaming a long reply slowly so there is always something to
+interrupt. Prints JSON:
+
+* ``pause_to_final_ms``: hands-free utterance (no ``is_final``), from the end of the
+  speech (audio sent at real-time pace) to the final transcript; includes the
+  ``END_OF_SPEECH_MS`` pause the gateway waits for.
+* ``cancel_to_complete_ms``: ``cancel`` sent -> ``streaming_complete`` received.
+* ``cancel_to_last_chunk_ms``: ``cancel`` sent -> the last ``tts_chunk`` of that reply
+  received (0 when none arrived after the cancel).
+* ``cancel_to_workers_stop_ms``: ``cancel`` sent -> the last entry the workers wrote for
+  that reply (from the reply stream's entry ids, which are Redis-clock milliseconds).
+* ``speech_to_interrupted_ms``: talking over a reply, from the first audio sent to the
+  ``interrupted`` event.
+
+    python bench/conversation.py [--rounds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from redis.asyncio import Redis  # noqa: E402
+
+from shared.client import VoiceClient  # noqa: E402
+from shared.keys import Keys  # noqa: E402
+from shared.messages import ReplyEvent, decode  # noqa: E402
+from tests.audio_checks import speech_16k  # noqa: E402
+from tests.conftest import free_port, wait_for_http  # noqa: E402
+from tests.openai_standin import ChatScript, StandIn, running_standin  # noqa: E402
+
+REPLY = " ".join(f"Story {n} is about a town that built a new bridge." for n in range(1, 30))
+
+
+@contextlib.contextmanager
+def running_system(standin: StandIn):
+    port, redis_port = free_port(), free_port()
+    redis_proc = subprocess.Popen(
+        [sys.executable, "-c", _EMBEDDED.format(port=redis_port)], stdout=subprocess.DEVNULL
+    )
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "LLM_PROVIDER": "openai",
+        "LLM_BASE_URL": standin.base_url,
+        "LLM_API_KEY": standin.api_key,
+        "LOG_LEVEL": "WARNING",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "up"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/ready", proc)
+        yield f"ws://127.0.0.1:{port}/ws/voice", env["REDIS_URL"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+        redis_proc.terminate()
+        redis_proc.wait(10)
+
+
+_EMBEDDED = (
+    "import time\n"
+    "from shared.embedded_redis import start_embedded_redis\n"
+    "server = start_embedded_redis(port={port})\n"
+    "try:\n    time.sleep(3600)\nfinally:\n    server.stop()\n"
+)
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return {"p50": round(statistics.median(ordered), 1), "p95": round(p95, 1), "n": len(ordered)}
+
+
+async def _until(client: VoiceClient, name: str) -> tuple[dict, float]:
+    while True:
+        event = await client.next_event(30)
+        if event["event"] == name:
+            return event, time.perf_counter()
+
+
+async def pause_to_final(ws_url: str) -> float:
+    speech = speech_16k("read me the sports headlines")
+    pcm = speech + b"\x00\x00" * 16000  # then a second of silence, and no is_final
+    last_speech_chunk = (len(speech) - 1) // 3200
+    speech_end = 0.0
+    async with VoiceClient.connect(ws_url) as client:
+        start = time.perf_counter()
+        for n, offset in enumerate(range(0, len(pcm), 3200)):
+            await client.ws.send(pcm[offset : offset + 3200])
+            if n == last_speech_chunk:
+                speech_end = time.perf_counter()
+            await asyncio.sleep(max(0.0, start + (n + 1) * 0.1 - time.perf_counter()))
+        while True:
+            event, at = await _until(client, "partial_transcription")
+            if event["data"]["is_final"]:
+                return (at - speech_end) * 1000
+
+
+async def cancel_round(ws_url: str, redis: Redis) -> tuple[float, float, float]:
+    async with VoiceClient.connect(ws_url) as client:
+        await client.send_command("tell me everything")
+        first, _ = await _until(client, "tts_chunk")
+        turn_id = first["data"]["turn_id"]
+        await asyncio.sleep(0.3)
+        cancelled_wall_ms = time.time() * 1000
+        cancelled = time.perf_counter()
+        await client.cancel()
+        last_chunk = cancelled
+        while True:
+            event = await client.next_event(30)
+            if event["event"] == "tts_chunk":
+                last_chunk = time.perf_counter()
+            if event["event"] == "streaming_complete":
+                complete = time.perf_counter()
+                break
+        await asyncio.sleep(1.0)  # let any straggler land before reading the stream
+        entries = await redis.xrange(Keys().reply(client.session_id))
+        worker_ms = [
+            int(raw_id.decode().split("-")[0])
+            for raw_id, fields in entries
+            if isinstance(event := decode(fields), ReplyEvent)
+            and event.turn_id == turn_id
+            and event.event in ("tts_chunk", "agent_response")
+        ]
+        stop = max(0.0, max(worker_ms) - cancelled_wall_ms)
+        return (complete - cancelled) * 1000, (last_chunk - cancelled) * 1000, stop
+
+
+async def barge_in_round(ws_url: str) -> float:
+    speech = speech_16k("stop and give me the sports news")
+    async with VoiceClient.connect(ws_url) as client:
+        await client.send_command("tell me everything")
+        await _until(client, "tts_chunk")
+        start = time.perf_counter()
+        sender = asyncio.create_task(client.send_audio(speech, realtime=True, binary=True))
+        _, at = await _until(client, "interrupted")
+        await sender
+        return (at - start) * 1000
+
+
+async def measure(rounds: int) -> dict[str, object]:
+    with running_standin(StandIn(), free_port()) as standin:
+        standin.chat = ChatScript(reply=REPLY, chunk_delay=0.1)
+        with running_system(standin) as (ws_url, redis_url):
+            redis = Redis.from_url(redis_url)
+            pauses, completes, last_chunks, stops, barges = [], [], [], [], []
+            for _ in range(rounds):  # each phase is bounded: a lost event fails, never hangs
+                pauses.append(await asyncio.wait_for(pause_to_final(ws_url), 60))
+                complete, last_chunk, stop = await asyncio.wait_for(
+                    cancel_round(ws_url, redis), 60
+                )
+                completes.append(complete)
+                last_chunks.append(last_chunk)
+                stops.append(stop)
+                barges.append(await asyncio.wait_for(barge_in_round(ws_url), 60))
+            await redis.aclose()
+    return {
+        "rounds": rounds,
+        "end_of_speech_ms_setting": 600,
+        "pause_to_final_ms": _summary(pauses),
+        "cancel_to_complete_ms": _summary(completes),
+        "cancel_to_last_chunk_ms": _summary(last_chunks),
+        "cancel_to_workers_stop_ms": _summary(stops),
+        "speech_to_interrupted_ms": _summary(barges),
+        "machine": {"cpus": os.cpu_count(), "load_1m": round(os.getloadavg()[0], 2)},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=10)
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(measure(args.rounds)), indent=2))
+
+
+if __name__ == "__main__":
+    main()
