@@ -4,7 +4,9 @@ All names start with ``KeyPrefix.prefix`` (setting ``STREAM_PREFIX``, default ``
 so several deployments can share one Redis. Messages are msgpack in a single field
 ``m`` (see ``shared.messages``).
 
-Work streams (carry a consumer group, so they NEVER get a TTL; trimmed with MAXLEN ~):
+Work streams (carry a consumer group, so they NEVER get a TTL; trimmed with MAXLEN ~;
+an entry is deleted (XDEL, in the MULTI of its XACK) once its job is done, so they hold
+only work queued or in progress):
 
 * ``{p}:asr:jobs``  group ``asr``  -- ``AsrJob``: one entry per utterance. The worker that
   claims it follows the utterance's audio stream to its end, so all audio of one
