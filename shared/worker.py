@@ -266,7 +266,8 @@ class StageWorker(Generic[JobT]):
                     log.warning("%s upkeep failed: %s", self.kind, exc)
                     continue
                 log.warning("%s group vanished (Redis restarted empty?); recreating", self.kind)
-                await ensure_group(self.redis, self.stream, self.group)
+                with contextlib.suppress(Exception):  # the read loop recreates it otherwise
+                    await ensure_group(self.redis, self.stream, self.group)
             except Exception:  # anything else: try again next round, with the traceback
                 log.warning("%s upkeep failed", self.kind, exc_info=True)
 
