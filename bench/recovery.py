@@ -37,7 +37,6 @@ async def one_kill(kind: str, reclaim_ms: int, standin: StandIn, redis_url: str)
         "LLM_BASE_URL": standin.base_url,
         "LLM_API_KEY": standin.api_key,
         "LLM_MAX_TOOL_ROUNDS": "0",
-        "LOG_LEVEL": "WARNING",
     }
     workers = ["llm1", "tts1", "tts2"] if kind == "tts" else ["llm1", "llm2", "tts1"]
     with tempfile.TemporaryDirectory() as logs:
