@@ -3,6 +3,11 @@
 The worker that claims an ``AsrJob`` reads that utterance's own input stream to its end
 marker, so one recogniser hears all of it. Partials go to the session's reply stream as
 soon as the hypothesis changes; the final transcript becomes an ``LlmJob``.
+
+A worker that takes an utterance over after a crash re-reads its audio from the start
+(a recogniser's state cannot be handed over). Its checkpoint (``shared.checkpoint``)
+holds the input seq of the last partial sent, so partials resume after it instead of
+repeating, and marks the final transcript and its ``LlmJob`` as sent, in one step.
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ import redis.asyncio as aioredis
 
 from asr_worker.openai_transcriber import TranscriptionFailed
 from shared import metrics, protocol
+from shared.checkpoint import Append, TurnCheckpoint
 from shared.engines import AsrEngine, AsrStream
 from shared.messages import AsrJob, LlmJob, ReplyEvent
 from shared.settings import Settings
-from shared.streams import now_ms, publish_job
+from shared.streams import now_ms
 from shared.worker import JobContext, StageWorker, stage_worker
 
 log = logging.getLogger(__name__)
@@ -35,6 +41,7 @@ async def _transcribe(
     ctx: JobContext,
     stream: AsrStream,
     keep_audio: bytearray | None,
+    checkpoint: TurnCheckpoint,
 ) -> tuple[str, bool, int]:
     """Feed the utterance to ``stream``; returns (final text, cancelled, end-of-speech ms)."""
     input_key = settings.keys.asr_input(job.session_id, job.turn_id)
@@ -49,15 +56,10 @@ async def _transcribe(
             break
         partial = await asyncio.to_thread(stream.feed, bytes(pending))
         pending.clear()
-        if partial:
-            await ctx.replies.emit(
-                ReplyEvent(
-                    "partial_transcription",
-                    job.session_id,
-                    job.turn_id,
-                    {"text": partial, "is_final": False},
-                )
-            )
+        if partial and chunk.seq > checkpoint.number("heard"):  # not sent before a takeover
+            data = {"text": partial, "is_final": False}
+            event = ReplyEvent("partial_transcription", job.session_id, job.turn_id, data)
+            await checkpoint.commit([_to_client(settings, event)], heard=chunk.seq)
     speech_end_ms = now_ms()
     if pending:
         await asyncio.to_thread(stream.feed, bytes(pending))
@@ -73,11 +75,19 @@ def make_asr_handler(
     external: ExternalTranscriber | None = None,
 ):
     async def handle(job: AsrJob, ctx: JobContext) -> None:
+        keys = settings.keys
+        checkpoint = TurnCheckpoint(
+            redis, keys.checkpoint("asr", job.session_id, job.turn_id), settings.turn_ttl_seconds
+        )
+        await checkpoint.load()
+        ctx.cleanup.extend([checkpoint.key, keys.asr_input(job.session_id, job.turn_id)])
+        if checkpoint.number("done"):  # transcript sent before a crash, just not acknowledged
+            return
         stream = await asyncio.to_thread(engine.open_stream)
         audio = bytearray() if external else None
         try:
             text, cancelled, speech_end_ms = await _transcribe(
-                redis, settings, job, ctx, stream, audio
+                redis, settings, job, ctx, stream, audio, checkpoint
             )
         finally:
             await asyncio.to_thread(stream.close)
@@ -98,25 +108,25 @@ def make_asr_handler(
             "is_final": True,
             "timings": {"transcript_final_ms": final_ms - speech_end_ms},
         }
-        await ctx.replies.emit(
-            ReplyEvent("partial_transcription", job.session_id, job.turn_id, data)
-        )
+        final = ReplyEvent("partial_transcription", job.session_id, job.turn_id, data)
         if not text:
-            await ctx.replies.emit(
-                ReplyEvent(
-                    "error",
-                    job.session_id,
-                    job.turn_id,
-                    {"code": protocol.NO_SPEECH, "message": "no speech was recognised"},
-                )
+            no_speech = {"code": protocol.NO_SPEECH, "message": "no speech was recognised"}
+            event = ReplyEvent("error", job.session_id, job.turn_id, no_speech)
+            outputs = [_to_client(settings, final), _to_client(settings, event)]
+        else:
+            llm_job = LlmJob(
+                job.session_id, job.turn_id, text, "speech", speech_end_ms, dict(job.options)
             )
-            return
-        llm_job = LlmJob(
-            job.session_id, job.turn_id, text, "speech", speech_end_ms, dict(job.options)
-        )
-        await publish_job(redis, settings.keys.llm_jobs, llm_job, settings.jobs_maxlen)
+            job_stream = Append(keys.llm_jobs, llm_job, maxlen=settings.jobs_maxlen)
+            outputs = [_to_client(settings, final), job_stream]
+        await checkpoint.commit(outputs, done=1)
 
     return handle
+
+
+def _to_client(settings: Settings, event: ReplyEvent) -> Append:
+    key = settings.keys.reply(event.session_id)
+    return Append(key, event, settings.session_ttl_seconds, settings.reply_maxlen)
 
 
 def build_asr_worker(

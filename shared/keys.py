@@ -4,7 +4,9 @@ All names start with ``KeyPrefix.prefix`` (setting ``STREAM_PREFIX``, default ``
 so several deployments can share one Redis. Messages are msgpack in a single field
 ``m`` (see ``shared.messages``).
 
-Work streams (carry a consumer group, so they NEVER get a TTL; trimmed with MAXLEN ~):
+Work streams (carry a consumer group, so they NEVER get a TTL; trimmed with MAXLEN ~;
+an entry is deleted (XDEL, in the MULTI of its XACK) once its job is done, so they hold
+only work queued or in progress):
 
 * ``{p}:asr:jobs``  group ``asr``  -- ``AsrJob``: one entry per utterance. The worker that
   claims it follows the utterance's audio stream to its end, so all audio of one
@@ -22,6 +24,16 @@ TTL ``TURN_TTL_SECONDS`` refreshed on each write):
 * ``{p}:asr:in:{session}:{turn}`` -- ``InputChunk`` with PCM audio, then one with ``end``.
 * ``{p}:tts:in:{session}:{turn}`` -- ``InputChunk`` with one sentence of text each, then
   one with ``end``.
+
+Per-turn checkpoints (``shared.checkpoint``; TTL ``TURN_TTL_SECONDS``, deleted once the
+job is acknowledged):
+
+* ``{p}:ckpt:{kind}:{session}:{turn}`` hash -- a stage's progress on one turn, written
+  atomically with its output: ``v`` (version, fences a worker that lost its claim),
+  ``done``; ASR ``heard`` (input seq of the last partial sent); LLM ``tts_job``,
+  ``chars`` (reply text sent as deltas), ``sentences``, ``reply``, ``remembered``; TTS
+  ``chunks`` (next ``chunk_index``), ``after`` (input entry id of the last sentence fully
+  sent), ``audio_ms``, ``first_chunk_ms``.
 
 Per-session keys (TTL ``SESSION_TTL_SECONDS`` refreshed on each write):
 
@@ -104,6 +116,9 @@ class Keys:
 
     def tts_input(self, session_id: str, turn_id: str) -> str:
         return f"{self.prefix}:tts:in:{session_id}:{turn_id}"
+
+    def checkpoint(self, kind: str, session_id: str, turn_id: str) -> str:
+        return f"{self.prefix}:ckpt:{kind}:{session_id}:{turn_id}"
 
     # per session ----------------------------------------------------------------
     def reply(self, session_id: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -113,11 +114,11 @@ class StreamMux:
                 raise
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 log.warning("stream mux lost Redis (%s); retrying in %.2fs", exc, backoff)
-                await asyncio.sleep(backoff)
+                await asyncio.sleep(backoff * (1 + random.random()))  # jitter: no herd
                 backoff = min(backoff * 2, 2.0)
             except Exception:
                 log.warning("stream mux read failed; retrying in %.2fs", backoff, exc_info=True)
-                await asyncio.sleep(backoff)
+                await asyncio.sleep(backoff * (1 + random.random()))
                 backoff = min(backoff * 2, 2.0)
 
     async def _read_once(self) -> None:

@@ -5,6 +5,12 @@ acknowledge only after the handler finished (at-least-once). In-flight jobs have
 idle time reset periodically, so only a dead worker's jobs go idle; those are taken
 over with XAUTOCLAIM. A job that cannot be decoded, or was delivered too often, goes to
 the dead-letter stream and the client is told, instead of the worker crash-looping.
+
+An acknowledged job entry is deleted in the same MULTI as its XACK (with the turn's
+checkpoint and other per-turn keys the handler names in ``JobContext.cleanup``), so job
+streams hold only work in progress. On stop, claims stay fresh while in-flight turns
+finish; what is still running after the grace period is handed back: its idle time is
+set past ``RECLAIM_IDLE_MS`` so a live worker takes it over at its next upkeep round.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 import redis.asyncio as aioredis
@@ -27,6 +33,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import metrics, protocol
+from shared.checkpoint import StaleTurn
 from shared.control import ControlChannel
 from shared.logs import session_id_var, turn_id_var
 from shared.messages import DeadLetter, MessageError, ReplyEvent, decode, encode
@@ -46,6 +53,7 @@ class JobContext:
     deliveries: int
     replies: ReplyWriter
     inputs: StreamMux  # follow a turn's input stream: ``ctx.inputs.follow(key, timeout)``
+    cleanup: list[str] = field(default_factory=list)  # keys to delete with the ack
     control: ControlChannel | None = None  # ``is_cancelled(session, turn)`` between chunks
 
     def cancelled(self, job: object) -> bool:
@@ -134,8 +142,8 @@ class StageWorker(Generic[JobT]):
                     await asyncio.sleep(backoff * (1 + random.random()))
                     backoff = min(backoff * 2, 5.0)
         finally:
-            upkeep.cancel()
             await self._drain()
+            upkeep.cancel()
             await self.inputs.stop()
             await self.control.stop()
             with contextlib.suppress(Exception):
@@ -207,23 +215,37 @@ class StageWorker(Generic[JobT]):
         outcome = "ok"
         session_id_var.set(getattr(job, "session_id", None))  # this task's log lines
         turn_id_var.set(getattr(job, "turn_id", None))
+        ctx = JobContext(entry_id, deliveries, self.replies, self.inputs, control=self.control)
         try:
             if await self._turn_cancelled(job, deliveries):
                 metrics.CANCELLED_WORK.labels(self.kind).inc()
-                await self.redis.xack(self.stream, self.group, entry_id)
+                await asyncio.shield(self._ack(entry_id, ctx.cleanup))
                 return
-            context = JobContext(entry_id, deliveries, self.replies, self.inputs, self.control)
-            await self.handler(job, context)
+            await self.handler(job, ctx)
         except asyncio.CancelledError:
             raise  # shutting down: leave it pending for another worker
+        except StaleTurn:
+            # another worker reclaimed it while we stalled: it finishes and acks the job
+            log.warning("%s job %s taken over by another worker", self.kind, entry_id)
+            metrics.JOBS.labels(self.kind, "taken_over").inc()
+            return
         except Exception:
             outcome = "failed"
             log.exception("%s job %s failed", self.kind, entry_id)
             await self._tell_client(job, f"the {self.kind} stage failed on this request")
-        await asyncio.shield(self.redis.xack(self.stream, self.group, entry_id))
+        await asyncio.shield(self._ack(entry_id, ctx.cleanup))
         metrics.JOBS.labels(self.kind, outcome).inc()
         metrics.JOB_SECONDS.labels(self.kind).observe(time.perf_counter() - started)
         self.handled += 1
+
+    async def _ack(self, entry_id: str, cleanup: list[str]) -> None:
+        """Acknowledge and delete the job entry, with the turn's keys that are now spent."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self.stream, self.group, entry_id)
+            pipe.xdel(self.stream, entry_id)
+            if cleanup:
+                pipe.delete(*cleanup)
+            await pipe.execute()
 
     async def _tell_client(self, job: object, message: str) -> None:
         session_id = getattr(job, "session_id", None)
@@ -242,20 +264,35 @@ class StageWorker(Generic[JobT]):
                 self.settings.keys.dead_letters, encode(letter), maxlen=1000, approximate=True
             )
             pipe.xack(self.stream, self.group, entry_id)
+            pipe.xdel(self.stream, entry_id)
             await pipe.execute()
 
     async def _upkeep(self, stop: asyncio.Event) -> None:
-        """Keep our claims fresh and take over jobs of workers that died."""
+        """Keep our claims fresh and take over jobs of workers that died.
+
+        Runs until cancelled, after the in-flight jobs drained: while stopping it still
+        refreshes their claims (so nobody takes over a turn that is about to finish) but
+        takes on no new work.
+        """
         interval = self.settings.reclaim_idle_ms / 1000 / 3
-        while not stop.is_set():
+        while True:
             await asyncio.sleep(interval)
             try:
-                await self._heartbeat()
                 await self._refresh_claims()
+                if stop.is_set():
+                    continue
+                await self._heartbeat()
                 await self._reclaim()
                 await self._report_queue()
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 log.warning("%s upkeep: Redis unavailable (%s)", self.kind, exc)
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    log.warning("%s upkeep failed: %s", self.kind, exc)
+                    continue
+                log.warning("%s group vanished (Redis restarted empty?); recreating", self.kind)
+                with contextlib.suppress(Exception):  # the read loop recreates it otherwise
+                    await ensure_group(self.redis, self.stream, self.group)
             except Exception:  # anything else: try again next round, with the traceback
                 log.warning("%s upkeep failed", self.kind, exc_info=True)
 
@@ -316,8 +353,25 @@ class StageWorker(Generic[JobT]):
         if not tasks:
             return
         _done, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace_seconds)
+        handed_back = [entry_id for entry_id, task in self._in_flight.items() if task in pending]
         for task in pending:  # handed back: they stay pending and another worker reclaims them
             task.cancel()
         for task in pending:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if handed_back:
+            await self._hand_back(handed_back)
+
+    async def _hand_back(self, entry_ids: list[str]) -> None:
+        """Make our unfinished jobs look idle at once, so a live worker reclaims them now."""
+        log.info("%s worker %s hands back %d job(s)", self.kind, self.consumer, len(entry_ids))
+        with contextlib.suppress(Exception):
+            await self.redis.xclaim(
+                self.stream,
+                self.group,
+                self.consumer,
+                min_idle_time=0,
+                message_ids=entry_ids,
+                idle=self.settings.reclaim_idle_ms,
+                justid=True,
+            )

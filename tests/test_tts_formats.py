@@ -105,6 +105,7 @@ async def test_every_format_gives_the_same_audio(redis: Redis, espeak, fmt) -> N
     assert all(len(c.audio) <= 2048 for c in reply.chunks) and len(reply.chunks) > 4
     assert 3.0 < spoken and abs(reply.seconds() - spoken) < 0.15
     assert reply.complete.data["format"] == fmt
+    assert abs(reply.complete.data["audio_ms"] / 1000 - reply.seconds()) < 0.1
 
 
 async def test_wav_chunks_are_each_a_playable_file(redis: Redis, espeak) -> None:

@@ -106,3 +106,28 @@ async def test_jobs_run_concurrently_up_to_the_limit(redis: Redis, concurrency: 
             await publish_job(redis, STREAM, LlmJob("s", f"t{n}", str(n)), 100)
         await asyncio.wait_for(done.wait(), 5)
     assert peak == concurrency
+
+
+async def test_a_job_that_keeps_killing_its_workers_is_dead_lettered_and_reported(
+    redis: Redis,
+) -> None:
+    """Three workers took the job and died (never acked): the fourth delivery is refused."""
+
+    async def handler(job: LlmJob, ctx: JobContext) -> None:
+        raise AssertionError("must not be called past the delivery budget")
+
+    await redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    entry_id = await redis.xadd(STREAM, encode(LlmJob("s", "t7", "poison")))
+    await redis.xreadgroup(GROUP, "died-1", {STREAM: ">"}, count=1)
+    for consumer in ("died-2", "died-3"):  # each takeover counts as a delivery
+        await redis.xclaim(STREAM, GROUP, consumer, min_idle_time=0, message_ids=[entry_id])
+    async with running(redis, handler, max_deliveries=3):
+        async with asyncio.timeout(5):
+            while not await redis.xlen("vna:reply:s"):  # noqa: ASYNC110 - Redis-side state
+                await asyncio.sleep(0.02)
+    letter = decode((await redis.xrange("vna:dead"))[0][1])
+    assert isinstance(letter, DeadLetter) and letter.reason == "delivered 4 times"
+    error = decode((await redis.xrange("vna:reply:s"))[0][1])
+    assert (error.event, error.turn_id, error.data["code"]) == ("error", "t7", "stage_failed")
+    assert (await redis.xpending(STREAM, GROUP))["pending"] == 0
+    assert await redis.xlen(STREAM) == 0  # acked entries are deleted, not kept

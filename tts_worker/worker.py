@@ -4,7 +4,8 @@ The worker that claims a ``TtsJob`` follows that reply's sentence stream to its 
 the whole reply is one audio stream (one format, one sample rate, see
 ``tts_worker.audio_format``) with contiguous ``chunk_index`` values, even when the
 fallback chain switches engines mid-reply; audio for sentence one is on its way while
-sentence two is still being written.
+sentence two is still being written. Every chunk is written with the reply's progress
+(``tts_worker.progress``), so a worker that takes over a reply goes on where it stopped.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from shared.settings import Settings
 from shared.streams import now_ms
 from shared.worker import JobContext, StageWorker, stage_worker
 from tts_worker.audio_format import FORMATS, OutputFormat, ReplyEncoder
+from tts_worker.progress import ReplyProgress
 
 log = logging.getLogger(__name__)
 
@@ -34,19 +36,28 @@ def output_format(job: TtsJob) -> OutputFormat:
 class _ReplyAudio:
     """Turns engine segments into numbered ``tts_chunk`` events for one reply."""
 
-    def __init__(self, job: TtsJob, ctx: JobContext, settings: Settings) -> None:
+    def __init__(
+        self, job: TtsJob, ctx: JobContext, settings: Settings, progress: ReplyProgress
+    ) -> None:
         self.job = job
         self.ctx = ctx
         self.settings = settings
-        self.chunks_sent = 0
+        self.progress = progress
+        self.chunks_sent = progress.next_chunk  # > 0 when taking over a reply
         self.sentence = 0  # the sentence being spoken (1-based), told to the gateway per chunk
-        self.first_chunk_ms: int | None = None
+        self.first_chunk_ms: int | None = progress.first_chunk_ms
+        self._audio_ms_before = progress.audio_ms_before  # spoken before a takeover
         self._audio = ReplyEncoder(output_format(job), settings.mp3_bitrate_kbps)
         self._held = bytearray()  # audio not yet sent (all of it when not streaming)
 
     @property
     def audio_ms(self) -> float:
-        return self._audio.duration_ms
+        return self._audio_ms_before + self._audio.duration_ms
+
+    @property
+    def all_sent(self) -> bool:
+        """Nothing is held back (a finished sentence can be checkpointed)."""
+        return not self._held
 
     @property
     def format(self) -> OutputFormat:
@@ -77,7 +88,7 @@ class _ReplyAudio:
                 "sentence": self.sentence,
             }
             event = ReplyEvent("tts_chunk", self.job.session_id, self.job.turn_id, data, piece)
-            await self.ctx.replies.emit(event)
+            await self.progress.chunk(event)
             if self.first_chunk_ms is None:
                 self.first_chunk_ms = now_ms()
             self.chunks_sent += 1
@@ -104,20 +115,31 @@ def make_tts_handler(redis: aioredis.Redis, settings: Settings, engine: TtsEngin
     keys = settings.keys
 
     async def handle(job: TtsJob, ctx: JobContext) -> None:
-        audio = _ReplyAudio(job, ctx, settings)
+        progress = await ReplyProgress(redis, settings, job).load()
+        ctx.cleanup.extend([progress.checkpoint.key, progress.input_key])
+        if progress.done:  # finished before a crash, just not acknowledged
+            return
+        if progress.checkpoint.resumed:
+            log.info("turn %s: resuming speech at chunk %d", job.turn_id, progress.next_chunk)
+        audio = _ReplyAudio(job, ctx, settings, progress)
         voice = voice_for(job, settings)
         speaker = for_reply(engine)
         input_key = keys.tts_input(job.session_id, job.turn_id)
-        async for _entry_id, chunk in ctx.inputs.follow(input_key, settings.input_idle_timeout):
+        async for entry_id, chunk in ctx.inputs.follow(
+            input_key, settings.input_idle_timeout, from_id=progress.resume_after
+        ):
             if chunk.cancelled or ctx.cancelled(job):
                 break
             if chunk.text:
-                audio.sentence += 1
-                async with contextlib.aclosing(speaker.synthesize(chunk.text, voice)) as segments:  # type: ignore[type-var]
+                audio.sentence = chunk.seq
+                segments = speaker.synthesize(chunk.text, voice)
+                async with contextlib.aclosing(segments):  # type: ignore[type-var]
                     async for segment in segments:
                         if ctx.cancelled(job):
                             break  # the client cut this reply off: stop speaking now
                         await audio.add(segment)
+                if audio.all_sent and not ctx.cancelled(job):
+                    await progress.sentence_done(entry_id, audio.audio_ms)
             if chunk.end:
                 break
         if ctx.cancelled(job):
@@ -144,7 +166,7 @@ def make_tts_handler(redis: aioredis.Redis, settings: Settings, engine: TtsEngin
                 "complete_ms": done - job.created_ms,
             },
         }
-        await ctx.replies.emit(ReplyEvent("streaming_complete", job.session_id, job.turn_id, data))
+        await progress.complete(ReplyEvent("streaming_complete", job.session_id, job.turn_id, data))
 
     return handle
 

@@ -264,9 +264,17 @@ function activeTurn() {
 }
 
 function stopReply() {
+  // replies still sounding count as stopped too, even when the server already sent them all
+  for (const id of player ? player.playingTurns() : []) {
+    const playing = turns.get(id);
+    if (playing && !playing.cancelled) {
+      playing.cancelled = true;
+      playing.addNote("stopped");
+    }
+  }
   if (player) player.stop();
   const turn = activeTurn();
-  if (turn) {
+  if (turn && !turn.cancelled) {
     turn.cancelled = true;
     turn.addNote("stopped");
   }
@@ -292,6 +300,8 @@ function onEvent(event, data) {
       return onChunk(data);
     case "streaming_complete":
       return onComplete(data);
+    case "interrupted":
+      return onInterrupted(data);
     case "error":
       return onError(data);
     default:
@@ -338,10 +348,20 @@ function onChunk(data) {
   player.enqueue(turn.id, base64Bytes(data.audio_chunk), data.format, data.sample_rate);
 }
 
+/** The server cut a reply (our cancel, or the user talked over it): silence it now. */
+function onInterrupted(data) {
+  const turn = turnFor(data.turn_id);
+  if (turn.cancelled) return; // the page stopped it already
+  turn.addNote(data.reason === "barge_in" ? "interrupted" : "stopped");
+  turn.cancelled = true;
+  if (player) player.stop(turn.id);
+  updateStop();
+}
+
 function onComplete(data) {
   const turn = turnFor(data.turn_id);
   if (data.interrupted) {
-    player && player.stop(turn.id);
+    if (!turn.cancelled && player) player.stop(turn.id); // not stopped here already
     turn.cancelled = true;
   } else if (player) {
     player.finish(turn.id);

@@ -76,6 +76,11 @@ export class Player {
     this.onChange();
   }
 
+  /** Ids of the turns whose audio is scheduled or sounding now. */
+  playingTurns() {
+    return new Set(this.sources.values());
+  }
+
   /** Stop at once: every turn, or only `turnId`. */
   stop(turnId = null) {
     for (const [source, turn] of this.sources) {

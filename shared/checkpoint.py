@@ -1,0 +1,113 @@
+"""Per-turn progress of one stage, written in the same atomic step as the stage's output.
+
+A worker killed mid-turn leaves its job pending; a live worker reclaims it and runs the
+turn again from its input stream. For the client to see each event once (``chunk_index``
+contiguous, no sentence spoken twice by count, no text delta repeated), a stage's output
+and its progress must never disagree: every output write goes through ``commit``, a Lua
+script that appends the stage's stream entries *and* updates the checkpoint hash in one
+atomic step. A rerun reads the checkpoint first and skips what was already published.
+
+The checkpoint also fences the turn: each commit names the version it read and bumps it.
+A worker that lost its claim (it stalled longer than ``RECLAIM_IDLE_MS`` and another one
+took the turn over) finds the version moved on; its write is refused and it stops with
+``StaleTurn`` without acknowledging the job, so two workers never both write a turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from shared.messages import FIELD, Message, encode
+
+# KEYS[1] checkpoint hash, KEYS[2..] streams (one entry each)
+# ARGV[1] expected version, ARGV[2] checkpoint TTL, ARGV[3] number of field/value pairs,
+# then the pairs, then per stream: maxlen ("0" = untrimmed), ttl ("0" = none), payload
+_COMMIT = """
+local version = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+if version ~= tonumber(ARGV[1]) then return -1 end
+local pairs_count = tonumber(ARGV[3])
+local set = {'v', version + 1}
+local i = 4
+for _ = 1, pairs_count do
+  set[#set + 1] = ARGV[i]
+  set[#set + 1] = ARGV[i + 1]
+  i = i + 2
+end
+redis.call('HSET', KEYS[1], unpack(set))
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+for k = 2, #KEYS do
+  local maxlen, ttl, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  i = i + 3
+  if maxlen ~= '0' then
+    redis.call('XADD', KEYS[k], 'MAXLEN', '~', maxlen, '*', 'm', payload)
+  else
+    redis.call('XADD', KEYS[k], '*', 'm', payload)
+  end
+  if ttl ~= '0' then redis.call('EXPIRE', KEYS[k], ttl) end
+end
+return version + 1
+"""
+
+
+class StaleTurn(Exception):
+    """Another worker took this turn over; stop writing and leave the job to it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """One stream entry to add with a commit.
+
+    ``ttl`` 0 for streams that carry a consumer group (they must never expire);
+    ``maxlen`` 0 for untrimmed streams.
+    """
+
+    key: str
+    message: Message
+    ttl: int = 0
+    maxlen: int = 0
+
+
+class TurnCheckpoint:
+    """The progress hash of one stage for one turn (``Keys.checkpoint``)."""
+
+    def __init__(self, redis: aioredis.Redis, key: str, ttl_seconds: int) -> None:
+        self.key = key
+        self._redis = redis
+        self._ttl = ttl_seconds
+        self._script = redis.register_script(_COMMIT)
+        self.fields: dict[str, str] = {}
+        self.version = 0
+
+    @property
+    def resumed(self) -> bool:
+        """True when an earlier run of this turn already published something."""
+        return self.version > 0
+
+    async def load(self) -> TurnCheckpoint:
+        raw = await self._redis.hgetall(self.key)
+        self.fields = {k.decode(): v.decode() for k, v in raw.items()}
+        self.version = int(self.fields.get("v", 0))
+        return self
+
+    def number(self, name: str, default: int = 0) -> int:
+        return int(self.fields.get(name, default))
+
+    def text(self, name: str, default: str = "") -> str:
+        return self.fields.get(name, default)
+
+    async def commit(self, appends: Sequence[Append] = (), **fields: object) -> None:
+        """Append ``appends`` and set ``fields``, atomically and only if still ours."""
+        args: list[object] = [self.version, self._ttl, len(fields)]
+        for name, value in fields.items():
+            args += [name, value]
+        for append in appends:
+            args += [append.maxlen, append.ttl, encode(append.message)[FIELD]]
+        keys = [self.key, *(append.key for append in appends)]
+        result = await self._script(keys=keys, args=args)
+        if int(result) < 0:
+            raise StaleTurn(f"{self.key} was taken over by another worker")
+        self.version = int(result)
+        self.fields.update({name: str(value) for name, value in fields.items()})
