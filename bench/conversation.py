@@ -7,13 +7,15 @@ interrupt. Prints JSON:
 * ``pause_to_final_ms``: hands-free utterance (no ``is_final``), from the end of the
   speech (audio sent at real-time pace) to the final transcript; includes the
   ``END_OF_SPEECH_MS`` pause the gateway waits for.
+* ``end_of_input_to_final_ms``: of that, the recogniser's share (the gateway ended the
+  utterance -> final transcript, from the event's ``timings``).
 * ``cancel_to_complete_ms``: ``cancel`` sent -> ``streaming_complete`` received.
 * ``cancel_to_last_chunk_ms``: ``cancel`` sent -> the last ``tts_chunk`` of that reply
   received (0 when none arrived after the cancel).
 * ``cancel_to_workers_stop_ms``: ``cancel`` sent -> the last entry the workers wrote for
   that reply (from the reply stream's entry ids, which are Redis-clock milliseconds).
 * ``speech_to_interrupted_ms``: talking over a reply, from the first audio sent to the
-  ``interrupted`` event.
+  ``interrupted`` event (the audio starts with the voice).
 
     python bench/conversation.py [--rounds 10]
 """
@@ -101,22 +103,29 @@ async def _until(client: VoiceClient, name: str) -> tuple[dict, float]:
             return event, time.perf_counter()
 
 
-async def pause_to_final(ws_url: str) -> float:
-    speech = speech_16k("read me the sports headlines")
-    pcm = speech + b"\x00\x00" * 16000  # then a second of silence, and no is_final
+async def pause_to_final(ws_url: str) -> tuple[float, float]:
+    speech = speech_16k("read me the sports headlines", tail_silence_ms=0)
+    pcm = speech + b"\x00\x00" * 16000  # the voice stops; a second of silence, no is_final
     last_speech_chunk = (len(speech) - 1) // 3200
     speech_end = 0.0
     async with VoiceClient.connect(ws_url) as client:
+
+        async def final_transcript() -> tuple[dict, float]:
+            while True:  # read while the audio is still being sent: arrival time is real
+                event, at = await _until(client, "partial_transcription")
+                if event["data"]["is_final"]:
+                    return event, at
+
+        waiting = asyncio.create_task(final_transcript())
         start = time.perf_counter()
         for n, offset in enumerate(range(0, len(pcm), 3200)):
             await client.ws.send(pcm[offset : offset + 3200])
             if n == last_speech_chunk:
                 speech_end = time.perf_counter()
             await asyncio.sleep(max(0.0, start + (n + 1) * 0.1 - time.perf_counter()))
-        while True:
-            event, at = await _until(client, "partial_transcription")
-            if event["data"]["is_final"]:
-                return (at - speech_end) * 1000
+        event, at = await waiting
+        recognised = event["data"].get("timings", {}).get("transcript_final_ms", 0)
+        return (at - speech_end) * 1000, float(recognised)
 
 
 async def cancel_round(ws_url: str, redis: Redis) -> tuple[float, float, float]:
@@ -150,7 +159,7 @@ async def cancel_round(ws_url: str, redis: Redis) -> tuple[float, float, float]:
 
 
 async def barge_in_round(ws_url: str) -> float:
-    speech = speech_16k("stop and give me the sports news")
+    speech = speech_16k("stop and give me the sports news", lead_silence_ms=0)
     async with VoiceClient.connect(ws_url) as client:
         await client.send_command("tell me everything")
         await _until(client, "tts_chunk")
@@ -166,9 +175,11 @@ async def measure(rounds: int) -> dict[str, object]:
         standin.chat = ChatScript(reply=REPLY, chunk_delay=0.1)
         with running_system(standin) as (ws_url, redis_url):
             redis = Redis.from_url(redis_url)
-            pauses, completes, last_chunks, stops, barges = [], [], [], [], []
+            pauses, finals, completes, last_chunks, stops, barges = [], [], [], [], [], []
             for _ in range(rounds):  # each phase is bounded: a lost event fails, never hangs
-                pauses.append(await asyncio.wait_for(pause_to_final(ws_url), 60))
+                pause, final = await asyncio.wait_for(pause_to_final(ws_url), 60)
+                pauses.append(pause)
+                finals.append(final)
                 complete, last_chunk, stop = await asyncio.wait_for(cancel_round(ws_url, redis), 60)
                 completes.append(complete)
                 last_chunks.append(last_chunk)
@@ -179,6 +190,7 @@ async def measure(rounds: int) -> dict[str, object]:
         "rounds": rounds,
         "end_of_speech_ms_setting": 600,
         "pause_to_final_ms": _summary(pauses),
+        "end_of_input_to_final_ms": _summary(finals),
         "cancel_to_complete_ms": _summary(completes),
         "cancel_to_last_chunk_ms": _summary(last_chunks),
         "cancel_to_workers_stop_ms": _summary(stops),
