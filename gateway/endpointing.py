@@ -7,6 +7,8 @@ Costs a few microseconds per frame on the gateway, nothing on the workers.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import webrtcvad
 
 SAMPLE_RATE = 16000
@@ -15,31 +17,47 @@ FRAME_BYTES = SAMPLE_RATE * 2 * FRAME_MS // 1000
 MIN_SPEECH_FRAMES = 3  # 90 ms of speech before an utterance counts as spoken
 
 
-class Endpointer:
-    def __init__(self, silence_ms: int, aggressiveness: int = 2) -> None:
+class _VadFrames:
+    """Splits a stream of 16 kHz PCM pieces into whole 30 ms frames and classifies them."""
+
+    def __init__(self, aggressiveness: int) -> None:
         self._vad = webrtcvad.Vad(aggressiveness)
+        self._pending = b""
+
+    def classify(self, pcm: bytes) -> Iterator[bool]:
+        """Speech or not, for each whole frame completed by ``pcm`` (the rest waits)."""
+        data = self._pending + pcm
+        whole = len(data) - len(data) % FRAME_BYTES
+        self._pending = data[whole:]
+        for offset in range(0, whole, FRAME_BYTES):
+            yield self._vad.is_speech(data[offset : offset + FRAME_BYTES], SAMPLE_RATE)
+
+    def contains_speech(self, pcm: bytes) -> bool:
+        """Whether any whole frame of ``pcm`` alone is speech (no state involved)."""
+        usable = len(pcm) - len(pcm) % FRAME_BYTES
+        frames = range(0, usable, FRAME_BYTES)
+        return any(self._vad.is_speech(pcm[i : i + FRAME_BYTES], SAMPLE_RATE) for i in frames)
+
+    def reset(self) -> None:
+        self._pending = b""
+
+
+class Endpointer(_VadFrames):
+    def __init__(self, silence_ms: int, aggressiveness: int = 2) -> None:
+        super().__init__(aggressiveness)
         self._silence_frames_to_end = max(1, silence_ms // FRAME_MS)
         self.reset()
 
     def reset(self) -> None:
         """Start a new utterance."""
-        self._pending = b""
+        super().reset()
         self._speech_frames = 0
         self._trailing_silence = 0
 
-    def contains_speech(self, pcm: bytes) -> bool:
-        """Whether any whole frame of ``pcm`` is speech (no utterance state involved)."""
-        usable = len(pcm) - len(pcm) % FRAME_BYTES
-        frames = range(0, usable, FRAME_BYTES)
-        return any(self._vad.is_speech(pcm[i : i + FRAME_BYTES], SAMPLE_RATE) for i in frames)
-
     def push(self, pcm: bytes) -> bool:
         """Add 16 kHz s16le audio; True when the utterance has just ended."""
-        data = self._pending + pcm
-        whole = len(data) - len(data) % FRAME_BYTES
-        self._pending = data[whole:]
-        for offset in range(0, whole, FRAME_BYTES):
-            if self._vad.is_speech(data[offset : offset + FRAME_BYTES], SAMPLE_RATE):
+        for speech in self.classify(pcm):
+            if speech:
                 self._speech_frames += 1
                 self._trailing_silence = 0
             else:
@@ -48,7 +66,7 @@ class Endpointer:
         return spoken and self._trailing_silence >= self._silence_frames_to_end
 
 
-class SpeechOnset:
+class SpeechOnset(_VadFrames):
     """Detects the user starting to talk over a reply (barge-in).
 
     Needs ``min_speech_ms`` of continuous speech, so a cough, a click or a little echo
@@ -56,24 +74,18 @@ class SpeechOnset:
     """
 
     def __init__(self, min_speech_ms: int, aggressiveness: int = 3) -> None:
-        self._vad = webrtcvad.Vad(aggressiveness)
+        super().__init__(aggressiveness)
         self._frames_needed = max(1, min_speech_ms // FRAME_MS)
         self.reset()
 
     def reset(self) -> None:
-        self._pending = b""
+        super().reset()
         self._run = 0
 
     def push(self, pcm: bytes) -> bool:
         """Add audio; True once enough continuous speech has been heard."""
-        data = self._pending + pcm
-        whole = len(data) - len(data) % FRAME_BYTES
-        self._pending = data[whole:]
-        for offset in range(0, whole, FRAME_BYTES):
-            if self._vad.is_speech(data[offset : offset + FRAME_BYTES], SAMPLE_RATE):
-                self._run += 1
-                if self._run >= self._frames_needed:
-                    return True
-            else:
-                self._run = 0
+        for speech in self.classify(pcm):
+            self._run = self._run + 1 if speech else 0
+            if self._run >= self._frames_needed:
+                return True
         return False

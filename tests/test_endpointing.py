@@ -27,3 +27,16 @@ def test_a_short_pause_inside_speech_does_not_end_it() -> None:
     first = speech_16k("technology", tail_silence_ms=300)
     second = speech_16k("news", lead_silence_ms=0, tail_silence_ms=0)
     assert not any(endpointer.push(chunk) for chunk in _chunks(first + second))
+
+
+def test_speech_onset_needs_continuous_speech_not_a_click() -> None:
+    from gateway.endpointing import SpeechOnset
+
+    onset = SpeechOnset(240)
+    assert not onset.push(b"\x00\x00" * 16000)  # a second of silence
+    click = (b"\xff\x7f\x01\x80" * 80) + b"\x00\x00" * 1440  # 10 ms of full scale, then quiet
+    assert not onset.push(click) and not onset.push(b"\x00\x00" * 16000)
+    speech = speech_16k("stop, tell me the sports news instead", lead_silence_ms=0)
+    pieces = [speech[i : i + 3200] for i in range(0, len(speech), 3200)]
+    heard_at = next(n for n, piece in enumerate(pieces) if onset.push(piece))
+    assert 1 <= heard_at <= 5  # after about a quarter of a second of voice
