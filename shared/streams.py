@@ -93,6 +93,7 @@ class WriteBatcher:
         self._redis = redis
         self._pending: list[_Write] = []
         self._flusher: asyncio.Task[None] | None = None
+        self.round_trips = 0
 
     async def xadd(
         self,
@@ -143,6 +144,7 @@ class WriteBatcher:
                 packed.append(_pack(b"EXPIRE", key.encode(), b"%d" % ttl))
         pool = self._redis.connection_pool
         conn = await pool.get_connection()
+        self.round_trips += 1
         try:
             await conn.send_packed_command(b"".join(packed))
             replies = [await _reply(conn) for _ in packed]
