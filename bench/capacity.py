@@ -133,6 +133,7 @@ def run_level(
         f"{name}_cpu_percent": round(100 * (after[name] - before[name]) / elapsed, 1)
         for name in pids
     }
+    gateway_cpu_s = after["gateway"] - before["gateway"]
     return {
         "sessions": sessions,
         "load_processes": len(loaders),
@@ -145,6 +146,14 @@ def run_level(
         "relay_ms_max": pct(latencies, 1.0),
         **cpu,
         "load_generator_cpu_percent": round(100 * sum(client_cpu.values()) / elapsed, 1),
+        # gateway CPU per relayed frame (one binary frame in, one partial out): the cost
+        # that decides how many sessions one dedicated core carries at 10 frames/s
+        "gateway_cpu_us_per_frame": (
+            round(1e6 * gateway_cpu_s / len(latencies)) if latencies else None
+        ),
+        "gateway_sessions_per_core_projected": (
+            int(len(latencies) / gateway_cpu_s / 10) if latencies and gateway_cpu_s else None
+        ),
         "gateway_rss_mb_peak": round(peak_rss / MB, 1),
         "gateway_kb_per_session": round((peak_rss - gateway_rss_before) / 1024 / sessions, 1),
         "redis_used_memory_mb_peak": round(redis_peak / MB, 1),
