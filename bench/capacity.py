@@ -95,11 +95,26 @@ def pct(values: list[float], q: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
 
 
+def _command_costs(before: dict, after: dict, seconds: float) -> dict[str, dict[str, float]]:
+    """Per Redis command over the level: calls per second and Redis CPU in % of a core."""
+    costs = {}
+    for name, stats in after.items():
+        calls = stats["calls"] - before.get(name, {}).get("calls", 0)
+        usec = stats["usec"] - before.get(name, {}).get("usec", 0)
+        if calls:
+            costs[name.removeprefix("cmdstat_")] = {
+                "per_second": round(calls / seconds),
+                "cpu_percent": round(usec / 1e4 / seconds, 1),
+            }
+    return dict(sorted(costs.items(), key=lambda item: -item[1]["cpu_percent"])[:5])
+
+
 def run_level(
     url: str, pids: dict[str, int], sessions: int, seconds: float, clients: int, r: redis.Redis
 ) -> dict:
     shares = [sessions // clients + (i < sessions % clients) for i in range(clients)]
     redis_before = r.info("memory")["used_memory"]
+    commands_before = r.info("commandstats")
     gateway_rss_before = proc_stats(pids["gateway"])[1]
     before = {name: proc_stats(pid)[0] for name, pid in pids.items()}
     wall = time.perf_counter()
@@ -134,6 +149,7 @@ def run_level(
         for name in pids
     }
     gateway_cpu_s = after["gateway"] - before["gateway"]
+    commands = _command_costs(commands_before, r.info("commandstats"), elapsed)
     return {
         "sessions": sessions,
         "load_processes": len(loaders),
@@ -158,6 +174,7 @@ def run_level(
         "gateway_kb_per_session": round((peak_rss - gateway_rss_before) / 1024 / sessions, 1),
         "redis_used_memory_mb_peak": round(redis_peak / MB, 1),
         "redis_memory_added_mb": round((redis_peak - redis_before) / MB, 1),
+        "redis_commands": commands,
         "error_events": len(errors),
         "error_codes": sorted(set(errors)),
         "failures": len(failures),
