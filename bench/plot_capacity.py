@@ -33,6 +33,23 @@ def plot(after: dict, before: dict | None, out: Path) -> list[Path]:
             name = field.removeprefix("relay_ms_")
             ax.plot(x, y, style, marker="o", color=colour, label=f"{name} {label}")
     ax.axhline(50, color="grey", linestyle=":", label="goal: p99 50 ms")
+    losses = [  # a level that lost partials measured only the ones that arrived
+        f"{label} {lv['sessions']}: {100 * lv['partials_lost'] / lv['frames_sent']:.0f}%"
+        for label, report, _ in runs
+        for lv in report["levels"]
+        if lv.get("partials_lost") and lv.get("frames_sent")
+    ]
+    if losses:
+        ax.text(
+            0.99,
+            0.02,
+            "partials lost (not received):\n" + "\n".join(losses),
+            transform=ax.transAxes,
+            ha="right",
+            va="bottom",
+            fontsize=7,
+            bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "lightgrey"},
+        )
     ax.set(xscale="log", yscale="log", xlabel="concurrent real-time sessions (100 ms frames)")
     ax.set(ylabel="relay latency, ms", title="Frame -> echo partial through one gateway")
     ax.grid(True, which="both", alpha=0.3)
