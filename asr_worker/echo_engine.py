@@ -9,6 +9,8 @@ from __future__ import annotations
 
 
 class _EchoStream:
+    blocking = False  # feed() is trivial: the worker calls it on its event loop
+
     def __init__(self) -> None:
         self._chunks = 0
 

@@ -54,7 +54,10 @@ async def _transcribe(
         if chunk.end:
             cancelled = chunk.cancelled
             break
-        partial = await asyncio.to_thread(stream.feed, bytes(pending))
+        if getattr(stream, "blocking", True):
+            partial = await asyncio.to_thread(stream.feed, bytes(pending))
+        else:  # trivially cheap (echo): a thread hop per chunk would cost more than it
+            partial = stream.feed(bytes(pending))
         pending.clear()
         if partial and chunk.seq > checkpoint.number("heard"):  # not sent before a takeover
             data = {"text": partial, "is_final": False}

@@ -175,11 +175,8 @@ async def run_turns(ws_url: str, rounds: int, sessions: int) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--sessions", type=int, default=1, help="concurrent WebSocket sessions")
-    args = parser.parse_args()
+def measure_all_in_one(rounds: int, sessions: int) -> dict[str, Any]:
+    """Peak RSS of ``voice-agent up`` and its valkey, idle and while running turns."""
     with all_in_one() as (ws_url, pid):
         time.sleep(3)  # let the workers load their engines
         valkey = next(
@@ -189,23 +186,30 @@ def main() -> None:
         time.sleep(2)
         idle = sampler.mark()
         started = time.perf_counter()
-        turns = asyncio.run(run_turns(ws_url, args.rounds, args.sessions))
+        turns = asyncio.run(run_turns(ws_url, rounds, sessions))
         seconds = time.perf_counter() - started
         busy = sampler.mark()
         sampler.stop()
         hwm = {name: round(proc_status(p, "VmHWM") / MB, 1) for name, p in sampler.pids.items()}
-    result = {
+    return {
         "sampler": "psutil" if psutil is not None else "/proc",
         "idle_rss_mb": idle,
         "busy_peak_rss_mb": busy,
         "vmhwm_mb": hwm,
         "total_peak_mb": round(sum(hwm.values()), 1),
         "turns": turns,
-        "sessions": args.sessions,
+        "sessions": sessions,
         "busy_seconds": round(seconds, 1),
         "render_free_limit_mb": 512,
     }
-    print(json.dumps(result, indent=2))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--sessions", type=int, default=1, help="concurrent WebSocket sessions")
+    args = parser.parse_args()
+    print(json.dumps(measure_all_in_one(args.rounds, args.sessions), indent=2))
 
 
 if __name__ == "__main__":

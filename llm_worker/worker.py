@@ -105,7 +105,8 @@ def make_llm_handler(redis: aioredis.Redis, settings: Settings, agent: ReplyAgen
             "first_token_ms": (first_token_ms or now_ms()) - job.created_ms,
             "first_sentence_ms": (sink.first_sentence_ms or now_ms()) - job.created_ms,
         }
-        for measure, value in timings.items():
+        for timing, value in timings.items():  # measure "first_token", like the other stages
+            measure = timing.removesuffix("_ms")
             metrics.observe_ms(metrics.STAGE_LATENCY.labels("llm", agent.name, measure), value)
         # the final text goes out before the end marker, so it always precedes the
         # reply's streaming_complete in the session's reply stream

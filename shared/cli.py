@@ -63,7 +63,9 @@ def _up(args: argparse.Namespace) -> int:
         log.info("REDIS_URL not set: using embedded valkey at %s", embedded.url)
     try:
         log.info("voice agent on http://%s:%s (WebSocket /ws/voice)", settings.host, settings.port)
-        asyncio.run(run_all_in_one(settings))
+        from shared.service import run_event_loop
+
+        run_event_loop(run_all_in_one(settings))
     finally:
         if embedded is not None:
             embedded.stop()

@@ -139,8 +139,7 @@ class ControlChannel:
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait([self._task], timeout=_SUBSCRIBE_WAIT_S)  # never hang a shutdown
 
     async def _listen(self) -> None:
         delay = 0.05
@@ -162,4 +161,5 @@ class ControlChannel:
                 delay = min(delay * 2, 2.0)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    async with asyncio.timeout(1.0):
+                        await pubsub.aclose()

@@ -30,7 +30,8 @@ class AsrStream(Protocol):
 class AsrEngine(Protocol):
     """A recogniser that can run several utterances at once, each in its own stream.
 
-    Calls are blocking (CPU-bound); the worker runs them in a thread.
+    Calls are blocking (CPU-bound); the worker runs them in a thread (a stream whose
+    ``feed`` is trivial may say ``blocking = False`` to be called on the event loop).
     """
 
     name: str

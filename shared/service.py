@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 
@@ -20,6 +21,7 @@ from shared.streams import connect
 from shared.worker import StageWorker
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 WorkerBuilder = Callable[[aioredis.Redis, Settings], Awaitable[StageWorker]]  # type: ignore[type-arg]
 
@@ -38,10 +40,30 @@ async def run_worker(build: WorkerBuilder, settings: Settings, stop: asyncio.Eve
         await redis.aclose()
 
 
+def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` on uvloop when it is installed (uvicorn's ``standard`` extra brings
+    it, and the gateway alone already runs on it): fewer microseconds per wake-up on every
+    hop of every turn."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
 def install_stop_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, log_tasks)
+
+
+def log_tasks() -> None:
+    """SIGUSR1: log where every task of the process is waiting (for a stuck shutdown)."""
+    for task in asyncio.all_tasks():
+        frames = task.get_stack(limit=8)
+        where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in reversed(frames))
+        log.warning("task %s waits at %s", task.get_name(), where or "(not started)")
 
 
 def worker_main(build: WorkerBuilder) -> None:
@@ -56,4 +78,4 @@ def worker_main(build: WorkerBuilder) -> None:
         install_stop_signals(stop)
         await run_worker(build, settings, stop)
 
-    asyncio.run(main())
+    run_event_loop(main())

@@ -7,8 +7,10 @@ only ever trimmed, never expired (an expired key would drop its consumer group).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+import weakref
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -60,18 +62,142 @@ async def ensure_group(redis: aioredis.Redis, stream: str, group: str) -> None:
 
 async def publish_job(redis: aioredis.Redis, stream: str, job: Message, maxlen: int) -> bytes:
     """Add a job to a work stream; trimmed approximately so it stays bounded."""
-    entry_id: bytes = await redis.xadd(stream, encode(job), maxlen=maxlen, approximate=True)
-    return entry_id
+    return await write_batcher(redis).xadd(stream, encode(job), maxlen=maxlen)
 
 
 async def append_with_ttl(
     redis: aioredis.Redis, key: str, message: Message, ttl_seconds: int, maxlen: int | None = None
 ) -> None:
     """XADD to a stream that has no group, refreshing its TTL in the same round trip."""
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.xadd(key, encode(message), maxlen=maxlen, approximate=True)
-        pipe.expire(key, ttl_seconds)
-        await pipe.execute()
+    await write_batcher(redis).xadd(key, encode(message), maxlen=maxlen, ttl=ttl_seconds)
+
+
+_Write = tuple[str, dict[bytes, bytes], int | None, int | None, "asyncio.Future[bytes]"]
+
+
+class WriteBatcher:
+    """Sends the stream writes of every task of a process in shared pipelines.
+
+    A gateway with a thousand sessions makes ten thousand audio XADDs a second; sent one
+    by one, each costs a pool checkout and its own round trip, and under load callers
+    queue for connections. Here each caller's XADD (with its EXPIRE, if any) joins a
+    list that one flush task sends as a single pipeline: at low load that is one round
+    trip as before; under load every write made while the last pipeline was in flight
+    goes out in the next one. One pipeline at a time and callers that await their own
+    write keep each stream's entries in the order they were written.
+    """
+
+    MAX_BATCH = 1024
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+        self._pending: list[_Write] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self.round_trips = 0
+
+    async def xadd(
+        self,
+        key: str,
+        fields: dict[bytes, bytes],
+        maxlen: int | None = None,
+        ttl: int | None = None,
+    ) -> bytes:
+        """XADD (trimmed approximately to ``maxlen``), then EXPIRE ``ttl``; the entry id."""
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._pending.append((key, fields, maxlen, ttl, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="redis-write-batcher")
+        return await future
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch = self._pending[: self.MAX_BATCH]
+            del self._pending[: self.MAX_BATCH]
+            try:
+                results = await self._send(batch)
+            except BaseException as exc:
+                error = exc if isinstance(exc, Exception) else RedisConnectionError("cancelled")
+                for *_, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (*_, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+    async def _send(self, batch: list[_Write]) -> list[object]:
+        """One round trip for the whole batch; per write, its XADD's reply or error.
+
+        The commands are packed here rather than through redis-py's pipeline, whose
+        per-command bookkeeping in Python cost more than the writes themselves.
+        """
+        packed: list[bytes] = []
+        for key, fields, maxlen, ttl, _future in batch:
+            packed.append(_pack_xadd(key.encode(), fields, maxlen))
+            if ttl:
+                packed.append(_pack(b"EXPIRE", key.encode(), b"%d" % ttl))
+        pool = self._redis.connection_pool
+        conn = await pool.get_connection()
+        self.round_trips += 1
+        try:
+            await conn.send_packed_command(b"".join(packed))
+            replies = [await _reply(conn) for _ in packed]
+        except BaseException:
+            await conn.disconnect()  # replies not read yet must not reach the next user
+            raise
+        finally:
+            await pool.release(conn)
+        results: list[object] = []
+        position = 0
+        for _key, _fields, _maxlen, ttl, _future in batch:
+            reply = replies[position]
+            expired = replies[position + 1] if ttl else None
+            position += 2 if ttl else 1
+            results.append(expired if isinstance(expired, Exception) else reply)
+        return results
+
+
+async def _reply(conn: object) -> object:
+    """One reply; a command error is returned (it concerns one write), not raised."""
+    try:
+        return await conn.read_response()  # type: ignore[attr-defined]
+    except ResponseError as exc:
+        return exc
+
+
+def _bulk(value: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+def _pack(*args: bytes) -> bytes:
+    return b"*%d\r\n%s" % (len(args), b"".join(_bulk(arg) for arg in args))
+
+
+def _pack_xadd(key: bytes, fields: dict[bytes, bytes], maxlen: int | None) -> bytes:
+    args = [b"XADD", key]
+    if maxlen is not None:
+        args += [b"MAXLEN", b"~", b"%d" % maxlen]
+    args.append(b"*")
+    for name, value in fields.items():
+        args += [name, value]
+    return _pack(*args)
+
+
+_batchers: weakref.WeakKeyDictionary[aioredis.Redis, WriteBatcher] = weakref.WeakKeyDictionary()
+
+
+def write_batcher(redis: aioredis.Redis) -> WriteBatcher:
+    """The process's one ``WriteBatcher`` for ``redis`` (all its callers share pipelines)."""
+    batcher = _batchers.get(redis)
+    if batcher is None:
+        batcher = _batchers[redis] = WriteBatcher(redis)
+    return batcher
 
 
 class StreamAppender:
@@ -79,11 +205,12 @@ class StreamAppender:
 
     A TTL refresh per audio chunk or partial doubles the commands for nothing: the key
     is refreshed on its first write and then at most every quarter of its TTL, so it
-    still outlives its last write by at least three quarters of the TTL.
+    still outlives its last write by at least three quarters of the TTL. Writes go
+    through the process's ``WriteBatcher``.
     """
 
     def __init__(self, redis: aioredis.Redis, ttl_seconds: int, maxlen: int | None = None):
-        self._redis = redis
+        self._batcher = write_batcher(redis)
         self._ttl = ttl_seconds
         self._maxlen = maxlen
         self._refresh_due: dict[str, float] = {}
@@ -91,9 +218,9 @@ class StreamAppender:
     async def append(self, key: str, message: Message) -> None:
         now = time.monotonic()
         if self._refresh_due.get(key, 0.0) > now:
-            await self._redis.xadd(key, encode(message), maxlen=self._maxlen, approximate=True)
+            await self._batcher.xadd(key, encode(message), maxlen=self._maxlen)
             return
-        await append_with_ttl(self._redis, key, message, self._ttl, self._maxlen)
+        await self._batcher.xadd(key, encode(message), maxlen=self._maxlen, ttl=self._ttl)
         self._refresh_due[key] = now + self._ttl / 4
         if len(self._refresh_due) > 4096:  # forget keys not written for a while
             self._refresh_due = {k: t for k, t in self._refresh_due.items() if t > now}

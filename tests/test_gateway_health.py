@@ -1,9 +1,14 @@
 import asyncio
+import os
 import re
+import signal
+import subprocess
+import sys
 
 import httpx
 
 from shared.client import VoiceClient
+from tests.conftest import ROOT, free_port, wait_for_http
 
 
 def test_health_reports_redis_and_sessions(system) -> None:
@@ -34,3 +39,21 @@ async def test_metrics_count_turns_and_latency(system) -> None:
     assert 'vna_ws_events_total{direction="in",event="voice_command"}' in text
     assert 'vna_turn_latency_seconds_count{source="command"}' in text
     assert tts_done in text
+
+
+def test_gateway_without_workers_is_alive_but_not_ready(redis_url: str) -> None:
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": f"{redis_url}/4", "PORT": str(port), "HOST": "127.0.0.1"}
+    proc = subprocess.Popen([sys.executable, "-m", "gateway"], cwd=ROOT, env=env)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health", proc)
+        ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+    assert ready.status_code == 503
+    assert ready.json() == {
+        "ready": False,
+        "redis": "ok",
+        "workers": {"asr": 0, "llm": 0, "tts": 0},
+    }

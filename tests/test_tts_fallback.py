@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
 from shared.engines import AudioSegment, TtsEngine, Voice
@@ -60,9 +61,24 @@ async def _reply(
     return reply, espeak, chain
 
 
+def _fallback_counters() -> tuple[float, float]:
+    """(edge -> espeak fallbacks, edge failures) counted so far in this process."""
+    fallbacks = {"stage": "tts", "from_provider": "edge", "to_provider": "espeak"}
+    return (
+        REGISTRY.get_sample_value("vna_provider_fallbacks_total", fallbacks) or 0.0,
+        REGISTRY.get_sample_value(
+            "vna_provider_failures_total", {"stage": "tts", "provider": "edge"}
+        )
+        or 0.0,
+    )
+
+
 async def test_edge_refused_after_sentence_one_espeak_speaks_the_rest(redis, monkeypatch) -> None:
     standin = EdgeStandIn(mode="reject", fail_from=1)
+    before = _fallback_counters()
     reply, espeak, chain = await _reply(redis, monkeypatch, standin)
+    after = _fallback_counters()
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 1), "counted once each"
     assert [r.text for r in standin.requests] == [SENTENCES[0]]
     assert espeak.texts == list(SENTENCES[1:])
     assert standin.connections == 2, "a failed engine is skipped for the rest of the reply"

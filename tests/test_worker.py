@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
 from shared.messages import DeadLetter, LlmJob, decode, encode
@@ -57,10 +58,15 @@ async def test_job_is_acked_only_after_the_handler_finished(redis: Redis) -> Non
         assert (await redis.xpending(STREAM, GROUP))["pending"] == 0
 
 
+def _counter(name: str) -> float:
+    return REGISTRY.get_sample_value(name, {"stage": "llm"}) or 0.0
+
+
 async def test_undecodable_job_goes_to_dead_letters(redis: Redis) -> None:
     async def handler(job: LlmJob, ctx: JobContext) -> None:
         raise AssertionError("must not be called")
 
+    dead_before = _counter("vna_dead_letters_total")
     async with running(redis, handler):
         await redis.xadd(STREAM, {b"m": b"\xc1garbage"})
         for _ in range(100):
@@ -71,6 +77,7 @@ async def test_undecodable_job_goes_to_dead_letters(redis: Redis) -> None:
     letter = decode(letters[0][1])
     assert isinstance(letter, DeadLetter) and "undecodable" in letter.reason
     assert (await redis.xpending(STREAM, GROUP))["pending"] == 0
+    assert _counter("vna_dead_letters_total") == dead_before + 1
 
 
 async def test_a_dead_consumers_job_is_reclaimed(redis: Redis) -> None:
@@ -82,9 +89,11 @@ async def test_a_dead_consumers_job_is_reclaimed(redis: Redis) -> None:
     await redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
     await redis.xadd(STREAM, encode(LlmJob("s", "t1", "orphan")))
     await redis.xreadgroup(GROUP, "crashed-worker", {STREAM: ">"}, count=1)
+    reclaims_before = _counter("vna_reclaims_total")
     async with running(redis, handler):
         await _wait_for(lambda: handled, limit=5)
     assert handled == ["orphan:2"]
+    assert _counter("vna_reclaims_total") == reclaims_before + 1
 
 
 @pytest.mark.parametrize("concurrency", [2])

@@ -1,0 +1,54 @@
+"""StreamMux: one XREAD for many streams, against the real server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as aioredis
+
+from shared.mux import StreamMux
+
+
+async def test_many_streams_are_followed_in_order_through_one_reader(redis_url: str) -> None:
+    redis = aioredis.Redis.from_url(redis_url)
+    mux = StreamMux(redis, "test:wake")
+    got: dict[str, list[bytes]] = {}
+    mux.start()
+    try:
+        keys = [f"test:mux:{n}" for n in range(60)]
+        for key in keys:
+            await mux.subscribe(
+                key, lambda _id, f, key=key: got.setdefault(key, []).append(f[b"m"])
+            )
+        for seq in range(3):
+            for key in keys:
+                await redis.xadd(key, {"m": f"{key}/{seq}"})
+        async with asyncio.timeout(5):
+            while sum(map(len, got.values())) < 3 * len(keys):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        mux.unsubscribe(keys[0])
+        await redis.xadd(keys[0], {"m": "after unsubscribe"})
+        await asyncio.sleep(0.2)
+    finally:
+        await mux.stop()
+        await redis.delete(*keys)
+        await redis.aclose()
+    assert all(got[key] == [f"{key}/{seq}".encode() for seq in range(3)] for key in keys)
+
+
+async def test_idle_longer_than_the_socket_timeout_is_no_error(redis_url: str, caplog) -> None:
+    """A BLOCK as long as the socket timeout used to end in an error and a retry backoff."""
+    redis = aioredis.Redis.from_url(redis_url, socket_timeout=0.5)
+    mux = StreamMux(redis, "test:wake2")
+    arrived = asyncio.Event()
+    mux.start()
+    try:
+        await mux.subscribe("test:idle", lambda *_: arrived.set())
+        await asyncio.sleep(1.3)  # several socket timeouts' worth of silence
+        await redis.xadd("test:idle", {"m": "late"})
+        await asyncio.wait_for(arrived.wait(), 1.0)
+    finally:
+        await mux.stop()
+        await redis.delete("test:idle")
+        await redis.aclose()
+    assert not [r for r in caplog.records if r.name == "shared.mux"], "no read failed"
