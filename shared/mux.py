@@ -62,6 +62,7 @@ class StreamMux:
         self._subs: dict[str, _Subscription] = {}
         self._packed_keys: bytes | None = None  # RESP of the followed keys, in _subs order
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def followed(self) -> int:
@@ -71,10 +72,12 @@ class StreamMux:
         self._task = asyncio.create_task(self._run(), name=name)
 
     async def stop(self) -> None:
-        if self._task:
+        self._stopping = True
+        # a cancellation that lands inside redis-py's read can come back as a connection
+        # error, which the read loop retries: cancel again until the task is done
+        while self._task and not self._task.done():
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait([self._task], timeout=0.5)
         with contextlib.suppress(Exception):
             await self._redis.delete(self._wake_key)
 
@@ -122,7 +125,7 @@ class StreamMux:
 
     async def _run(self) -> None:
         backoff = 0.05
-        while True:
+        while not self._stopping:
             try:
                 await self._read_once()
                 backoff = 0.05
@@ -188,7 +191,7 @@ class StreamMux:
             await conn.send_packed_command(command)
             reply = await conn.read_response(timeout=self._block_ms / 1000 + 10)
         except BaseException:
-            await conn.disconnect()  # a late reply must not reach the next command
+            await conn.disconnect(nowait=True)  # a late reply must not reach the next command
             raise
         finally:
             await pool.release(conn)
