@@ -64,6 +64,7 @@ class StreamMux:
         self._subs: dict[str, _Subscription] = {}
         self._packed_keys: bytes | None = None  # RESP of the followed keys, in _subs order
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def followed(self) -> int:
@@ -73,9 +74,13 @@ class StreamMux:
         self._task = asyncio.create_task(self._run(), name=name)
 
     async def stop(self) -> None:
-        if self._task:
+        self._stopping = True
+        # a cancellation that lands inside redis-py's read can come back as a connection
+        # error, which the read loop retries: cancel again until the task is done
+        deadline = time.monotonic() + _STOP_WAIT_S  # and never hang a shutdown
+        while self._task and not self._task.done() and time.monotonic() < deadline:
             self._task.cancel()
-            await asyncio.wait([self._task], timeout=_STOP_WAIT_S)  # never hang a shutdown
+            await asyncio.wait([self._task], timeout=0.5)
         with contextlib.suppress(Exception):
             async with asyncio.timeout(_STOP_WAIT_S):
                 await self._redis.delete(self._wake_key)
@@ -124,7 +129,7 @@ class StreamMux:
 
     async def _run(self) -> None:
         backoff = 0.05
-        while True:
+        while not self._stopping:
             try:
                 await self._read_once()
                 backoff = 0.05

@@ -149,7 +149,7 @@ class WriteBatcher:
             await conn.send_packed_command(b"".join(packed))
             replies = [await _reply(conn) for _ in packed]
         except BaseException:
-            await conn.disconnect()  # replies not read yet must not reach the next user
+            await conn.disconnect(nowait=True)  # replies not read yet must not reach the next user
             raise
         finally:
             await pool.release(conn)
