@@ -20,34 +20,23 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from shared.checkpoint import Append, TurnCheckpoint
+from shared.checkpoint import Append, StageProgress
 from shared.messages import InputChunk, LlmJob, ReplyEvent, TtsJob
 from shared.settings import Settings
 
 
-class TurnProgress:
+class TurnProgress(StageProgress):
     """The checkpointed writer of one LLM turn."""
 
+    stage = "llm"
+
     def __init__(self, redis: aioredis.Redis, settings: Settings, job: LlmJob) -> None:
-        keys = settings.keys
-        self._settings = settings
+        super().__init__(redis, settings, job)
         self._job = job
-        self._reply_key = keys.reply(job.session_id)
-        self._tts_jobs = keys.tts_jobs
-        self._tts_input = keys.tts_input(job.session_id, job.turn_id)
-        self.checkpoint = TurnCheckpoint(
-            redis, keys.checkpoint("llm", job.session_id, job.turn_id), settings.turn_ttl_seconds
-        )
+        self._tts_jobs = settings.keys.tts_jobs
+        self._tts_input = settings.keys.tts_input(job.session_id, job.turn_id)
         self._chars = 0  # characters of the (re)generated reply seen so far
         self.sentences = 0  # sentences of the (re)generated reply seen so far
-
-    async def load(self) -> TurnProgress:
-        await self.checkpoint.load()
-        return self
-
-    @property
-    def done(self) -> bool:
-        return bool(self.checkpoint.number("done"))
 
     @property
     def remembered(self) -> bool:

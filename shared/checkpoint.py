@@ -17,10 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Self
 
 import redis.asyncio as aioredis
 
 from shared.messages import FIELD, Message, encode
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 # KEYS[1] checkpoint hash, KEYS[2..] streams (one entry each)
 # ARGV[1] expected version, ARGV[2] checkpoint TTL, ARGV[3] number of field/value pairs,
@@ -111,3 +115,28 @@ class TurnCheckpoint:
             raise StaleTurn(f"{self.key} was taken over by another worker")
         self.version = int(result)
         self.fields.update({name: str(value) for name, value in fields.items()})
+
+
+class StageProgress:
+    """Base of a stage's checkpointed writer for one turn: loads the stage's checkpoint
+    and says whether an earlier run already finished the turn."""
+
+    stage = ""
+
+    def __init__(self, redis: aioredis.Redis, settings: Settings, job: Message) -> None:
+        session_id, turn_id = job.session_id, job.turn_id  # type: ignore[attr-defined]
+        self._settings = settings
+        self._reply_key = settings.keys.reply(session_id)
+        self.checkpoint = TurnCheckpoint(
+            redis,
+            settings.keys.checkpoint(self.stage, session_id, turn_id),
+            settings.turn_ttl_seconds,
+        )
+
+    async def load(self) -> Self:
+        await self.checkpoint.load()
+        return self
+
+    @property
+    def done(self) -> bool:
+        return bool(self.checkpoint.number("done"))

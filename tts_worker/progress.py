@@ -16,31 +16,20 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from shared.checkpoint import Append, TurnCheckpoint
+from shared.checkpoint import Append, StageProgress
 from shared.messages import ReplyEvent, TtsJob
 from shared.settings import Settings
 from shared.streams import now_ms
 
 
-class ReplyProgress:
+class ReplyProgress(StageProgress):
     """The checkpointed writer of one reply's ``tts_chunk`` and ``streaming_complete``."""
 
+    stage = "tts"
+
     def __init__(self, redis: aioredis.Redis, settings: Settings, job: TtsJob) -> None:
-        keys = settings.keys
-        self._settings = settings
-        self._reply_key = keys.reply(job.session_id)
-        self.input_key = keys.tts_input(job.session_id, job.turn_id)
-        self.checkpoint = TurnCheckpoint(
-            redis, keys.checkpoint("tts", job.session_id, job.turn_id), settings.turn_ttl_seconds
-        )
-
-    async def load(self) -> ReplyProgress:
-        await self.checkpoint.load()
-        return self
-
-    @property
-    def done(self) -> bool:
-        return bool(self.checkpoint.number("done"))
+        super().__init__(redis, settings, job)
+        self.input_key = settings.keys.tts_input(job.session_id, job.turn_id)
 
     @property
     def next_chunk(self) -> int:
