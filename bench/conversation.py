@@ -27,9 +27,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
-import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,61 +36,34 @@ sys.path.insert(0, str(ROOT))
 
 from redis.asyncio import Redis  # noqa: E402
 
+from bench.pipeline_latency import _summary, running_system  # noqa: E402
 from shared.client import VoiceClient  # noqa: E402
+from shared.embedded_redis import start_embedded_redis  # noqa: E402
 from shared.keys import Keys  # noqa: E402
 from shared.messages import ReplyEvent, decode  # noqa: E402
 from tests.audio_checks import speech_16k  # noqa: E402
-from tests.conftest import free_port, wait_for_http  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
 from tests.openai_standin import ChatScript, StandIn, running_standin  # noqa: E402
 
 REPLY = " ".join(f"Story {n} is about a town that built a new bridge." for n in range(1, 30))
 
 
 @contextlib.contextmanager
-def running_system(standin: StandIn):
-    port, redis_port = free_port(), free_port()
-    redis_proc = subprocess.Popen(
-        [sys.executable, "-c", _EMBEDDED.format(port=redis_port)], stdout=subprocess.DEVNULL
-    )
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+def conversation_system(standin: StandIn):
+    """``voice-agent up`` with the stand-in as its agent, on a Redis this bench can read."""
+    store = start_embedded_redis()
+    settings = {
+        "REDIS_URL": store.url,
         "LLM_PROVIDER": "openai",
         "LLM_BASE_URL": standin.base_url,
         "LLM_API_KEY": standin.api_key,
         "LOG_LEVEL": "WARNING",
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "up"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/ready", proc)
-        yield f"ws://127.0.0.1:{port}/ws/voice", env["REDIS_URL"]
+        with running_system(**settings) as (ws_url, _pid):
+            yield ws_url, store.url
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(20)
-        redis_proc.terminate()
-        redis_proc.wait(10)
-
-
-_EMBEDDED = (
-    "import time\n"
-    "from shared.embedded_redis import start_embedded_redis\n"
-    "server = start_embedded_redis(port={port})\n"
-    "try:\n    time.sleep(3600)\nfinally:\n    server.stop()\n"
-)
-
-
-def _summary(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return {"p50": round(statistics.median(ordered), 1), "p95": round(p95, 1), "n": len(ordered)}
+        store.stop()
 
 
 async def _until(client: VoiceClient, name: str) -> tuple[dict, float]:
@@ -173,7 +143,7 @@ async def barge_in_round(ws_url: str) -> float:
 async def measure(rounds: int) -> dict[str, object]:
     with running_standin(StandIn(), free_port()) as standin:
         standin.chat = ChatScript(reply=REPLY, chunk_delay=0.1)
-        with running_system(standin) as (ws_url, redis_url):
+        with conversation_system(standin) as (ws_url, redis_url):
             redis = Redis.from_url(redis_url)
             pauses, finals, completes, last_chunks, stops, barges = [], [], [], [], [], []
             for _ in range(rounds):  # each phase is bounded: a lost event fails, never hangs

@@ -28,9 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from shared.client import VoiceClient  # noqa: E402
-from tests.audio_checks import speech_16k  # noqa: E402
+from tests.audio_checks import speech_16k, word_error_rate  # noqa: E402
 from tests.conftest import E2E_FEEDS, free_port, wait_for_http  # noqa: E402
-from tests.test_pipeline_speech import word_error_rate  # noqa: E402
 
 UTTERANCES = [
     "read me the sports headlines",
@@ -54,12 +53,15 @@ def _serve_fixtures() -> str:
 
 
 @contextlib.contextmanager
-def running_system():
+def running_system(**settings: str):
+    """``voice-agent up`` on the fixture feeds (and ``settings``); embedded Redis unless
+    ``REDIS_URL`` is among them. Yields (WebSocket URL, pid)."""
     base = _serve_fixtures()
     port = free_port()
     feeds = ",".join(f"{s.split('=')[0]}={base}{s.split('=')[1]}" for s in E2E_FEEDS)
     env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "NEWS_FEEDS": feeds}
     env.pop("REDIS_URL", None)
+    env.update(settings)
     proc = subprocess.Popen(
         [sys.executable, "-m", "shared.cli", "up"],
         cwd=ROOT,

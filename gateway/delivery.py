@@ -46,6 +46,7 @@ class ReplyDelivery:
         self.idle.set()
         self.closed_reason: tuple[int, str] | None = None
         self._replies: dict[str, _Reply] = {}
+        self._in_progress: dict[str, None] = {}  # turns not fully sent, oldest first
         self._cancelled: set[str] = set()
         self._timings: dict[str, dict[str, int]] = {}
 
@@ -54,17 +55,23 @@ class ReplyDelivery:
     def expect(self, turn_id: str, source: str) -> None:
         """A request is complete: its reply is now in progress."""
         self._replies[turn_id] = _Reply(time.perf_counter(), source)
+        self._in_progress[turn_id] = None
         if len(self._replies) > 64:  # long sessions: forget old turns
             for old in list(self._replies)[:-32]:
                 del self._replies[old]
+                self._in_progress.pop(old, None)
         self.idle.clear()
 
     def busy_turn(self) -> str | None:
-        """The newest turn whose reply has not been fully sent."""
-        for turn_id in reversed(self._replies):
-            if not self._replies[turn_id].complete:
-                return turn_id
-        return None
+        """The newest turn whose reply has not been fully sent (asked per audio frame:
+        a lookup, not a scan)."""
+        return next(reversed(self._in_progress), None)
+
+    def _finish(self, turn_id: str, reply: _Reply) -> None:
+        reply.complete = True
+        self._in_progress.pop(turn_id, None)
+        if not self._in_progress:
+            self.idle.set()
 
     def playing_turn(self) -> str | None:
         """A reply still in progress, or sent but (by its length) still playing."""
@@ -108,16 +115,11 @@ class ReplyDelivery:
                 "timings": timings,
             }
             events.append(ReplyEvent("streaming_complete", self.session_id, turn_id, data))
-        reply.complete = True
+        self._finish(turn_id, reply)
         for event in events:
             self.outbox.put_control(self._frame(event))
             metrics.EVENTS.labels("out", event.event).inc()
-        self._update_idle()
         return record, events
-
-    def _update_idle(self) -> None:
-        if self.busy_turn() is None:
-            self.idle.set()
 
     # --- events ----------------------------------------------------------------------
 
@@ -199,9 +201,7 @@ class ReplyDelivery:
                     reply.first_chunk_at - reply.input_done
                 )
         elif frame.event == "streaming_complete":
-            reply.complete = True
             reply.audio_ms = frame.audio_ms
-            self._update_idle()
+            self._finish(frame.turn_id or "", reply)
         elif frame.ends_turn:
-            reply.complete = True
-            self._update_idle()
+            self._finish(frame.turn_id or "", reply)

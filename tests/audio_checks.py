@@ -30,3 +30,14 @@ def voiced_fraction(pcm: bytes, frame_ms: int = 30, threshold_dbfs: float = -45.
     if not frames:
         return 0.0
     return sum(rms_dbfs(f) > threshold_dbfs for f in frames) / len(frames)
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """Word-level edit distance over the reference length (case-insensitive)."""
+    ref, hyp = reference.lower().split(), hypothesis.lower().split()
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        diagonal, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (r != h))
+    return row[-1] / max(1, len(ref))

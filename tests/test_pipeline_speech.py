@@ -5,17 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared.client import VoiceClient
-from tests.audio_checks import decode_mp3, speech_16k
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    ref, hyp = reference.lower().split(), hypothesis.lower().split()
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1] / max(1, len(ref))
+from tests.audio_checks import decode_mp3, speech_16k, word_error_rate
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ import pytest
 
 from asr_worker.pocketsphinx_engine import PocketsphinxEngine, PocketsphinxStream
 from shared.audio import resample_pcm16
+from tests.audio_checks import word_error_rate as wer
 from tts_worker.espeak_engine import espeak_sample_rate, synthesize_pcm
 
 CHUNK = 3200  # 100 ms of 16 kHz 16-bit audio
@@ -23,16 +24,6 @@ SILENCE_300MS = b"\x00\x00" * 4800
 def speech(text: str) -> bytes:
     pcm = resample_pcm16(synthesize_pcm(text), espeak_sample_rate(), 16000)
     return SILENCE_300MS + pcm + SILENCE_300MS
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    ref, hyp = reference.split(), hypothesis.split()
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        diagonal, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (r != h))
-    return row[-1] / max(1, len(ref))
 
 
 def recognise(engine: PocketsphinxEngine, text: str) -> tuple[list[str], str, PocketsphinxStream]:
