@@ -31,6 +31,7 @@ NO_SPEECH = "no_speech"
 STAGE_FAILED = "stage_failed"
 UNAVAILABLE = "unavailable"
 ASR_DISABLED = "asr_disabled"
+ASR_LANGUAGE_UNSUPPORTED = "asr_language_unsupported"  # the server's recogniser: not this language
 RESUME_FAILED = "resume_failed"
 UNAUTHORIZED = "unauthorized"
 RATE_LIMITED = "rate_limited"
