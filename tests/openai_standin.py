@@ -76,6 +76,7 @@ def _app(state: StandIn) -> Starlette:
             state.uploads.append(
                 {
                     "model": form["model"],
+                    "language": form.get("language"),
                     "rate": wav.getframerate(),
                     "seconds": wav.getnframes() / wav.getframerate(),
                 }
