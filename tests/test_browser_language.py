@@ -28,14 +28,14 @@ async def test_page_language_reaches_the_server_and_the_picker(browser, system) 
     async with _open(browser, f"{system.http_url}/?lang=zh-CN") as page:
         assert await page.input_value("#lang") == "zh-CN"
         assert await page.evaluate("document.documentElement.lang") == "zh-CN"
-        await page.fill("#command", "科技新闻")
+        await page.fill("#command", "technology news")  # English words: the page's lang wins
         await page.press("#command", "Enter")
         turn = await _turn(page, "t.done")
         assert turn["agent"].startswith("以下是最新的科技新闻。")  # the agent answered in Chinese
         await page.select_option("#lang", "es")  # a new session in Spanish
         await page.wait_for_url("**/?lang=es", timeout=WAIT_MS)
         await page.wait_for_function("window.voicePage?.stats.phase === 'connected'")
-        await page.fill("#command", "noticias de tecnología")
+        await page.fill("#command", "technology news")
         await page.press("#command", "Enter")
         turn = await _turn(page, "t.done")
         assert turn["agent"].startswith("Estos son los últimos titulares de tecnología.")
