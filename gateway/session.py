@@ -107,6 +107,7 @@ class VoiceSession:
         )
         self.delivery = ReplyDelivery(websocket, self.session_id, OUTBOX_LIMIT, CONTROL_LIMIT)
         self.taken_over = False
+        self._cancelled_before: list[str] = []  # turns cut on earlier connections (resume)
 
     @property
     def replying(self) -> bool:
@@ -129,7 +130,8 @@ class VoiceSession:
         for event in replay.seen:
             self.delivery.prime(event)
         for entry_id, event in replay.missed:
-            self.delivery.deliver(event, entry_id)
+            self.delivery.deliver(event, entry_id)  # already filtered by the cancel records
+        self.delivery.remember_cancelled(self._cancelled_before)  # live: drop their late events
         await self.relay.subscribe(self.session_id, self.delivery.deliver, replay.live_from)
         try:
             await self._receive_loop(sender)
@@ -169,7 +171,7 @@ class VoiceSession:
         self._turns = record.turns
         await self.control.announce_takeover(self.session_id, self.connection_id)
         cancelled = await self.control.records(self.session_id)
-        self.delivery.remember_cancelled(list(cancelled))
+        self._cancelled_before = list(cancelled)
         params = self.params
         replay = await self.store.replay(
             self.session_id,
@@ -327,7 +329,9 @@ class VoiceSession:
         """The turn was started by this session and this connection has seen it."""
         if self._utterance is not None and self._utterance.turn_id == turn_id:
             return True
-        return turn_number(turn_id) <= self._turns and self.delivery.knows(turn_id)
+        if turn_number(turn_id) > self._turns:
+            return False
+        return self.delivery.knows(turn_id) or self.delivery.was_cancelled(turn_id)
 
     async def cancel(self, turn_id: str | None, reason: str) -> None:
         """Stop a reply (the newest one by default): the client gets no more of it, the
