@@ -42,6 +42,10 @@ class Outbox:
     def __len__(self) -> int:
         return len(self._control) + len(self._replies)
 
+    @property
+    def control_backlog(self) -> int:
+        return len(self._control)
+
     def put(self, frame: OutFrame) -> None:
         if len(self._replies) >= self._limit:
             raise OutboxOverflow

@@ -231,6 +231,11 @@ class VoiceSession:
             except RedisError:
                 log.warning("Redis unavailable while handling a client frame")
                 self._refuse(protocol.UNAVAILABLE, "the service is briefly unavailable; try again")
+            if self.delivery.outbox.control_backlog > CONTROL_LIMIT // 2:
+                # frames that arrived together are handled without a pause: let the sender
+                # hand the answers to the socket, so only a client that does not read
+                # reaches the limit
+                await asyncio.sleep(0)
 
     def _refuse(self, code: str, message: str) -> None:
         turn = self._utterance.turn_id if self._utterance else None
