@@ -39,7 +39,7 @@ class _Reply:
     """Progress of one turn's reply as the client receives it."""
 
     input_done: float  # perf_counter when the request was complete (end of speech)
-    source: str  # "speech", "command", or "replay" (first seen in a resume's replay)
+    source: str  # "speech" or "command"
     chunks_sent: int = 0
     sentence: int = 0  # sentence of the last chunk sent
     first_chunk_at: float | None = None
@@ -61,6 +61,9 @@ class ReplyDelivery:
         self._replies: dict[str, _Reply] = {}
         self._in_progress: dict[str, None] = {}  # turns not fully sent, oldest first
         self._cancelled: dict[str, None] = {}  # oldest first
+        # turns with events sent but no reply expected here (an utterance's partials, a
+        # turn replayed after a resume) -> id of the last one sent; oldest first
+        self._shown: dict[str, str] = {}
         self._timings: dict[str, dict[str, int]] = {}
 
     @property
@@ -71,7 +74,9 @@ class ReplyDelivery:
 
     def expect(self, turn_id: str, source: str) -> None:
         """A request is complete: its reply is now in progress."""
-        self._remember(turn_id, _Reply(time.perf_counter(), source))
+        reply = _Reply(time.perf_counter(), source)
+        reply.last_sent_id = self._shown.pop(turn_id, "")  # its partials went out already
+        self._remember(turn_id, reply)
         self._in_progress[turn_id] = None
         self.idle.clear()
 
@@ -87,7 +92,7 @@ class ReplyDelivery:
 
     def knows(self, turn_id: str) -> bool:
         """A turn this connection expects or has sent events of (and not yet forgotten)."""
-        return turn_id in self._replies
+        return turn_id in self._replies or turn_id in self._shown
 
     def was_cancelled(self, turn_id: str) -> bool:
         return turn_id in self._cancelled
@@ -121,8 +126,8 @@ class ReplyDelivery:
         """Stop relaying ``turn_id`` now; returns what was delivered and the events that
         tell the client (the caller writes them to the reply stream, whence they are
         relayed like any other event, so a replay shows them identically)."""
-        reply = self._replies.get(turn_id) or self._remember(
-            turn_id, _Reply(time.perf_counter(), "speech")
+        reply = self._replies.get(turn_id) or _Reply(
+            time.perf_counter(), "speech", last_sent_id=self._shown.pop(turn_id, "")
         )
         self.outbox.drop_turn(turn_id)
         self._cancelled[turn_id] = None
@@ -132,7 +137,8 @@ class ReplyDelivery:
         if reply.complete and reply.first_chunk_at is not None and reply.audio_ms > 0:
             played = (time.perf_counter() - reply.first_chunk_at) * 1000 / reply.audio_ms
             heard = min(reply.sentence, math.ceil(reply.sentence * played))
-        record = CancelRecord(reply.chunks_sent, heard, now_ms(), reply.last_sent_id)
+        # "0-0": nothing of the turn was shown (an empty id means a pre-v3 record)
+        record = CancelRecord(reply.chunks_sent, heard, now_ms(), reply.last_sent_id or "0-0")
         events = [
             ReplyEvent(
                 "interrupted",
@@ -259,8 +265,13 @@ class ReplyDelivery:
         if not turn_id or turn_id in self._cancelled:
             return
         reply = self._replies.get(turn_id)
-        if reply is None:  # a turn of the session replayed to this connection
-            reply = self._remember(turn_id, _Reply(time.perf_counter(), "replay"))
+        if reply is None:  # an utterance's partials, or a turn replayed after a resume
+            if frame.event_id:
+                self._shown.pop(turn_id, None)
+                self._shown[turn_id] = frame.event_id
+                if len(self._shown) > TURNS_REMEMBERED:
+                    del self._shown[next(iter(self._shown))]
+            return
         if frame.event_id:
             reply.last_sent_id = frame.event_id
         if frame.event == "tts_chunk":
@@ -268,10 +279,9 @@ class ReplyDelivery:
             reply.sentence = max(reply.sentence, frame.sentence)
             if reply.first_chunk_at is None:
                 reply.first_chunk_at = time.perf_counter()
-                if reply.source != "replay":
-                    metrics.TURN_LATENCY.labels(reply.source).observe(
-                        reply.first_chunk_at - reply.input_done
-                    )
+                metrics.TURN_LATENCY.labels(reply.source).observe(
+                    reply.first_chunk_at - reply.input_done
+                )
         elif frame.event == "streaming_complete":
             reply.audio_ms = frame.audio_ms
             self._finish(turn_id, reply)

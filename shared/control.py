@@ -36,8 +36,8 @@ class CancelRecord:
     chunks_sent: int  # tts_chunk events delivered before the cut
     sentences_heard: int  # sentences whose audio had started reaching the client
     at_ms: int
-    # reply-stream id of the last event of the turn sent before the cut ("" = none, or a
-    # record from before protocol v3): replay shows the turn's events up to it, no more
+    # reply-stream id of the last event of the turn sent before the cut ("0-0": none; ""
+    # in a record from before protocol v3): replay shows the turn's events up to it
     shown_until: str = ""
 
     def pack(self) -> bytes:
