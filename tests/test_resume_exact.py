@@ -242,3 +242,24 @@ async def test_drop_between_turns(exact, store, standin) -> None:
     truth = await stream_truth(store, session_id)
     witness = await replayed_from_the_start(exact.ws_url, session_id, token, received[-1])
     assert_exact(received, truth, witness)
+
+
+async def test_drop_after_cancelling_a_spoken_request(exact, store, standin) -> None:
+    """Cancelling an utterance still being spoken: the partial transcripts shown before
+    the cut are replayed, nothing of the turn produced after it is (the recogniser may
+    write a little more meanwhile)."""
+    async with VoiceClient.connect(exact.ws_url) as client:
+        session_id, token = client.session_id, client.resume_token
+        first = Recorder(client)
+        speech = speech_16k("what is the latest technology news")
+        for offset in range(0, len(speech), 3200):  # no is_final: the utterance stays open
+            await client.ws.send(speech[offset : offset + 3200])
+        await first.until(named("partial_transcription", "t1", is_final=False))
+        await client.cancel("t1")
+        await first.until(named("interrupted", "t1"))
+        query = first.drop()
+    shown = {e["data"].get("event_id") for e in first.events if e["data"]["turn_id"] == "t1"}
+    received, _ = await finish(exact, store, standin, first, query, "t1")
+    truth = await stream_truth(store, session_id, cut="t1", shown=shown)
+    witness = await replayed_from_the_start(exact.ws_url, session_id, token, received[-1])
+    assert_exact(received, truth, witness)
