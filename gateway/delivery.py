@@ -1,8 +1,11 @@
 """The outbound half of a session: reply events to the socket, and what got delivered.
 
-It knows, per turn, how many audio chunks actually went out and which sentence they
-belonged to; that is what a cancel records (the history keeps only what was heard) and
-what barge-in needs (is a reply still being produced or played?).
+It knows, per turn, how many audio chunks actually went out, which sentence they
+belonged to and the id of the last event sent; that is what a cancel records (the
+history keeps only what was heard, a replay shows only what was shown) and what barge-in
+needs (is a reply still being produced or played?). Everything it keeps is bounded:
+the turns it remembers, the cancelled turns, the timings of unfinished turns, and both
+lanes of the outbox (see docs/protocol.md, Limits).
 """
 
 from __future__ import annotations
@@ -16,12 +19,19 @@ from dataclasses import dataclass
 from starlette.websockets import WebSocket
 
 from gateway.outbox import Outbox, OutboxOverflow, OutFrame
+from gateway.session_store import is_interruption, turn_number
 from shared import metrics, protocol
 from shared.control import CancelRecord
 from shared.messages import ReplyEvent
 from shared.streams import now_ms
 
 log = logging.getLogger(__name__)
+
+TURNS_REMEMBERED = 64  # per connection; beyond it the oldest are forgotten (down to half)
+CANCELLED_REMEMBERED = 256  # cancelled turns whose late events are still dropped
+TIMINGS_REMEMBERED = 64  # unfinished turns whose stage timings wait for their completion
+CLOSE_SLOW_READER = (1008, "client too slow to receive")
+CLOSE_NOT_READING = (1008, "client does not read its events")
 
 
 @dataclass
@@ -35,32 +45,57 @@ class _Reply:
     first_chunk_at: float | None = None
     complete: bool = False
     audio_ms: float = 0.0
+    last_sent_id: str = ""  # reply-stream id of the last event of the turn sent
 
 
 class ReplyDelivery:
-    def __init__(self, websocket: WebSocket, session_id: str, outbox_limit: int) -> None:
+    def __init__(
+        self, websocket: WebSocket, session_id: str, outbox_limit: int, control_limit: int
+    ) -> None:
         self.ws = websocket
         self.session_id = session_id
-        self.outbox = Outbox(outbox_limit)
+        self.outbox = Outbox(outbox_limit, control_limit)
         self.idle = asyncio.Event()  # no reply in progress
         self.idle.set()
         self.closed_reason: tuple[int, str] | None = None
         self._replies: dict[str, _Reply] = {}
         self._in_progress: dict[str, None] = {}  # turns not fully sent, oldest first
-        self._cancelled: set[str] = set()
+        self._cancelled: dict[str, None] = {}  # oldest first
+        # turns with events sent but no reply expected here (an utterance's partials, a
+        # turn replayed after a resume) -> id of the last one sent; oldest first
+        self._shown: dict[str, str] = {}
         self._timings: dict[str, dict[str, int]] = {}
+
+    @property
+    def closing(self) -> bool:
+        return self.closed_reason is not None
 
     # --- turns -----------------------------------------------------------------------
 
     def expect(self, turn_id: str, source: str) -> None:
         """A request is complete: its reply is now in progress."""
-        self._replies[turn_id] = _Reply(time.perf_counter(), source)
+        reply = _Reply(time.perf_counter(), source)
+        reply.last_sent_id = self._shown.pop(turn_id, "")  # its partials went out already
+        self._remember(turn_id, reply)
         self._in_progress[turn_id] = None
-        if len(self._replies) > 64:  # long sessions: forget old turns
-            for old in list(self._replies)[:-32]:
+        self.idle.clear()
+
+    def _remember(self, turn_id: str, reply: _Reply) -> _Reply:
+        self._replies[turn_id] = reply
+        if len(self._replies) > TURNS_REMEMBERED:  # long sessions: forget old turns
+            for old in list(self._replies)[: -TURNS_REMEMBERED // 2]:
                 del self._replies[old]
                 self._in_progress.pop(old, None)
-        self.idle.clear()
+            if not self._in_progress:
+                self.idle.set()
+        return reply
+
+    def knows(self, turn_id: str) -> bool:
+        """A turn this connection expects or has sent events of (and not yet forgotten)."""
+        return turn_id in self._replies or turn_id in self._shown
+
+    def was_cancelled(self, turn_id: str) -> bool:
+        return turn_id in self._cancelled
 
     def busy_turn(self) -> str | None:
         """The newest turn whose reply has not been fully sent (asked per audio frame:
@@ -88,15 +123,22 @@ class ReplyDelivery:
         return turn_id if played_ms < reply.audio_ms else None
 
     def interrupt(self, turn_id: str, reason: str) -> tuple[CancelRecord, list[ReplyEvent]]:
-        """Stop relaying ``turn_id`` now; returns what was delivered and the events sent."""
-        reply = self._replies.get(turn_id) or _Reply(time.perf_counter(), "speech")
+        """Stop relaying ``turn_id`` now; returns what was delivered and the events that
+        tell the client (the caller writes them to the reply stream, whence they are
+        relayed like any other event, so a replay shows them identically)."""
+        reply = self._replies.get(turn_id) or _Reply(
+            time.perf_counter(), "speech", last_sent_id=self._shown.pop(turn_id, "")
+        )
         self.outbox.drop_turn(turn_id)
-        self._cancelled.add(turn_id)
+        self._cancelled[turn_id] = None
+        if len(self._cancelled) > CANCELLED_REMEMBERED:
+            del self._cancelled[next(iter(self._cancelled))]
         heard = reply.sentence
         if reply.complete and reply.first_chunk_at is not None and reply.audio_ms > 0:
             played = (time.perf_counter() - reply.first_chunk_at) * 1000 / reply.audio_ms
             heard = min(reply.sentence, math.ceil(reply.sentence * played))
-        record = CancelRecord(reply.chunks_sent, heard, now_ms())
+        # "0-0": nothing of the turn was shown (an empty id means a pre-v3 record)
+        record = CancelRecord(reply.chunks_sent, heard, now_ms(), reply.last_sent_id or "0-0")
         events = [
             ReplyEvent(
                 "interrupted",
@@ -116,42 +158,71 @@ class ReplyDelivery:
             }
             events.append(ReplyEvent("streaming_complete", self.session_id, turn_id, data))
         self._finish(turn_id, reply)
-        for event in events:
-            self.outbox.put_control(self._frame(event))
-            metrics.EVENTS.labels("out", event.event).inc()
         return record, events
 
     # --- events ----------------------------------------------------------------------
 
-    def deliver(self, event: ReplyEvent, _entry_id: str = "") -> None:
-        """Relay callback: queue one reply event for the socket."""
-        if event.turn_id in self._cancelled:
+    def deliver(self, event: ReplyEvent, entry_id: str = "") -> None:
+        """Relay callback: queue one reply event (reply-stream id ``entry_id``)."""
+        if event.turn_id in self._cancelled and not is_interruption(event):
             return  # cut by the client: nothing more of this turn goes out
+        if self.closing:
+            return
         try:
-            self.outbox.put(self._frame(event))
+            self.outbox.put(self._frame(event, entry_id))
         except OutboxOverflow:
             log.warning("session %s outbox full; closing slow client", self.session_id)
-            self.close(1008, "client too slow to receive")
+            self.close(*CLOSE_SLOW_READER)
             return
         metrics.EVENTS.labels("out", event.event).inc()
         if event.event == "error":
             metrics.ERRORS.labels(event.data.get("code", "unknown")).inc()
 
+    def prime(self, event: ReplyEvent) -> None:
+        """An event the client already had (before its resume position): keep the turn
+        timings it carried, so a replayed ``streaming_complete`` is as first sent."""
+        self._with_turn_timings(event)
+
+    def remember_cancelled(self, turn_ids: list[str]) -> None:
+        """Turns cancelled on an earlier connection of the session (a resume): their
+        late events are dropped here too, and cancelling them again writes nothing."""
+        for turn_id in sorted(turn_ids, key=turn_number)[-CANCELLED_REMEMBERED:]:
+            self._cancelled[turn_id] = None
+
+    def send_unrecorded(self, events: list[ReplyEvent]) -> None:
+        """Events that could not be written to the reply stream (Redis down): sent on the
+        control lane without ``event_id``, so the client still stops playing."""
+        for event in events:
+            self.control(self._frame(event, "").text)
+
     def send_error(self, code: str, message: str, turn_id: str | None = None) -> None:
+        if self.closing:
+            return
         self.control(protocol.error_frame(code, message, self.session_id, turn_id))
         metrics.ERRORS.labels(code).inc()
 
     def control(self, text: str) -> None:
-        self.outbox.put_control(OutFrame(text))
+        """A frame that is not replayable (error, pong): ahead of queued reply events."""
+        if self.closing:
+            return
+        try:
+            self.outbox.put_control(OutFrame(text))
+        except OutboxOverflow:
+            log.warning("session %s does not read its events; closing", self.session_id)
+            self.close(*CLOSE_NOT_READING, drop_queued=True)
 
-    def close(self, code: int, reason: str) -> None:
-        """Send what is queued for control, drop queued replies, then close the socket."""
-        self.closed_reason = (code, reason)
-        self.outbox.put_control(OutFrame("", event="close"))
+    def close(self, code: int, reason: str, drop_queued: bool = False) -> None:
+        """Drop queued replies (and with ``drop_queued`` queued control frames), send the
+        rest of the control lane, then close the socket with ``code``."""
+        if self.closed_reason is None:
+            self.closed_reason = (code, reason)
+        self.outbox.put_close(drop_control=drop_queued)
 
-    def _frame(self, event: ReplyEvent) -> OutFrame:
+    def _frame(self, event: ReplyEvent, event_id: str) -> OutFrame:
         data = self._with_turn_timings(event)
-        text = protocol.reply_frame(event.event, event.session_id, event.turn_id, data, event.audio)
+        text = protocol.reply_frame(
+            event.event, event.session_id, event.turn_id, data, event.audio, event_id
+        )
         return OutFrame(
             text,
             event.turn_id,
@@ -161,6 +232,7 @@ class ReplyDelivery:
             float(event.data.get("audio_ms", 0.0)),
             # an error without a spoken apology ends the turn (no_speech, stage failure)
             ends_turn=event.event == "error" and "reason" not in event.data,
+            event_id=event_id,
         )
 
     def _with_turn_timings(self, event: ReplyEvent) -> dict[str, object]:
@@ -170,7 +242,7 @@ class ReplyDelivery:
             merged = {**self._timings.pop(event.turn_id, {}), **(timings or {})}
             return {**event.data, "timings": merged}
         if timings and event.data.get("is_final"):
-            if len(self._timings) > 64:  # turns that never completed (no speech): forget
+            if len(self._timings) > TIMINGS_REMEMBERED:  # turns that never completed: forget
                 self._timings.clear()
             self._timings.setdefault(event.turn_id, {}).update(timings)
         return event.data
@@ -185,13 +257,23 @@ class ReplyDelivery:
                 self.outbox.clear()
                 await self.ws.close(code=code, reason=reason)
                 return
+            self._sent(frame)  # counted once taken: a cancel during the send counts it
             await self.ws.send_text(frame.text)
-            self._sent(frame)
 
     def _sent(self, frame: OutFrame) -> None:
-        reply = self._replies.get(frame.turn_id or "")
-        if reply is None or frame.turn_id in self._cancelled:
+        turn_id = frame.turn_id
+        if not turn_id or turn_id in self._cancelled:
             return
+        reply = self._replies.get(turn_id)
+        if reply is None:  # an utterance's partials, or a turn replayed after a resume
+            if frame.event_id:
+                self._shown.pop(turn_id, None)
+                self._shown[turn_id] = frame.event_id
+                if len(self._shown) > TURNS_REMEMBERED:
+                    del self._shown[next(iter(self._shown))]
+            return
+        if frame.event_id:
+            reply.last_sent_id = frame.event_id
         if frame.event == "tts_chunk":
             reply.chunks_sent += 1
             reply.sentence = max(reply.sentence, frame.sentence)
@@ -202,6 +284,6 @@ class ReplyDelivery:
                 )
         elif frame.event == "streaming_complete":
             reply.audio_ms = frame.audio_ms
-            self._finish(frame.turn_id or "", reply)
+            self._finish(turn_id, reply)
         elif frame.ends_turn:
-            self._finish(frame.turn_id or "", reply)
+            self._finish(turn_id, reply)

@@ -1,8 +1,10 @@
 """Frames waiting for one client's socket.
 
-Two lanes: control frames (errors, pongs, interruptions) go out before any queued reply
-event, so a "stop" is never stuck behind seconds of audio; reply events keep their
-order. A cancelled turn's queued events are dropped in one go.
+Two lanes: control frames (errors, pongs) go out before any queued reply event, so an
+answer is never stuck behind seconds of audio; reply events keep their order (the order
+of the session's reply stream, which their ``event_id`` follows). A cancelled turn's
+queued events are dropped in one go. Both lanes are bounded: a client that does not read
+gets closed, it never makes the gateway hold more.
 """
 
 from __future__ import annotations
@@ -21,21 +23,28 @@ class OutFrame:
     sentence: int = 0  # which sentence of the reply a tts_chunk belongs to (1-based)
     audio_ms: float = 0.0  # for streaming_complete: length of the reply's audio
     ends_turn: bool = False  # an error after which no reply follows
+    event_id: str = ""  # reply-stream entry id ("" for control frames: not replayable)
 
 
 class OutboxOverflow(Exception):
-    """The client reads too slowly: more than ``limit`` frames are waiting."""
+    """The client reads too slowly: a lane is full."""
 
 
 class Outbox:
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, control_limit: int) -> None:
         self._limit = limit
+        self._control_limit = control_limit
         self._control: deque[OutFrame] = deque()
         self._replies: deque[OutFrame] = deque()
         self._ready = asyncio.Event()
+        self._closing = False
 
     def __len__(self) -> int:
         return len(self._control) + len(self._replies)
+
+    @property
+    def control_backlog(self) -> int:
+        return len(self._control)
 
     def put(self, frame: OutFrame) -> None:
         if len(self._replies) >= self._limit:
@@ -44,7 +53,22 @@ class Outbox:
         self._ready.set()
 
     def put_control(self, frame: OutFrame) -> None:
+        if len(self._control) >= self._control_limit:
+            raise OutboxOverflow
         self._control.append(frame)
+        self._ready.set()
+
+    def put_close(self, drop_control: bool = False) -> None:
+        """The close marker goes last on the control lane, whatever its limit; queued
+        reply events are dropped (the client resumes from the reply stream), and with
+        ``drop_control`` the queued control frames too. Once only."""
+        if self._closing:
+            return
+        self._closing = True
+        self._replies.clear()
+        if drop_control:
+            self._control.clear()
+        self._control.append(OutFrame("", event="close"))
         self._ready.set()
 
     def drop_turn(self, turn_id: str) -> int:

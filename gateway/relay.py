@@ -53,7 +53,8 @@ class ReplyRelay:
     def unsubscribe(self, session_id: str, deliver: Deliver | None = None) -> None:
         """Stop relaying; with ``deliver``, only if it is still the one relayed to (a
         resumed session may already have a newer connection on this gateway)."""
-        if deliver is not None and self._owners.get(session_id) is not deliver:
+        # ``==``, not ``is``: each ``session.delivery.deliver`` is a new bound-method object
+        if deliver is not None and self._owners.get(session_id) != deliver:
             return
         self._owners.pop(session_id, None)
         self._mux.unsubscribe(self._keys.reply(session_id))

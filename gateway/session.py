@@ -24,11 +24,11 @@ from gateway.delivery import ReplyDelivery
 from gateway.endpointing import Endpointer, SpeechOnset
 from gateway.rate_limit import SessionLimits
 from gateway.relay import ReplyRelay
-from gateway.session_store import ResumeRefused, SessionStore, turn_number
+from gateway.session_store import Replay, ResumeRefused, SessionStore, turn_number
 from shared import metrics, protocol
 from shared.control import ControlChannel
 from shared.logs import session_id_var
-from shared.messages import AsrJob, InputChunk, LlmJob
+from shared.messages import AsrJob, InputChunk, LlmJob, ReplyEvent
 from shared.protocol import (
     AudioInput,
     Cancel,
@@ -43,8 +43,10 @@ from shared.streams import StreamAppender, now_ms
 
 log = logging.getLogger(__name__)
 
-OUTBOX_LIMIT = 4096
+OUTBOX_LIMIT = 4096  # reply events waiting for the socket; beyond: close 1008
+CONTROL_LIMIT = 256  # errors/pongs waiting for the socket; beyond: close 1008
 HELD_LIMIT = 2000  # frames waiting for the current reply to end (barge-in off)
+CLOSE_GRACE_SECONDS = 10.0  # a closing socket's last frames get this long to go out
 _BYTES_PER_SECOND = protocol.INPUT_SAMPLE_RATE * 2
 
 
@@ -83,7 +85,9 @@ class VoiceSession:
         self.connection_id = uuid.uuid4().hex[:12]
         self._keys = settings.keys
         self._inputs = StreamAppender(redis, settings.turn_ttl_seconds)
-        self._replies_out = StreamAppender(redis, settings.session_ttl_seconds)
+        self._replies_out = StreamAppender(
+            redis, settings.session_ttl_seconds, settings.reply_maxlen
+        )
         self._turns = 0
         self._utterance: _Utterance | None = None
         self._endpointer = (
@@ -101,8 +105,9 @@ class VoiceSession:
         self._limits = SessionLimits(
             settings.audio_rate_limit, settings.audio_burst_seconds, settings.commands_per_minute
         )
-        self.delivery = ReplyDelivery(websocket, self.session_id, OUTBOX_LIMIT)
+        self.delivery = ReplyDelivery(websocket, self.session_id, OUTBOX_LIMIT, CONTROL_LIMIT)
         self.taken_over = False
+        self._cancelled_before: list[str] = []  # turns cut on earlier connections (resume)
 
     @property
     def replying(self) -> bool:
@@ -111,19 +116,23 @@ class VoiceSession:
     async def run(self) -> None:
         session_id_var.set(self.session_id)  # tags this connection's log lines
         try:
-            token, missed, live_from = await self._open()
+            token, replay = await self._open()
         except ResumeRefused as exc:
             await self.ws.send_text(
                 protocol.error_frame(protocol.RESUME_FAILED, str(exc), self.session_id)
             )
             await self.ws.close(code=1008, reason="resume refused")
             return
-        await self.ws.send_text(self._connected_frame(token, resumed=bool(self.params.resuming)))
+        resumed = bool(self.params.resuming)
+        await self.ws.send_text(self._connected_frame(token, resumed, replay.live_from))
         sender = asyncio.create_task(self.delivery.send_loop(), name=f"ws-send-{self.session_id}")
         self.control.on_takeover(self.session_id, self.connection_id, self._taken_over)
-        for event in missed:
-            self.delivery.deliver(event)
-        await self.relay.subscribe(self.session_id, self.delivery.deliver, live_from)
+        for event in replay.seen:
+            self.delivery.prime(event)
+        for entry_id, event in replay.missed:
+            self.delivery.deliver(event, entry_id)  # already filtered by the cancel records
+        self.delivery.remember_cancelled(self._cancelled_before)  # live: drop their late events
+        await self.relay.subscribe(self.session_id, self.delivery.deliver, replay.live_from)
         try:
             await self._receive_loop(sender)
         finally:
@@ -133,19 +142,28 @@ class VoiceSession:
                 self._releaser.cancel()
             await self._abandon_utterance()
             if not self.taken_over:
-                with contextlib.suppress(Exception):
+                try:
                     await self.store.detach(self.session_id)
+                except Exception as exc:
+                    log.warning(
+                        "could not shorten the session's keys to the resume window (%s); "
+                        "they expire after SESSION_TTL_SECONDS instead",
+                        type(exc).__name__,
+                        exc_info=log.isEnabledFor(logging.DEBUG),
+                    )
+            if self.delivery.closing and not sender.done():
+                await asyncio.wait([sender], timeout=CLOSE_GRACE_SECONDS)
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await sender
 
-    async def _open(self) -> tuple[str, list, str]:
-        """Create the session, or resume it: (token, events the client missed, live id)."""
+    async def _open(self) -> tuple[str, Replay]:
+        """Create the session, or resume it: (token, what to replay and relay from)."""
         if not self.params.resuming:
             token = await self.store.create(
                 self.session_id, self.user_id, self.options.as_job_options(), self.barge_in
             )
-            return token, [], "0-0"
+            return token, Replay([], [], "0-0")
         token = self.params.resume_token or ""
         record = await self.store.resume(self.session_id, token, self.user_id)
         self.options = SessionOptions.model_validate(record.options)
@@ -153,17 +171,23 @@ class VoiceSession:
         self._turns = record.turns
         await self.control.announce_takeover(self.session_id, self.connection_id)
         cancelled = await self.control.records(self.session_id)
-        missed, live_from = await self.store.missed_events(
-            self.session_id, self.params.last_turn_id, self.params.last_chunk_index, cancelled
+        self._cancelled_before = list(cancelled)
+        params = self.params
+        replay = await self.store.replay(
+            self.session_id,
+            params.last_event_id,
+            params.last_turn_id,
+            params.last_chunk_index,
+            cancelled,
         )
         metrics.RESUMES.labels("ok").inc()
-        return token, missed, live_from
+        return token, replay
 
-    def _connected_frame(self, token: str, resumed: bool) -> str:
+    def _connected_frame(self, token: str, resumed: bool, last_event_id: str) -> str:
         data = {
             "session_id": self.session_id,
             "user_id": self.user_id,
-            "protocol_version": 2,
+            "protocol_version": protocol.PROTOCOL_VERSION,
             "input_audio": {"encoding": "pcm_s16le", "sample_rate": 16000, "channels": 1},
             "output_format": self.options.format,
             "voice": self.options.voice,
@@ -174,6 +198,9 @@ class VoiceSession:
             # the session's language; with lang_auto the first request's text may change it
             "lang": self.options.lang or self.settings.default_language,
             "lang_auto": self.options.lang is None,
+            # the newest event of the session (null: none yet); a resume replays after
+            # the client's own last_event_id up to this one, then goes live
+            "last_event_id": None if last_event_id == "0-0" else last_event_id,
         }
         return protocol.server_frame("connected", data)
 
@@ -188,7 +215,7 @@ class VoiceSession:
     # --- inbound ---------------------------------------------------------------------
 
     async def _receive_loop(self, sender: asyncio.Task[None]) -> None:
-        while not sender.done():
+        while not sender.done() and not self.delivery.closing:
             try:
                 async with asyncio.timeout(self.settings.websocket_timeout):
                     message = await self.ws.receive()
@@ -207,6 +234,11 @@ class VoiceSession:
             except RedisError:
                 log.warning("Redis unavailable while handling a client frame")
                 self._refuse(protocol.UNAVAILABLE, "the service is briefly unavailable; try again")
+            if self.delivery.outbox.control_backlog > CONTROL_LIMIT // 2:
+                # frames that arrived together are handled without a pause: let the sender
+                # hand the answers to the socket, so only a client that does not read
+                # reaches the limit
+                await asyncio.sleep(0)
 
     def _refuse(self, code: str, message: str) -> None:
         turn = self._utterance.turn_id if self._utterance else None
@@ -231,7 +263,7 @@ class VoiceSession:
         if isinstance(event, Ping):
             self.delivery.control(protocol.server_frame("pong", {"server_ms": now_ms()}))
         elif isinstance(event, Cancel):
-            await self.cancel(event.turn_id, "cancel")
+            await self._on_cancel(event)
         else:
             self._check_rate(event)
             if self._held or (not self.barge_in and self.replying):
@@ -244,8 +276,8 @@ class VoiceSession:
             if not self._limits.allow_command():
                 raise ProtocolError(
                     protocol.RATE_LIMITED,
-                    f"more than {self._limits.commands_per_minute} commands a minute; "
-                    "this one was dropped",
+                    f"more than {self._limits.commands_per_minute} commands and cancels a "
+                    "minute; this one was dropped",
                 )
         elif event.pcm and not self._limits.allow_audio(len(event.pcm) / _BYTES_PER_SECOND):
             raise ProtocolError(
@@ -281,14 +313,43 @@ class VoiceSession:
 
     # --- interruptions ---------------------------------------------------------------
 
+    async def _on_cancel(self, event: Cancel) -> None:
+        """A client's ``cancel``: rate-limited with commands; a turn this connection does
+        not know is refused (``unknown_turn``) and nothing is written anywhere. The
+        refusals carry no ``turn_id``: they end no turn."""
+        if not self._limits.allow_command():
+            self.delivery.send_error(
+                protocol.RATE_LIMITED,
+                f"more than {self._limits.commands_per_minute} commands and cancels a minute; "
+                "this cancel was dropped",
+            )
+            return
+        if event.turn_id is not None and not self._knows(event.turn_id):
+            self.delivery.send_error(
+                protocol.UNKNOWN_TURN,
+                f"this session has no turn {event.turn_id} to cancel (turns so far: "
+                f"{self._turns}; only turns of this connection can be cancelled)",
+            )
+            return
+        await self.cancel(event.turn_id, "cancel")
+
+    def _knows(self, turn_id: str) -> bool:
+        """The turn was started by this session and this connection has seen it."""
+        if self._utterance is not None and self._utterance.turn_id == turn_id:
+            return True
+        if turn_number(turn_id) > self._turns:
+            return False
+        return self.delivery.knows(turn_id) or self.delivery.was_cancelled(turn_id)
+
     async def cancel(self, turn_id: str | None, reason: str) -> None:
         """Stop a reply (the newest one by default): the client gets no more of it, the
-        workers drop it, and the history keeps only what was heard."""
+        workers drop it, and the history keeps only what was heard. Nothing playing, or
+        the turn already stopped: nothing to do, nothing written."""
         utterance = self._utterance
         if turn_id is None:
             turn_id = utterance.turn_id if utterance else self.delivery.playing_turn()
-        if turn_id is None or turn_number(turn_id) > self._turns:
-            return  # nothing playing: nothing to stop
+        if turn_id is None or self.delivery.was_cancelled(turn_id):
+            return
         if utterance and utterance.turn_id == turn_id:
             self._utterance = None
             if not utterance.refused:
@@ -299,9 +360,21 @@ class VoiceSession:
         await asyncio.gather(
             self.control.cancel(self.session_id, turn_id, record),
             self._inputs.append(self._keys.tts_input(self.session_id, turn_id), stop_tts),
-            *(self._replies_out.append(self._keys.reply(self.session_id), e) for e in events),
+            self._write_interruption(events),
         )
         self._onset.reset()
+
+    async def _write_interruption(self, events: list[ReplyEvent]) -> None:
+        """``interrupted`` (and ``streaming_complete``) go to the reply stream, in order,
+        and reach the client through the relay like every reply event: one ``event_id``
+        each, the same live and in a replay."""
+        key = self._keys.reply(self.session_id)
+        for written, event in enumerate(events):
+            try:
+                await self._replies_out.append(key, event)
+            except RedisError:
+                self.delivery.send_unrecorded(events[written:])
+                raise
 
     # --- requests --------------------------------------------------------------------
 
@@ -418,8 +491,15 @@ class VoiceSession:
         """The client left mid-utterance: end its input so the ASR worker lets go now."""
         utterance, self._utterance = self._utterance, None
         if utterance and not utterance.refused:
-            with contextlib.suppress(Exception):
+            try:
                 await self._end_input(utterance, cancelled=True)
+            except Exception as exc:
+                log.warning(
+                    "could not end the input of an abandoned utterance (%s); "
+                    "the ASR worker lets go after its idle timeout",
+                    type(exc).__name__,
+                    exc_info=log.isEnabledFor(logging.DEBUG),
+                )
 
 
 def _event_name(event: object, binary: bool) -> str:

@@ -4,7 +4,9 @@ The record holds a hash of the resume token (never the token), the user, the rep
 options and the turn counter. While the client is connected it lives for
 ``SESSION_TTL_SECONDS``; when the socket closes, every key of the session is set to
 expire after ``RESUME_WINDOW_SECONDS``. Replay reads the reply stream, which already
-holds every event the client was meant to see, in order.
+holds every event the client was meant to see, in order: an event's stream entry id is
+its ``event_id``, so "replay after ``last_event_id``" is exact; the cancel records say
+which events of a cut turn were never shown, and those are skipped as they were live.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import redis.asyncio as aioredis
 from shared.control import CancelRecord
 from shared.keys import Keys
 from shared.messages import Message, MessageError, ReplyEvent, decode, encode
+from shared.protocol import event_id_key
 
 
 class ResumeRefused(Exception):
@@ -33,6 +36,15 @@ class SessionRecord:
     options: dict[str, Any]
     barge_in: bool
     turns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """A resume's view of the reply stream, split at the client's position."""
+
+    seen: list[ReplyEvent]  # shown events the client already had, in order
+    missed: list[tuple[str, ReplyEvent]]  # (event id, event) to send again, in order
+    live_from: str  # the newest entry id: relay live after it
 
 
 def _digest(token: str) -> str:
@@ -106,32 +118,48 @@ class SessionStore:
                 pipe.expire(key, self.resume_window)
             await pipe.execute()
 
-    async def missed_events(
+    async def replay(
         self,
         session_id: str,
+        last_event_id: str | None,
         last_turn_id: str | None,
         last_chunk_index: int | None,
         cancelled: dict[str, CancelRecord],
-    ) -> tuple[list[ReplyEvent], str]:
-        """Events after the client's last position, and the stream id to go live from."""
+    ) -> Replay:
+        """The events after the client's position (``last_event_id``, else the v2
+        position ``last_turn_id``/``last_chunk_index``) and the stream id to go live from."""
         entries = await self._redis.xrange(self._keys.reply(session_id))
-        last_id = entries[-1][0].decode() if entries else "0-0"
-        events: list[ReplyEvent] = []
-        for _raw_id, fields in entries:
+        live_from = entries[-1][0].decode() if entries else "0-0"
+        shown: list[tuple[str, ReplyEvent]] = []
+        for raw_id, fields in entries:
             try:
                 event = decode(fields)
             except MessageError:
                 continue
-            if isinstance(event, ReplyEvent) and _was_shown(event, cancelled):
-                events.append(event)
-        return events[_start_after(events, last_turn_id, last_chunk_index) :], last_id
+            entry_id = raw_id.decode()
+            if isinstance(event, ReplyEvent) and _was_shown(event, entry_id, cancelled):
+                shown.append((entry_id, event))
+        if last_event_id is not None:
+            start = _start_after_id(shown, last_event_id)
+        else:
+            start = _start_after(shown, last_turn_id, last_chunk_index)
+        return Replay([event for _id, event in shown[:start]], shown[start:], live_from)
 
 
-def _was_shown(event: ReplyEvent, cancelled: dict[str, CancelRecord]) -> bool:
-    """Events of a cancelled turn that were never meant to reach the client are skipped."""
+def is_interruption(event: ReplyEvent) -> bool:
+    """``interrupted`` or ``streaming_complete {interrupted}``: written by the gateway's
+    cancel (no worker writes them), shown even though the turn was cut."""
+    return event.event == "interrupted" or bool(event.data.get("interrupted"))
+
+
+def _was_shown(event: ReplyEvent, entry_id: str, cancelled: dict[str, CancelRecord]) -> bool:
+    """Events of a cancelled turn that never reached the client are skipped."""
     cut = cancelled.get(event.turn_id)
-    if cut is None or event.event == "interrupted" or event.data.get("interrupted"):
+    if cut is None or is_interruption(event):
         return True
+    if cut.shown_until:  # exact: the turn's events up to the last one sent
+        return event_id_key(entry_id) <= event_id_key(cut.shown_until)
+    # a record from before protocol v3: judge by kind
     if event.event == "tts_chunk":
         return int(event.data.get("chunk_index", 0)) < cut.chunks_sent
     return event.event == "partial_transcription" or (
@@ -139,12 +167,23 @@ def _was_shown(event: ReplyEvent, cancelled: dict[str, CancelRecord]) -> bool:
     )
 
 
-def _start_after(events: list[ReplyEvent], turn_id: str | None, chunk_index: int | None) -> int:
-    """Index of the first event the client has not seen."""
+def _start_after_id(events: list[tuple[str, ReplyEvent]], last_event_id: str) -> int:
+    """Index of the first event after ``last_event_id`` (stream order, like SSE)."""
+    after = event_id_key(last_event_id)
+    for i, (entry_id, _event) in enumerate(events):
+        if event_id_key(entry_id) > after:
+            return i
+    return len(events)
+
+
+def _start_after(
+    events: list[tuple[str, ReplyEvent]], turn_id: str | None, chunk_index: int | None
+) -> int:
+    """Protocol v2: index of the first event after the last chunk (or turn) received."""
     if turn_id is None:
         return 0
     if chunk_index is not None:
-        for i, event in enumerate(events):
+        for i, (_id, event) in enumerate(events):
             if (
                 event.turn_id == turn_id
                 and event.event == "tts_chunk"
@@ -153,7 +192,7 @@ def _start_after(events: list[ReplyEvent], turn_id: str | None, chunk_index: int
                 return i + 1
     # the whole turn was received (or its chunk is no longer retained): later turns only
     seen = turn_number(turn_id)
-    for i, event in enumerate(events):
+    for i, (_id, event) in enumerate(events):
         if turn_number(event.turn_id) > seen:
             return i
     return len(events)

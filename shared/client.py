@@ -84,7 +84,9 @@ class VoiceClient:
         self.on_event: Callable[[dict[str, Any]], None] | None = None  # e.g. live printing
         self.finished_turns: set[str] = set()
         self.resume_token: str | None = connected.get("resume_token")
-        # the last audio received, for resuming after a dropped connection
+        # the last replayable event received, for resuming after a dropped connection
+        # (protocol 3); a server of protocol 2 is resumed from the last audio received
+        self.last_event_id: str | None = None
         self.last_turn_id: str | None = None
         self.last_chunk_index: int | None = None
         self._reader = asyncio.create_task(self._read(), name="voice-client-read")
@@ -145,6 +147,17 @@ class VoiceClient:
     def resume_query(self) -> str:
         """Query parameters that resume this session from the last event received."""
         params = {"session_id": self.session_id, "resume_token": self.resume_token or ""}
+        if self.last_event_id:
+            params["last_event_id"] = self.last_event_id
+        elif self.last_turn_id:
+            params["last_turn_id"] = self.last_turn_id
+            if self.last_chunk_index is not None:
+                params["last_chunk_index"] = str(self.last_chunk_index)
+        return urlencode(params)
+
+    def resume_query_v2(self) -> str:
+        """The protocol-2 position (last audio chunk or whole turn received)."""
+        params = {"session_id": self.session_id, "resume_token": self.resume_token or ""}
         if self.last_turn_id:
             params["last_turn_id"] = self.last_turn_id
         if self.last_chunk_index is not None:
@@ -157,6 +170,8 @@ class VoiceClient:
 
     def _note_position(self, event: dict[str, Any]) -> None:
         data = event.get("data", {})
+        if data.get("event_id"):
+            self.last_event_id = data["event_id"]
         turn_id = data.get("turn_id")
         if not turn_id:
             return

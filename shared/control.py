@@ -36,6 +36,9 @@ class CancelRecord:
     chunks_sent: int  # tts_chunk events delivered before the cut
     sentences_heard: int  # sentences whose audio had started reaching the client
     at_ms: int
+    # reply-stream id of the last event of the turn sent before the cut ("0-0": none; ""
+    # in a record from before protocol v3): replay shows the turn's events up to it
+    shown_until: str = ""
 
     def pack(self) -> bytes:
         return msgpack.packb(asdict(self), use_bin_type=True)
@@ -43,7 +46,12 @@ class CancelRecord:
     @classmethod
     def unpack(cls, raw: bytes) -> CancelRecord:
         data = msgpack.unpackb(raw, raw=False)
-        return cls(int(data["chunks_sent"]), int(data["sentences_heard"]), int(data["at_ms"]))
+        return cls(
+            int(data["chunks_sent"]),
+            int(data["sentences_heard"]),
+            int(data["at_ms"]),
+            str(data.get("shown_until", "")),
+        )
 
 
 Takeover = Callable[[], None]

@@ -18,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from shared.languages import SUPPORTED, canonical_language
 
 INPUT_SAMPLE_RATE = 16000
+PROTOCOL_VERSION = 3  # 3: event_id on replayable events, resume by last_event_id
+TURN_ID_PATTERN = r"^t[1-9][0-9]{0,8}$"
+EVENT_ID_PATTERN = r"^[0-9]{1,20}-[0-9]{1,20}$"  # a reply-stream entry id
 
 # error codes (stable: clients may switch on them)
 BAD_JSON = "bad_json"
@@ -36,6 +39,7 @@ RESUME_FAILED = "resume_failed"
 UNAUTHORIZED = "unauthorized"
 RATE_LIMITED = "rate_limited"
 BUSY = "busy"
+UNKNOWN_TURN = "unknown_turn"
 
 
 class ProtocolError(Exception):
@@ -63,7 +67,7 @@ class VoiceData(_ClientData):
 class Cancel(_ClientData):
     """Stop the reply in progress (or the named turn's)."""
 
-    turn_id: str | None = Field(default=None, max_length=16)
+    turn_id: str | None = Field(default=None, pattern=TURN_ID_PATTERN)
 
 
 class Ping(_ClientData):
@@ -106,6 +110,7 @@ class ConnectParams(BaseModel):
     resume_token: str | None = Field(default=None, min_length=1, max_length=128)
     last_turn_id: str | None = Field(default=None, pattern=r"^t[0-9]{1,9}$")
     last_chunk_index: int | None = Field(default=None, ge=0)
+    last_event_id: str | None = Field(default=None, pattern=EVENT_ID_PATTERN)
     barge_in: bool | None = None
     token: str | None = Field(default=None, max_length=1024)
 
@@ -235,10 +240,24 @@ def error_frame(code: str, message: str, session_id: str, turn_id: str | None = 
 
 
 def reply_frame(
-    event: str, session_id: str, turn_id: str, data: dict[str, Any], audio: bytes
+    event: str,
+    session_id: str,
+    turn_id: str,
+    data: dict[str, Any],
+    audio: bytes,
+    event_id: str | None = None,
 ) -> str:
-    """Turn a ``ReplyEvent`` from Redis into the JSON text the client receives."""
+    """Turn a ``ReplyEvent`` from Redis into the JSON text the client receives; its
+    ``event_id`` is the reply-stream entry id (what a resume names to replay after)."""
     payload = {"session_id": session_id, "turn_id": turn_id, **data}
+    if event_id:
+        payload["event_id"] = event_id
     if event == "tts_chunk":
         payload["audio_chunk"] = base64.b64encode(audio).decode()
     return server_frame(event, payload)
+
+
+def event_id_key(event_id: str) -> tuple[int, int]:
+    """``"1700000000000-3"`` -> ``(1700000000000, 3)``: event ids compare in stream order."""
+    ms, _, seq = event_id.partition("-")
+    return int(ms), int(seq or 0)

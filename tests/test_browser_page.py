@@ -14,6 +14,7 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -227,3 +228,26 @@ async def test_resume_replays_the_reply_missed_while_offline(page: Any) -> None:
     assert (await _stats(page))["resumes"] == 1
     assert "battery" in turn["agent"].lower()
     _assert_reply_scheduled(turn, (await _stats(page))["scheduledSeconds"])
+
+
+async def test_resume_names_the_last_event_id_seen(page: Any) -> None:
+    """Protocol 3: the page resumes after the last ``event_id`` it saw (the server then
+    replays exactly what it missed; no protocol-2 position is sent) and goes on live."""
+    urls: list[str] = []
+    page.on("websocket", lambda ws: urls.append(ws.url))
+    await page.fill("#command", "technology news")
+    await page.press("#command", "Enter")
+    first = await _turn(page, "t.done")
+    seen = await page.evaluate("voicePage.connection.lastEventId")
+    assert seen, "the page keeps the event_id of the last event"
+    await page.evaluate("voicePage.drop()")
+    await page.wait_for_function(
+        "voicePage.stats.resumes >= 1 && voicePage.stats.phase === 'connected'", timeout=WAIT_MS
+    )
+    query = parse_qs(urlsplit(urls[-1]).query)
+    assert query["last_event_id"] == [seen] and "last_turn_id" not in query, urls[-1]
+    await page.fill("#command", "science news")
+    await page.press("#command", "Enter")
+    await _turn(page, "t.done && t.id === 't2'")
+    again = (await page.evaluate("voicePage.turns()"))[0]
+    assert (again["agent"], again["chunks"]) == (first["agent"], first["chunks"])

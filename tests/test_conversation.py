@@ -184,9 +184,10 @@ async def test_with_barge_in_off_a_new_request_waits_for_the_reply(convo, standi
         assert second.turn_id == "t2" and second.complete
 
 
-async def test_dropped_socket_resumes_with_exactly_the_missing_events(
-    convo, store, standin
-) -> None:
+async def test_dropped_socket_resumes_from_a_protocol_2_position(convo, store, standin) -> None:
+    """Clients of protocol 2 resume by the last chunk received (last_turn_id and
+    last_chunk_index); exact event-for-event resume by event_id is tested in
+    tests/test_resume_exact.py."""
     standin.chat.reply, standin.chat.chunk_delay = " ".join(SENTENCES[:4]), 0.05
     async with VoiceClient.connect(convo.ws_url) as client:
         session_id, token = client.session_id, client.resume_token
@@ -194,7 +195,7 @@ async def test_dropped_socket_resumes_with_exactly_the_missing_events(
         await client.send_command("tell me the news")
         for _ in range(3):
             await next_of(client, "tts_chunk")
-        position = client.resume_query()
+        position = client.resume_query_v2()
         client.ws.transport.abort()  # the phone lost its network
     quick_replies(standin)
     seen = int(position.split("last_chunk_index=")[1])

@@ -3,7 +3,16 @@ import json
 
 import pytest
 
-from shared.protocol import AudioInput, ProtocolError, VoiceCommand, parse_text_frame, reply_frame
+from shared.protocol import (
+    AudioInput,
+    Cancel,
+    ProtocolError,
+    VoiceCommand,
+    event_id_key,
+    parse_connect_params,
+    parse_text_frame,
+    reply_frame,
+)
 
 
 def _parse(event: str, data: object) -> object:
@@ -35,3 +44,37 @@ def test_tts_chunk_frame_base64_encodes_audio_and_keeps_ids() -> None:
         "chunk_index": 2,
         "audio_chunk": base64.b64encode(b"\xff\xf3").decode(),
     }
+
+
+@pytest.mark.parametrize("turn_id", ["t1", "t9", "t123456789"])
+def test_cancel_accepts_turn_ids_of_the_protocol(turn_id: str) -> None:
+    event = _parse("cancel", {"turn_id": turn_id})
+    assert isinstance(event, Cancel) and event.turn_id == turn_id
+
+
+@pytest.mark.parametrize(
+    "turn_id", ["", "x1", "../t1", "t0", "t01", "T1", "t1\n", "t1234567890", 5, ["t1"]]
+)
+def test_cancel_refuses_other_turn_ids(turn_id: object) -> None:
+    with pytest.raises(ProtocolError) as err:
+        _parse("cancel", {"turn_id": turn_id})
+    assert err.value.code == "invalid_field"
+
+
+def test_resume_position_last_event_id_is_validated() -> None:
+    ok = parse_connect_params(
+        {"session_id": "a" * 32, "resume_token": "tok", "last_event_id": "1764500000000-3"}
+    )
+    assert ok.last_event_id == "1764500000000-3"
+    for bad in ("", "1-", "-1", "1-2-3", "abc", "1" * 21 + "-0", "$", "+"):
+        query = {"session_id": "a" * 32, "resume_token": "t", "last_event_id": bad}
+        with pytest.raises(ProtocolError) as err:
+            parse_connect_params(query)
+        assert err.value.code == "invalid_field", bad
+
+
+def test_event_ids_order_like_the_stream() -> None:
+    ids = ["1764500000000-10", "1764500000000-2", "1764499999999-99", "1764500000001-0"]
+    assert sorted(ids, key=event_id_key) == [ids[2], ids[1], ids[0], ids[3]]
+    frame = json.loads(reply_frame("interrupted", "s", "t1", {}, b"", "1-0"))
+    assert frame["data"]["event_id"] == "1-0"

@@ -3,9 +3,10 @@
 // A sleeping server (e.g. Render's free tier) answers its first request only once it has
 // started, which can take tens of seconds: /health is polled with backoff first and the
 // page says "waking up…" meanwhile. When the socket drops, the connection comes back with
-// session_id, resume_token and the last event the page saw (last_turn_id,
-// last_chunk_index), so the server replays only what was missed; if it cannot
-// (resume_failed), a fresh session starts.
+// session_id, resume_token and the last event the page saw: its event_id (protocol 3;
+// the server replays exactly the events after it) or, from an older server, the last
+// audio chunk (last_turn_id, last_chunk_index). If it cannot resume (resume_failed), a
+// fresh session starts.
 
 const PING_EVERY_MS = 20000; // browsers cannot send WebSocket pings: {"event":"ping"}
 const SILENT_LIMIT_MS = 50000; // no frame at all for this long: the link is dead
@@ -20,7 +21,8 @@ export class VoiceConnection {
    * @param {string} o.url        ws(s)://host/ws/voice
    * @param {string} o.healthUrl  http(s)://host/health
    * @param {object} o.params     query parameters of every connection (user_id, format…)
-   * @param {() => object} o.resumePoint  {last_turn_id?, last_chunk_index?} to resume after
+   * @param {() => object} o.resumePoint  {last_turn_id?, last_chunk_index?} to resume a
+   *   protocol-2 server after (protocol 3 resumes after the last event_id received)
    * @param {(phase: string, detail?: string) => void} o.onPhase
    * @param {(event: string, data: object) => void} o.onEvent
    * @param {(kind: string, text: string) => void} o.onNotice
@@ -28,7 +30,8 @@ export class VoiceConnection {
   constructor(o) {
     Object.assign(this, o);
     this.ws = null;
-    this.session = null; // {id, token, windowS} from `connected`
+    this.session = null; // {id, token, windowS, version, bargeIn} from `connected`
+    this.lastEventId = null; // event_id of the last replayable event received
     this.phase = "offline";
     this.attempt = 0;
     this.resumeFailed = false;
@@ -118,8 +121,13 @@ export class VoiceConnection {
     if (resuming) {
       query.set("session_id", this.session.id);
       query.set("resume_token", this.session.token);
-      for (const [key, value] of Object.entries(this.resumePoint())) {
-        if (value !== null && value !== undefined) query.set(key, String(value));
+      if (this.session.version >= 3) {
+        // exact: the server replays every event after this one (none seen: all of them)
+        if (this.lastEventId) query.set("last_event_id", this.lastEventId);
+      } else {
+        for (const [key, value] of Object.entries(this.resumePoint())) {
+          if (value !== null && value !== undefined) query.set(key, String(value));
+        }
       }
     }
     return new Promise((resolve) => {
@@ -143,6 +151,7 @@ export class VoiceConnection {
           return;
         }
         const { event, data = {} } = frame;
+        if (data.event_id) this.lastEventId = data.event_id;
         if (event === "connected") {
           this.onConnected(data, resuming);
           settle("open");
@@ -171,9 +180,11 @@ export class VoiceConnection {
       token: data.resume_token || null,
       windowS: data.resume_window_seconds || 0,
       v2: "resume_token" in data, // a server with cancel, ping/pong and resume
+      version: Number(data.protocol_version) || 1, // 3: event ids, exact resume
       bargeIn: data.barge_in === true, // speech over a reply interrupts it
     };
     const resumed = Boolean(resuming && data.resumed && previous && previous.id === data.session_id);
+    if (!resumed) this.lastEventId = null; // a new session: nothing of it seen yet
     this.setPhase("connected", resumed ? "resumed" : "");
     if (previous && !resumed) {
       this.onNotice("warn", "Reconnected with a new session (the previous one could not resume).");
