@@ -37,13 +37,13 @@ sys.path.insert(0, str(ROOT))
 from redis.asyncio import Redis  # noqa: E402
 
 from bench.pipeline_latency import _summary, running_system  # noqa: E402
-from shared.client import VoiceClient  # noqa: E402
 from shared.embedded_redis import start_embedded_redis  # noqa: E402
 from shared.keys import Keys  # noqa: E402
 from shared.messages import ReplyEvent, decode  # noqa: E402
 from tests.audio_checks import speech_16k  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 from tests.openai_standin import ChatScript, StandIn, running_standin  # noqa: E402
+from voice_agent.client import VoiceClient  # noqa: E402
 
 REPLY = " ".join(f"Story {n} is about a town that built a new bridge." for n in range(1, 30))
 

@@ -34,9 +34,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shared.client import VoiceClient  # noqa: E402
 from tests.audio_checks import speech_16k  # noqa: E402
 from tests.conftest import E2E_FEEDS, free_port  # noqa: E402
+from voice_agent.client import VoiceClient  # noqa: E402
 
 try:
     import psutil
@@ -124,7 +124,9 @@ def all_in_one() -> Iterator[tuple[str, int]]:
     env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "NEWS_FEEDS": feeds}
     env.pop("REDIS_URL", None)
     script = Path(sys.executable).with_name("voice-agent")
-    argv = [str(script), "up"] if script.exists() else [sys.executable, "-m", "shared.cli", "up"]
+    argv = (
+        [str(script), "up"] if script.exists() else [sys.executable, "-m", "voice_agent.cli", "up"]
+    )
     proc = subprocess.Popen(
         argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

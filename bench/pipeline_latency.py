@@ -27,9 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shared.client import VoiceClient  # noqa: E402
 from tests.audio_checks import speech_16k, word_error_rate  # noqa: E402
 from tests.conftest import E2E_FEEDS, free_port, wait_for_http  # noqa: E402
+from voice_agent.client import VoiceClient  # noqa: E402
 
 UTTERANCES = [
     "read me the sports headlines",
@@ -63,7 +63,7 @@ def running_system(**settings: str):
     env.pop("REDIS_URL", None)
     env.update(settings)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "up"],
+        [sys.executable, "-m", "voice_agent.cli", "up"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

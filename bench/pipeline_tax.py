@@ -28,7 +28,6 @@ from bench.pipeline_latency import _serve_fixtures, running_system  # noqa: E402
 from llm_worker.news import NewsAgent, parse_feed_sources  # noqa: E402
 from llm_worker.sentences import SentenceSplitter  # noqa: E402
 from llm_worker.speech_text import speech_text  # noqa: E402
-from shared.client import VoiceClient  # noqa: E402
 from shared.embedded_redis import start_embedded_redis  # noqa: E402
 from shared.engines import AgentRequest, Voice  # noqa: E402
 from shared.settings import load_settings  # noqa: E402
@@ -37,6 +36,7 @@ from tests.audio_checks import speech_16k  # noqa: E402
 from tests.conftest import E2E_FEEDS  # noqa: E402
 from tts_worker.espeak_engine import EspeakEngine  # noqa: E402
 from tts_worker.mp3 import Mp3Encoder  # noqa: E402
+from voice_agent.client import VoiceClient  # noqa: E402
 
 SPOKEN = ["read me the sports headlines", "what's new in technology", "any business news today"]
 TYPED = ["world news", "science headlines", "tell me more about the first story"]

@@ -21,12 +21,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shared.client import Turn, VoiceClient  # noqa: E402
 from shared.embedded_redis import start_embedded_redis  # noqa: E402
 from tests.cluster import running_cluster  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 from tests.openai_standin import ChatScript, StandIn, running_standin  # noqa: E402
 from tests.test_crash_recovery import REPLY, assert_complete_reply, kill_mid_turn  # noqa: E402
+from voice_agent.client import Turn, VoiceClient  # noqa: E402
 
 
 async def one_kill(kind: str, reclaim_ms: int, standin: StandIn, redis_url: str) -> list[float]:

@@ -133,7 +133,7 @@ def running_system(
     }
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "up"],
+            [sys.executable, "-m", "voice_agent.cli", "up"],
             cwd=ROOT,
             env=env,
             stdout=log_file,

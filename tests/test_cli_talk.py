@@ -13,7 +13,7 @@ ROOT = Path(__file__).parent.parent
 
 
 def _talk(system, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "shared.cli", "talk", "--url", system.ws_url, *args]
+    command = [sys.executable, "-m", "voice_agent.cli", "talk", "--url", system.ws_url, *args]
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 

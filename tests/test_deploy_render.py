@@ -165,7 +165,7 @@ def test_all_in_one_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     env.pop("REDIS_URL", None)  # the embedded valkey, a child process
     with open(tmp_path / "up.log", "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "up"],
+            [sys.executable, "-m", "voice_agent.cli", "up"],
             cwd=ROOT,
             env=env,
             stdout=log,

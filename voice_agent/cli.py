@@ -16,7 +16,7 @@ import sys
 
 from shared.logs import setup_logging
 from shared.settings import Settings, load_settings
-from shared.talk import add_talk_command
+from voice_agent.talk import add_talk_command
 
 log = logging.getLogger("voice_agent")
 

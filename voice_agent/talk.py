@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 import miniaudio
 
-from shared.client import Turn, VoiceClient
+from voice_agent.client import Turn, VoiceClient
 
 
 def load_audio_16k(path: Path) -> bytes:
