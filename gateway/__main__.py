@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 
 import uvicorn
 
 from gateway.app import create_app
 from shared.logs import setup_logging
-from shared.settings import Settings, load_settings
+from shared.settings import Settings, settings_or_exit
 
 
 class _GracefulServer(uvicorn.Server):
@@ -19,13 +20,19 @@ class _GracefulServer(uvicorn.Server):
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
+        if not self._own_signals:  # the embedding program handles them (voice-agent up)
+            yield
+            return
         with super().capture_signals():
             yield
             self._captured_signals.clear()
 
-    def __init__(self, config: uvicorn.Config, drain_seconds: float) -> None:
+    def __init__(
+        self, config: uvicorn.Config, drain_seconds: float, own_signals: bool = True
+    ) -> None:
         super().__init__(config)
         self._drain_seconds = drain_seconds
+        self._own_signals = own_signals
 
     async def shutdown(self, sockets: list | None = None) -> None:  # type: ignore[override]
         """Stop listening, drain the app's sessions (1012 + resume), then shut down."""
@@ -37,7 +44,7 @@ class _GracefulServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def gateway_server(settings: Settings) -> uvicorn.Server:
+def gateway_server(settings: Settings, own_signals: bool = True) -> uvicorn.Server:
     """The gateway's uvicorn server (also used by ``voice-agent up``).
 
     Frames up to 4x the protocol limit reach the app, which answers oversized ones with
@@ -55,12 +62,21 @@ def gateway_server(settings: Settings) -> uvicorn.Server:
         ws_ping_timeout=20.0,
         proxy_headers=True,
     )
-    return _GracefulServer(config, settings.gateway_drain_seconds)
+    return _GracefulServer(config, settings.gateway_drain_seconds, own_signals)
+
+
+def page_url(host: str, port: int) -> str:
+    """An address a person can open: ``0.0.0.0`` / ``::`` (all interfaces) -> localhost."""
+    shown = "localhost" if host in {"0.0.0.0", "::", ""} else host
+    return f"http://{f'[{shown}]' if ':' in shown else shown}:{port}/"
 
 
 def main() -> None:
-    settings = load_settings()
+    settings = settings_or_exit("python -m gateway")
     setup_logging(settings.log_level, settings.log_format)
+    logging.getLogger("gateway").info(
+        "gateway on %s (WebSocket /ws/voice)", page_url(settings.host, settings.port)
+    )
     gateway_server(settings).run()
 
 

@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from shared.keys import Keys
+from shared.lifecycle import shutting_down
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,8 @@ class ControlChannel:
                         self._hear(data.decode() if isinstance(data, bytes) else str(data))
             except (RedisError, OSError) as exc:
                 self._subscribed.clear()
-                log.warning("control channel lost (%s); resubscribing", type(exc).__name__)
+                if not shutting_down():  # expected while shutting down
+                    log.warning("control channel lost (%s); resubscribing", type(exc).__name__)
                 await asyncio.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 2.0)
             finally:

@@ -4,4 +4,4 @@ from shared.service import worker_main
 from tts_worker.providers import build
 
 if __name__ == "__main__":
-    worker_main(build)
+    worker_main(build, "python -m tts_worker")

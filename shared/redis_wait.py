@@ -1,0 +1,61 @@
+"""Waiting for Redis at start-up: a service started before its Redis keeps trying.
+
+One log line per attempt, at growing intervals (0.5 s doubling up to 10 s), so a
+``compose up`` that starts everything at once or a Redis that comes up late is no crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+FIRST_WAIT_S = 0.5
+LONGEST_WAIT_S = 10.0
+
+
+def redis_address(url: str | None) -> str:
+    """Host and port only: a URL may carry a password, never show it."""
+    if not url:
+        return "localhost:6379"
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or 6379}" if parts.hostname else parts.path
+
+
+async def wait_for_redis(
+    redis: aioredis.Redis, url: str | None, stop: asyncio.Event | None = None
+) -> bool:
+    """PING until Redis answers (True) or ``stop`` is set (False)."""
+    wait = FIRST_WAIT_S
+    attempt = 1
+    while True:
+        try:
+            async with asyncio.timeout(LONGEST_WAIT_S):
+                await redis.ping()
+            if attempt > 1:
+                log.info("Redis at %s answers", redis_address(url))
+            return True
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning(
+                "Redis at %s not reachable (%s, attempt %d); retrying in %.1f s",
+                redis_address(url),
+                type(exc).__name__,
+                attempt,
+                wait,
+            )
+        if stop is None:
+            await asyncio.sleep(wait)
+        else:
+            try:
+                async with asyncio.timeout(wait):
+                    await stop.wait()
+                return False
+            except TimeoutError:
+                pass
+        wait = min(wait * 2, LONGEST_WAIT_S)
+        attempt += 1
