@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from types import FrameType
 
 import uvicorn
 
 from gateway.app import create_app
+from shared.lifecycle import begin_shutdown
 from shared.logs import setup_logging
+from shared.redis_wait import retry_less
 from shared.settings import Settings, settings_or_exit
 
 
@@ -34,13 +37,21 @@ class _GracefulServer(uvicorn.Server):
         self._drain_seconds = drain_seconds
         self._own_signals = own_signals
 
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        begin_shutdown()  # losing Redis from now on is expected (compose down)
+        super().handle_exit(sig, frame)
+
     async def shutdown(self, sockets: list | None = None) -> None:  # type: ignore[override]
         """Stop listening, drain the app's sessions (1012 + resume), then shut down."""
+        begin_shutdown()
         for server in self.servers:
             server.close()
         drain = getattr(getattr(self.config.app, "state", None), "drain", None)
         if drain is not None:
             await drain(self._drain_seconds)
+        redis = getattr(getattr(self.config.app, "state", None), "redis", None)
+        if redis is not None:
+            retry_less(redis)
         await super().shutdown(sockets)
 
 

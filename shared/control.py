@@ -60,6 +60,7 @@ class ControlChannel:
         self._cancelled: dict[tuple[str, str], float] = {}
         self._takeover_handlers: dict[str, dict[str, Takeover]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._subscribed = asyncio.Event()
 
     # --- publishing ------------------------------------------------------------------
@@ -138,6 +139,7 @@ class ControlChannel:
                 await self._subscribed.wait()
 
     async def stop(self) -> None:
+        self._stopping = True  # a cancel that redis-py turns into a connection error ends it too
         if self._task:
             self._task.cancel()
             await asyncio.wait([self._task], timeout=_SUBSCRIBE_WAIT_S)  # never hang a shutdown
@@ -157,6 +159,8 @@ class ControlChannel:
                         self._hear(data.decode() if isinstance(data, bytes) else str(data))
             except (RedisError, OSError) as exc:
                 self._subscribed.clear()
+                if self._stopping:
+                    return
                 if not shutting_down():  # expected while shutting down
                     log.warning("control channel lost (%s); resubscribing", type(exc).__name__)
                 await asyncio.sleep(delay * (1 + random.random()))

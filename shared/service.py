@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from shared.lifecycle import begin_shutdown
 from shared.logs import setup_logging
 from shared.metrics import serve_metrics
-from shared.redis_wait import wait_for_redis
+from shared.redis_wait import retry_less, wait_for_redis
 from shared.settings import Settings, exit_with, settings_or_exit
 from shared.streams import connect
 from shared.worker import StageWorker
@@ -37,13 +37,20 @@ async def run_worker(build: WorkerBuilder, settings: Settings, stop: asyncio.Eve
     close Redis.
     """
     redis = connect(settings.redis_url, settings.redis_max_connections)
+    impatient = asyncio.create_task(_retry_less_once(stop, redis), name="retry-less-on-stop")
     try:
         if not await wait_for_redis(redis, settings.redis_url, stop):
             return  # stopped while waiting
         worker = await build(redis, settings)
         await worker.run(stop)
     finally:
+        impatient.cancel()
         await redis.aclose()
+
+
+async def _retry_less_once(stop: asyncio.Event, redis: aioredis.Redis) -> None:  # type: ignore[type-arg]
+    await stop.wait()
+    retry_less(redis)
 
 
 def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
