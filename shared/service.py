@@ -93,10 +93,10 @@ def log_tasks() -> None:
         log.warning("task %s waits at %s", task.get_name(), where or "(not started)")
 
 
-def worker_main(build: WorkerBuilder, program: str) -> None:
+def worker_main(build: WorkerBuilder, program: str, settings: Settings | None = None) -> None:
     """Entry point of ``python -m <kind>_worker``: every setting is checked before anything
     starts; a worker that cannot start ends the process with one line and exit code 1."""
-    settings = settings_or_exit(program)
+    settings = settings or settings_or_exit(program)
     setup_logging(settings.log_level, settings.log_format)
     if settings.metrics_port:
         try:

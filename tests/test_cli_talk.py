@@ -32,4 +32,6 @@ def test_talk_with_a_wav_file_prints_the_transcript(system, tmp_path: Path) -> N
     result = _talk(system, str(wav), "--fast", "--out", str(tmp_path / "r.mp3"))
     assert result.returncode == 0, result.stderr
     assert "you: " in result.stdout and "sports" in result.stdout
+    # piped: partials are plain lines, no carriage returns and no padding
+    assert "\r" not in result.stdout and "    " not in result.stdout.split("timing")[0]
     assert "striker" in result.stdout.lower()

@@ -28,7 +28,7 @@ async def run_all_in_one(settings: Settings, force: Callable[[], None] | None = 
     """Gateway + ASR, LLM and TTS workers until SIGINT/SIGTERM; a second signal calls
     ``force`` (exit at once). Returns the exit code: 1 when a worker could not run."""
     from asr_worker.providers import build as build_asr
-    from gateway.__main__ import gateway_server
+    from gateway.server import gateway_server
     from llm_worker.providers import build as build_llm
     from shared.service import install_stop_signals, run_worker
     from tts_worker.providers import build as build_tts
@@ -89,7 +89,7 @@ def _up(args: argparse.Namespace) -> int:
         sys.stderr.write("voice-agent up: stopped without waiting for work in progress\n")
         os._exit(130)
 
-    from gateway.__main__ import page_url
+    from gateway.server import page_url
     from shared.service import run_event_loop
 
     try:
