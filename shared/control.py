@@ -161,7 +161,8 @@ class ControlChannel:
                 self._subscribed.clear()
                 if self._stopping:
                     return
-                if not shutting_down():  # expected while shutting down
+                if delay > 0.05 and not shutting_down():  # quiet on a first failure too,
+                    # a signal to stop may be a moment behind it (compose down)
                     log.warning("control channel lost (%s); resubscribing", type(exc).__name__)
                 await asyncio.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 2.0)

@@ -137,7 +137,9 @@ class StreamMux:
             except asyncio.CancelledError:
                 raise
             except (RedisConnectionError, RedisTimeoutError) as exc:
-                if not (self._stopping or shutting_down()):  # expected while shutting down
+                # quiet on the first failure (a signal to stop may be a moment behind it,
+                # as with compose down) and whenever stopping on purpose
+                if backoff > 0.05 and not (self._stopping or shutting_down()):
                     log.warning("stream mux lost Redis (%s); retrying in %.2fs", exc, backoff)
                 await asyncio.sleep(backoff * (1 + random.random()))  # jitter: no herd
                 backoff = min(backoff * 2, 2.0)

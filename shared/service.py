@@ -112,4 +112,4 @@ def worker_main(build: WorkerBuilder, program: str, settings: Settings | None = 
     try:
         run_event_loop(main())
     except Exception as exc:
-        exit_with(program, f"could not start: {exc}", 1, debug_exc=exc)
+        exit_with(program, f"stopped on an error: {exc}", 1, debug_exc=exc)
