@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
-from redis.backoff import ConstantBackoff
+from redis.backoff import ConstantBackoff, NoBackoff
 from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
@@ -34,16 +34,20 @@ def redis_address(url: str | None) -> str:
     return f"{parts.hostname}:{parts.port or 6379}" if parts.hostname else parts.path
 
 
-async def wait_for_redis(
-    redis: aioredis.Redis, url: str | None, stop: asyncio.Event | None = None
-) -> bool:
-    """PING until Redis answers (True) or ``stop`` is set (False)."""
+async def wait_for_redis(url: str | None, stop: asyncio.Event | None = None) -> bool:
+    """PING until Redis answers (True) or ``stop`` is set (False); each attempt is one
+    try (a probe client of its own, without the service client's retries)."""
     wait = FIRST_WAIT_S
     attempt = 1
     while True:
+        probe = aioredis.Redis.from_url(
+            url or "redis://localhost:6379/0",
+            retry=Retry(NoBackoff(), 0),
+            socket_connect_timeout=LONGEST_WAIT_S,
+        )
         try:
             async with asyncio.timeout(LONGEST_WAIT_S):
-                await redis.ping()
+                await probe.ping()
             if attempt > 1:
                 log.info("Redis at %s answers", redis_address(url))
             return True
@@ -55,6 +59,8 @@ async def wait_for_redis(
                 attempt,
                 wait,
             )
+        finally:
+            await probe.aclose()
         if stop is None:
             await asyncio.sleep(wait)
         else:

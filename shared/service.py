@@ -39,7 +39,7 @@ async def run_worker(build: WorkerBuilder, settings: Settings, stop: asyncio.Eve
     redis = connect(settings.redis_url, settings.redis_max_connections)
     impatient = asyncio.create_task(_retry_less_once(stop, redis), name="retry-less-on-stop")
     try:
-        if not await wait_for_redis(redis, settings.redis_url, stop):
+        if not await wait_for_redis(settings.redis_url, stop):
             return  # stopped while waiting
         worker = await build(redis, settings)
         await worker.run(stop)

@@ -27,7 +27,7 @@ from tests.conftest import ROOT, free_port
 from tests.openai_standin import ChatScript, StandIn, running_standin
 from voice_agent.client import VoiceClient
 
-QUIET_ENV = {"LOG_FORMAT": "text", "LOG_LEVEL": "INFO", "NEWS_FEEDS": "general=http://127.0.0.1:9/"}
+QUIET_ENV = {"LOG_FORMAT": "text", "LOG_LEVEL": "INFO", "LLM_PROVIDER": "echo"}
 
 
 def start(argv: list[str], **env: str) -> subprocess.Popen[str]:

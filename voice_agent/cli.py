@@ -29,10 +29,12 @@ async def run_all_in_one(settings: Settings, force: Callable[[], None] | None = 
     ``force`` (exit at once). Returns the exit code: 1 when a worker could not run."""
     from asr_worker.providers import build as build_asr
     from gateway.server import gateway_server
+    from llm_worker.feed_report import start_feed_report
     from llm_worker.providers import build as build_llm
     from shared.service import install_stop_signals, run_worker
     from tts_worker.providers import build as build_tts
 
+    start_feed_report(settings)
     stop = asyncio.Event()
     server = gateway_server(settings, own_signals=False)
     stopping = asyncio.create_task(stop.wait(), name="stop-signal")
