@@ -18,7 +18,7 @@ import pytest
 import websockets
 
 from gateway.auth import sign_token
-from tests.conftest import ROOT, System, running_system
+from tests.support import ROOT, System, running_system
 from voice_agent.client import VoiceClient
 
 API_KEY = "test-api-key-7f3a9c"

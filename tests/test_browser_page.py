@@ -20,7 +20,7 @@ import pytest
 from shared.audio import pcm16_to_wav
 from tests.audio_checks import speech_16k
 from tests.browser_support import chromium_args, ensure_chromium, ensure_playwright
-from tests.conftest import running_system
+from tests.support import running_system
 
 pytestmark = pytest.mark.timeout(600)  # the first test may install chromium with apt-get
 

@@ -20,8 +20,8 @@ from llm_worker.history import CUT_MARK
 from shared.keys import Keys
 from shared.messages import ReplyEvent, decode
 from tests.audio_checks import speech_16k
-from tests.conftest import System, free_port, running_system
 from tests.openai_standin import ChatScript, StandIn, running_standin
+from tests.support import System, free_port, running_system
 from voice_agent.client import VoiceClient
 
 SENTENCES = [

@@ -23,8 +23,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from shared.embedded_redis import start_embedded_redis
-from tests.conftest import ROOT, free_port
 from tests.openai_standin import ChatScript, StandIn, running_standin
+from tests.support import ROOT, free_port
 from voice_agent.client import VoiceClient
 
 QUIET_ENV = {"LOG_FORMAT": "text", "LOG_LEVEL": "INFO", "LLM_PROVIDER": "echo"}

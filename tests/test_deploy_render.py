@@ -24,7 +24,7 @@ import pytest
 from jsonschema import Draft201909Validator
 
 from shared.settings import Settings
-from tests.conftest import ROOT, free_port, wait_for_http
+from tests.support import ROOT, free_port, wait_for_http
 from tests.test_deploy_compose import (
     SCHEMAS,
     SETTINGS_VARS,

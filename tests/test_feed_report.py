@@ -8,7 +8,7 @@ import pytest
 
 from llm_worker.feed_report import report_news_feeds, shown_url
 from shared.settings import load_settings
-from tests.conftest import free_port
+from tests.support import free_port
 
 
 async def test_one_line_per_feed_reachable_or_not(

@@ -7,7 +7,7 @@ import sys
 
 import httpx
 
-from tests.conftest import ROOT, free_port, wait_for_http
+from tests.support import ROOT, free_port, wait_for_http
 from voice_agent.client import VoiceClient
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 
 from shared.embedded_redis import start_embedded_redis
-from tests.conftest import running_system
+from tests.support import running_system
 from voice_agent.client import VoiceClient
 
 

@@ -17,7 +17,7 @@ import httpx
 from shared.messages import LlmJob
 from shared.streams import connect, publish_job
 from tests.audio_checks import speech_16k
-from tests.conftest import ROOT, free_port, wait_for_http
+from tests.support import ROOT, free_port, wait_for_http
 from voice_agent.client import VoiceClient
 
 

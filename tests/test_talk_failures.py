@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, free_port, wait_for_http
 from tests.openai_standin import ChatScript, StandIn, running_standin
+from tests.support import ROOT, free_port, wait_for_http
 from voice_agent import talk as talk_module
 from voice_agent.client import VoiceClient
 

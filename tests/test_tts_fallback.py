@@ -12,8 +12,8 @@ from redis.asyncio import Redis
 from shared.engines import AudioSegment, TtsEngine, Voice
 from shared.settings import load_settings
 from tests.audio_checks import decode_mp3
-from tests.conftest import free_port
 from tests.edge_standin import EdgeStandIn, point_edge_tts_at, running_edge_standin, speech_mp3
+from tests.support import free_port
 from tests.test_tts_formats import Reply, speak_reply
 from tts_worker.edge_engine import EdgeTtsEngine
 from tts_worker.errors import TtsProviderError
