@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 
-from shared.settings import settings_or_exit
+from shared.settings import port_free_or_exit, settings_or_exit
 
 
 def main() -> None:
     settings = settings_or_exit("python -m gateway")
+    port_free_or_exit("python -m gateway", settings.host, settings.port)
     from gateway.server import gateway_server, page_url
     from shared.logs import setup_logging
 

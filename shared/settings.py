@@ -286,6 +286,23 @@ def settings_or_exit(program: str, **overrides: object) -> Settings:
         exit_with(program, str(exc), debug_exc=exc)
 
 
+def port_free_or_exit(program: str, host: str, port: int) -> None:
+    """A port another server holds ends the start with one line, before anything starts."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            exit_with(
+                program,
+                f"PORT={port} on {host or 'all interfaces'}: {exc.strerror or exc}; "
+                "stop the other server or choose another PORT",
+            )
+
+
 def exit_with(
     program: str, message: str, code: int = 2, debug_exc: BaseException | None = None
 ) -> NoReturn:

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -182,3 +183,21 @@ def test_a_worker_started_before_redis_waits_for_it(tmp_path: Path) -> None:
             proc.wait()
         if store is not None:
             store.stop()
+
+
+def test_a_killed_up_takes_its_valkey_along(up: subprocess.Popen[str]) -> None:
+    """Its own session keeps the terminal's signals from the server, so the server must
+    still go when ``voice-agent up`` is killed outright (the parent-death signal)."""
+    up_ready(up)
+    (valkey,) = children(up.pid)
+    up.kill()
+    up.wait()
+    while Path(f"/proc/{valkey}").exists() and "Z" not in proc_state(valkey):
+        time.sleep(0.05)  # until the server has exited (the test's timeout bounds it)
+
+
+def proc_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1]
+    except (FileNotFoundError, IndexError):
+        return "Z"

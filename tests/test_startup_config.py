@@ -4,6 +4,7 @@ the setting and what would be right, exit code 2, no traceback."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -79,6 +80,18 @@ def test_voice_agent_up_names_the_bad_setting(setting: str, tmp_path: Path) -> N
 @pytest.mark.parametrize("setting", ["LLM_PROVIDER=gpt", "PORT=abc"])
 def test_each_service_names_the_bad_setting(entry: str, setting: str, tmp_path: Path) -> None:
     assert_one_clear_line(run(entry, setting, tmp_path), entry, MISTAKES[setting])
+
+
+@pytest.mark.parametrize("entry", ["voice-agent up", "python -m gateway"])
+def test_a_port_in_use_is_one_line(entry: str, tmp_path: Path) -> None:
+    with socket.create_server(("0.0.0.0", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = run(entry, f"PORT={port}", tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        f"{entry}: PORT={port} on 0.0.0.0: Address already in use; "
+        "stop the other server or choose another PORT"
+    ]
 
 
 def test_debug_level_adds_the_traceback(tmp_path: Path) -> None:

@@ -15,10 +15,17 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from shared.lifecycle import begin_shutdown
 from shared.logs import setup_logging
-from shared.settings import Settings, exit_with, load_settings, settings_or_exit
+from shared.settings import (
+    Settings,
+    exit_with,
+    load_settings,
+    port_free_or_exit,
+    settings_or_exit,
+)
 from voice_agent.talk import add_talk_command
 
 log = logging.getLogger("voice_agent")
@@ -45,11 +52,11 @@ async def run_all_in_one(settings: Settings, force: Callable[[], None] | None = 
         for name, build in (("asr", build_asr), ("llm", build_llm), ("tts", build_tts))
         if name in settings.worker_kinds  # ASR_PROVIDER=none: recognition on the device only
     ]
-    serving = asyncio.create_task(server.serve(), name="gateway")
+    serving = asyncio.create_task(_serve(server), name="gateway")
     code = 0
     done, _ = await asyncio.wait([serving, *workers], return_when=asyncio.FIRST_COMPLETED)
     for task in done:
-        if task is not serving and not task.cancelled() and task.exception() is not None:
+        if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
             log.error("%s stopped: %s", task.get_name(), exc, exc_info=_debug_exc_info(exc))
             code = 1
@@ -63,6 +70,15 @@ async def run_all_in_one(settings: Settings, force: Callable[[], None] | None = 
     return code
 
 
+async def _serve(server: Any) -> None:
+    """uvicorn ends a failed start with ``sys.exit`` inside the loop; here that is a
+    failure of one task like any other, so the workers still stop in order."""
+    try:
+        await server.serve()
+    except SystemExit:
+        raise RuntimeError("the gateway could not start (see the line above)") from None
+
+
 def _debug_exc_info(exc: BaseException | None) -> BaseException | None:
     """Tracebacks are for LOG_LEVEL=DEBUG; a person reads the one-line reason."""
     return exc if logging.getLogger().isEnabledFor(logging.DEBUG) else None
@@ -74,6 +90,7 @@ def _up(args: argparse.Namespace) -> int:
         overrides["port"] = args.port
     settings = settings_or_exit("voice-agent up", **overrides)  # before anything starts
     setup_logging(settings.log_level, settings.log_format)
+    port_free_or_exit("voice-agent up", settings.host, settings.port)
     embedded = None
     if not settings.redis_url:
         from shared.embedded_redis import start_embedded_redis
