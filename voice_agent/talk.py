@@ -326,7 +326,9 @@ def add_talk_command(commands: argparse._SubParsersAction) -> None:
     )
     talk_parser.add_argument("--fast", action="store_true", help="send audio faster than real time")
     talk_parser.add_argument("--timeout", type=float, default=60.0, help="seconds for the reply")
-    talk_parser.add_argument("--connect-timeout", type=float, default=10.0)
+    talk_parser.add_argument(
+        "--connect-timeout", type=float, default=60.0, help="seconds (a sleeping server wakes)"
+    )
     talk_parser.set_defaults(func=_run)
 
 
