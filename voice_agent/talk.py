@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import socket
 import ssl
@@ -233,8 +234,9 @@ class _Session:
 
     async def close(self) -> None:
         if self._context is not None:
-            await self._context.__aexit__(None, None, None)
-            self._context = None
+            context, self._context = self._context, None
+            with contextlib.suppress(Exception):  # already closed by the server: nothing lost
+                await context.__aexit__(None, None, None)
 
     def close_code(self) -> tuple[int | None, str]:
         ws = self.client.ws
@@ -260,6 +262,8 @@ class _Session:
 
 async def talk(args: argparse.Namespace, out: IO[str] = sys.stdout) -> Any:
     """One turn; returns the ``Turn``. Raises ``TalkError`` for every ordinary failure."""
+    import websockets
+
     from voice_agent.client import Turn
 
     pcm = None if args.text else load_audio_16k(Path(args.audio))  # before connecting
@@ -276,7 +280,7 @@ async def talk(args: argparse.Namespace, out: IO[str] = sys.stdout) -> Any:
                     turn = await session.client.say(
                         pcm, limit_s=args.timeout, realtime=not args.fast, turn=turn
                     )
-        except ConnectionError:
+        except (ConnectionError, websockets.ConnectionClosed):  # the latter: while sending
             turn = await _after_close(session, turn, args)
     except TimeoutError:
         raise TalkError(
