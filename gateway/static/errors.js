@@ -13,6 +13,8 @@ const SENTENCES = {
   no_speech: "No speech was heard. Try speaking a little louder or closer to the microphone.",
   unavailable: "The server had a brief hiccup. Please say that again.",
   asr_disabled: "This server does not recognise speech: type your request instead.",
+  asr_language_unsupported:
+    "This server cannot recognise speech in this language: your browser does it, or type your request.",
   rate_limited: "That was a lot at once; wait a moment, then try again.",
   busy: "The agent is still answering; wait for it to finish or press Stop.",
   resume_failed: "The earlier conversation could not be continued; a new one has started.",
