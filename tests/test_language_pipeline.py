@@ -52,7 +52,7 @@ def model() -> Iterator[StandIn]:
 @contextlib.asynccontextmanager
 async def gateway_and_workers(settings: Settings) -> AsyncIterator[str]:
     """Gateway + LLM + TTS workers in this event loop until the block ends; yields ws url."""
-    from gateway.__main__ import gateway_server
+    from gateway.server import gateway_server
 
     stop = asyncio.Event()
     workers = [
