@@ -4,7 +4,7 @@ Speech comes from the offline voice (espeak-ng), resampled to 16 kHz, with 300 m
 digital silence on each side, fed in 100 ms chunks as the worker does. The utterances
 (bench/asr_utterances.txt) were written before the grammar and never used to tune it.
 
-    python bench/asr_wer.py [--mode grammar|open] [--no-fallback] [--min-score N|none]
+    python -m bench.asr_wer [--mode grammar|open] [--no-fallback] [--min-score N|none]
                             [--voices en-us,en-us+f3] [--show]
 
 Prints JSON. espeak-ng output varies slightly from run to run, so each utterance is
@@ -21,8 +21,6 @@ import statistics
 import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from asr_worker.pocketsphinx_engine import DEFAULT_MIN_SCORE, PocketsphinxEngine
 from shared.audio import resample_pcm16

@@ -13,7 +13,7 @@ average are reported with the results, since all processes share those cores.
 Reported per session count: p50/p99 relay latency, CPU of gateway, ASR worker, Redis and
 load generators, gateway RSS peak and per-session cost, Redis memory.
 
-    python bench/capacity.py [--sessions 10,100,500,1000] [--seconds 10] [--clients N]
+    python -m bench.capacity [--sessions 10,100,500,1000] [--seconds 10] [--clients N]
 """
 
 from __future__ import annotations
@@ -33,11 +33,10 @@ from pathlib import Path
 
 import redis
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from shared.embedded_redis import start_embedded_redis
+from tests.support import free_port, wait_for_http
 
-from shared.embedded_redis import start_embedded_redis  # noqa: E402
-from tests.conftest import free_port, wait_for_http  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")

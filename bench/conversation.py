@@ -17,7 +17,7 @@ interrupt. Prints JSON:
 * ``speech_to_interrupted_ms``: talking over a reply, from the first audio sent to the
   ``interrupted`` event (the audio starts with the voice).
 
-    python bench/conversation.py [--rounds 10]
+    python -m bench.conversation [--rounds 10]
 """
 
 from __future__ import annotations
@@ -27,23 +27,21 @@ import asyncio
 import contextlib
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
+from redis.asyncio import Redis
+
+from bench.pipeline_latency import _summary, running_system
+from shared.embedded_redis import start_embedded_redis
+from shared.keys import Keys
+from shared.messages import ReplyEvent, decode
+from tests.audio_checks import speech_16k
+from tests.openai_standin import ChatScript, StandIn, running_standin
+from tests.support import free_port
+from voice_agent.client import VoiceClient
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from redis.asyncio import Redis  # noqa: E402
-
-from bench.pipeline_latency import _summary, running_system  # noqa: E402
-from shared.client import VoiceClient  # noqa: E402
-from shared.embedded_redis import start_embedded_redis  # noqa: E402
-from shared.keys import Keys  # noqa: E402
-from shared.messages import ReplyEvent, decode  # noqa: E402
-from tests.audio_checks import speech_16k  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
-from tests.openai_standin import ChatScript, StandIn, running_standin  # noqa: E402
 
 REPLY = " ".join(f"Story {n} is about a town that built a new bridge." for n in range(1, 30))
 

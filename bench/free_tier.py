@@ -16,7 +16,7 @@ with the repository's fixture feeds served on loopback as the news sites. Then i
 * peak memory of the container (cgroup v1 ``memory.max_usage_in_bytes`` or v2
   ``memory.peak``).
 
-    shared/containers/run.sh . -- .venv/bin/python bench/free_tier.py \
+    shared/containers/run.sh . -- .venv/bin/python -m bench.free_tier \
         [--env ASR_PROVIDER=pocketsphinx] [--sessions 10]
 """
 
@@ -30,7 +30,6 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -42,12 +41,11 @@ import httpx
 import websockets
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from tests.audio_checks import speech_16k
+from tests.support import E2E_FEEDS, free_port
+from voice_agent.client import Turn, VoiceClient
 
-from shared.client import Turn, VoiceClient  # noqa: E402
-from tests.audio_checks import speech_16k  # noqa: E402
-from tests.conftest import E2E_FEEDS, free_port  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 MB = 1024 * 1024
 

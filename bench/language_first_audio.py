@@ -8,7 +8,7 @@ command -> first ``tts_chunk`` and command -> the model's complete text (final
 rule the code had before sentences were split per language (``.!?…`` + space, 240
 characters), for comparison.
 
-    python bench/language_first_audio.py [--rounds 3] [--delay 0.15] [--english-splitter]
+    python -m bench.language_first_audio [--rounds 3] [--delay 0.15] [--english-splitter]
 """
 
 from __future__ import annotations
@@ -18,23 +18,21 @@ import asyncio
 import json
 import re
 import statistics
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import llm_worker.sentences as sentences_module  # noqa: E402
-from shared.client import VoiceClient  # noqa: E402
-from shared.embedded_redis import start_embedded_redis  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
-from tests.openai_standin import ChatScript, StandIn, running_standin  # noqa: E402
-from tests.test_language_pipeline import (  # noqa: E402
+import llm_worker.sentences as sentences_module
+from shared.embedded_redis import start_embedded_redis
+from tests.openai_standin import ChatScript, StandIn, running_standin
+from tests.support import free_port
+from tests.test_language_pipeline import (
     ES_PIECES,
     ZH_PIECES,
     gateway_and_workers,
     settings_for,
 )
+from voice_agent.client import VoiceClient
+
+ROOT = Path(__file__).resolve().parent.parent
 
 EN_PIECES = [
     "There are three ",

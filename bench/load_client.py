@@ -8,7 +8,7 @@ scheduler task sends every due frame (no timer per session) and one reader task 
 session matches each echo partial ``"<n>"`` to frame ``n``. Prints one JSON object:
 relay latencies (ms) and failure counts.
 
-    python bench/load_client.py URL SESSIONS SECONDS
+    python -m bench.load_client URL SESSIONS SECONDS
 """
 
 from __future__ import annotations

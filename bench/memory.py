@@ -12,7 +12,7 @@ gateway's cost per session, printed as JSON.
 
 Goals: gateway <= 80 MB + <= 100 KB per session; all-in-one well under 512 MB.
 
-    python bench/memory.py [--rounds 1] [--sessions 4] [--idle-sessions 500]
+    python -m bench.memory [--rounds 1] [--sessions 4] [--idle-sessions 500]
 """
 
 from __future__ import annotations
@@ -32,10 +32,7 @@ from typing import Any
 
 import websockets
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.memory_all_in_one import (  # noqa: E402
+from bench.memory_all_in_one import (
     MB,
     Sampler,
     measure_all_in_one,
@@ -43,8 +40,10 @@ from bench.memory_all_in_one import (  # noqa: E402
     run_turns,
     serve_fixtures,
 )
-from shared.embedded_redis import start_embedded_redis  # noqa: E402
-from tests.conftest import E2E_FEEDS, free_port, wait_for_http  # noqa: E402
+from shared.embedded_redis import start_embedded_redis
+from tests.support import E2E_FEEDS, free_port, wait_for_http
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SERVICES = ("gateway", "asr_worker", "llm_worker", "tts_worker")
 

@@ -6,7 +6,7 @@ and local fixture feeds, samples the resident memory of the agent process and of
 valkey child separately (every 50 ms), idle and while running spoken and typed turns, and
 reports the peaks (sampled, and the kernel's high-water mark ``VmHWM``).
 
-    python bench/memory_all_in_one.py [--rounds 2] [--sessions 1]
+    python -m bench.memory_all_in_one [--rounds 2] [--sessions 1]
 
 Uses psutil for the samples when it is installed, else ``/proc/PID/status`` (Linux).
 """
@@ -31,17 +31,16 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from shared.client import VoiceClient  # noqa: E402
-from tests.audio_checks import speech_16k  # noqa: E402
-from tests.conftest import E2E_FEEDS, free_port  # noqa: E402
+from tests.audio_checks import speech_16k
+from tests.support import E2E_FEEDS, free_port
+from voice_agent.client import VoiceClient
 
 try:
     import psutil
 except ImportError:  # optional: /proc works on Linux
     psutil = None
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SPOKEN = ["read me the sports headlines", "any business news today", "next story"]
 TYPED = ["business news", "tell me more about the first story", "world headlines"]
@@ -124,7 +123,9 @@ def all_in_one() -> Iterator[tuple[str, int]]:
     env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "NEWS_FEEDS": feeds}
     env.pop("REDIS_URL", None)
     script = Path(sys.executable).with_name("voice-agent")
-    argv = [str(script), "up"] if script.exists() else [sys.executable, "-m", "shared.cli", "up"]
+    argv = (
+        [str(script), "up"] if script.exists() else [sys.executable, "-m", "voice_agent.cli", "up"]
+    )
     proc = subprocess.Popen(
         argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

@@ -5,7 +5,7 @@ streams synthesised speech at real-time pace in 100 ms chunks and measures, at t
 client: end of speech -> final transcript, end of speech -> first audio chunk, and the
 word error rate of the final transcripts; plus typed command -> first audio chunk.
 
-    python bench/pipeline_latency.py [--rounds 2]
+    python -m bench.pipeline_latency [--rounds 2]
 """
 
 from __future__ import annotations
@@ -24,12 +24,11 @@ import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from tests.audio_checks import speech_16k, word_error_rate
+from tests.support import E2E_FEEDS, free_port, wait_for_http
+from voice_agent.client import VoiceClient
 
-from shared.client import VoiceClient  # noqa: E402
-from tests.audio_checks import speech_16k, word_error_rate  # noqa: E402
-from tests.conftest import E2E_FEEDS, free_port, wait_for_http  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 UTTERANCES = [
     "read me the sports headlines",
@@ -63,7 +62,7 @@ def running_system(**settings: str):
     env.pop("REDIS_URL", None)
     env.update(settings)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "up"],
+        [sys.executable, "-m", "voice_agent.cli", "up"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -7,7 +7,7 @@ speech normalisation, espeak-ng and the MP3 encoder directly in this process, an
 through a running ``voice-agent up`` over a real WebSocket. Prints p50/p95 of both and
 their ratio as JSON. Goal: ratio <= 1.05, or <= 15 ms added.
 
-    python bench/pipeline_tax.py [--rounds 3]
+    python -m bench.pipeline_tax [--rounds 3]
 """
 
 from __future__ import annotations
@@ -16,27 +16,25 @@ import argparse
 import asyncio
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from asr_worker.providers import create_asr_engine
+from bench.pipeline_latency import _serve_fixtures, running_system
+from llm_worker.news import NewsAgent, parse_feed_sources
+from llm_worker.sentences import SentenceSplitter
+from llm_worker.speech_text import speech_text
+from shared.embedded_redis import start_embedded_redis
+from shared.engines import AgentRequest, Voice
+from shared.settings import load_settings
+from shared.streams import connect
+from tests.audio_checks import speech_16k
+from tests.support import E2E_FEEDS
+from tts_worker.espeak_engine import EspeakEngine
+from tts_worker.mp3 import Mp3Encoder
+from voice_agent.client import VoiceClient
 
-from asr_worker.providers import create_asr_engine  # noqa: E402
-from bench.pipeline_latency import _serve_fixtures, running_system  # noqa: E402
-from llm_worker.news import NewsAgent, parse_feed_sources  # noqa: E402
-from llm_worker.sentences import SentenceSplitter  # noqa: E402
-from llm_worker.speech_text import speech_text  # noqa: E402
-from shared.client import VoiceClient  # noqa: E402
-from shared.embedded_redis import start_embedded_redis  # noqa: E402
-from shared.engines import AgentRequest, Voice  # noqa: E402
-from shared.settings import load_settings  # noqa: E402
-from shared.streams import connect  # noqa: E402
-from tests.audio_checks import speech_16k  # noqa: E402
-from tests.conftest import E2E_FEEDS  # noqa: E402
-from tts_worker.espeak_engine import EspeakEngine  # noqa: E402
-from tts_worker.mp3 import Mp3Encoder  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 SPOKEN = ["read me the sports headlines", "what's new in technology", "any business news today"]
 TYPED = ["world news", "science headlines", "tell me more about the first story"]

@@ -1,7 +1,7 @@
 """Plots for docs/performance.md from ``bench/capacity.py`` JSON (needs the ``bench`` extra).
 
-    python bench/capacity.py > after.json
-    python bench/plot_capacity.py after.json [--before before.json] [--out docs]
+    python -m bench.capacity > after.json
+    python -m bench.plot_capacity after.json [--before before.json] [--out docs]
 
 Writes ``capacity_latency.png`` (relay latency p50/p99 against sessions, log scale, with
 the 50 ms goal) and ``capacity_gateway.png`` (gateway CPU and RSS against sessions).

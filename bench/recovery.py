@@ -5,7 +5,7 @@ local OpenAI stand-in streaming a long reply slowly), kills the worker holding t
 right after the first audio chunk, and measures kill -> next event from the survivor and
 kill -> next audio chunk, with the reply checked complete and contiguous.
 
-    python bench/recovery.py [--kinds tts,llm] [--rounds 3] [--reclaim-ms 5000]
+    python -m bench.recovery [--kinds tts,llm] [--rounds 3] [--reclaim-ms 5000]
 """
 
 from __future__ import annotations
@@ -14,19 +14,17 @@ import argparse
 import asyncio
 import json
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from shared.embedded_redis import start_embedded_redis
+from tests.cluster import running_cluster
+from tests.openai_standin import ChatScript, StandIn, running_standin
+from tests.support import free_port
+from tests.test_crash_recovery import REPLY, assert_complete_reply, kill_mid_turn
+from voice_agent.client import Turn, VoiceClient
 
-from shared.client import Turn, VoiceClient  # noqa: E402
-from shared.embedded_redis import start_embedded_redis  # noqa: E402
-from tests.cluster import running_cluster  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
-from tests.openai_standin import ChatScript, StandIn, running_standin  # noqa: E402
-from tests.test_crash_recovery import REPLY, assert_complete_reply, kill_mid_turn  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 async def one_kill(kind: str, reclaim_ms: int, standin: StandIn, redis_url: str) -> list[float]:

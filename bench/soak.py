@@ -3,7 +3,7 @@ as JSON. After each round it waits for the sessions' keys to expire and reports 
 keys and used memory and the gateway's RSS: flat figures round after round mean nothing
 grows per finished session.
 
-    python bench/soak.py [--rounds 5] [--sessions 500] [--concurrency 20] [--turns 2]
+    python -m bench.soak [--rounds 5] [--sessions 500] [--concurrency 20] [--turns 2]
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from shared.embedded_redis import start_embedded_redis
+from tests.cluster import running_cluster
+from tests.soak_driver import redis_figures, rss_bytes, settle, soak
 
-from shared.embedded_redis import start_embedded_redis  # noqa: E402
-from tests.cluster import running_cluster  # noqa: E402
-from tests.soak_driver import redis_figures, rss_bytes, settle, soak  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 TTL = 10
 

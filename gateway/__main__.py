@@ -1,67 +1,37 @@
-"""``python -m gateway``: the WebSocket gateway alone (workers run elsewhere)."""
+"""``python -m gateway``: the WebSocket gateway alone (workers run elsewhere).
+
+Settings are checked before the server's modules load, so a bad value ends the process
+at once with one line.
+"""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
+import logging
 
-import uvicorn
-
-from gateway.app import create_app
-from shared.logs import setup_logging
-from shared.settings import Settings, load_settings
-
-
-class _GracefulServer(uvicorn.Server):
-    """uvicorn re-raises a captured SIGTERM after its graceful shutdown, killing the process
-    before anything after ``serve()`` runs (``voice-agent up`` must still drain its workers
-    and stop the embedded Redis). The shutdown already happened: exit normally instead."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        with super().capture_signals():
-            yield
-            self._captured_signals.clear()
-
-    def __init__(self, config: uvicorn.Config, drain_seconds: float) -> None:
-        super().__init__(config)
-        self._drain_seconds = drain_seconds
-
-    async def shutdown(self, sockets: list | None = None) -> None:  # type: ignore[override]
-        """Stop listening, drain the app's sessions (1012 + resume), then shut down."""
-        for server in self.servers:
-            server.close()
-        drain = getattr(getattr(self.config.app, "state", None), "drain", None)
-        if drain is not None:
-            await drain(self._drain_seconds)
-        await super().shutdown(sockets)
-
-
-def gateway_server(settings: Settings) -> uvicorn.Server:
-    """The gateway's uvicorn server (also used by ``voice-agent up``).
-
-    Frames up to 4x the protocol limit reach the app, which answers oversized ones with
-    an ``error`` event instead of closing the socket; WebSocket pings keep idle
-    connections (and proxies) alive and detect dead peers.
-    """
-    config = uvicorn.Config(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        log_config=None,  # keep our JSON logging
-        ws_max_size=max(4 * settings.max_frame_bytes, 1 << 20),
-        ws_ping_interval=20.0,
-        ws_ping_timeout=20.0,
-        proxy_headers=True,
-    )
-    return _GracefulServer(config, settings.gateway_drain_seconds)
+from shared.settings import port_free_or_exit, settings_or_exit
 
 
 def main() -> None:
-    settings = load_settings()
+    settings = settings_or_exit("python -m gateway")
+    port_free_or_exit("python -m gateway", settings.host, settings.port)
+    from gateway.server import gateway_server, page_url
+    from shared.logs import setup_logging
+
     setup_logging(settings.log_level, settings.log_format)
+    logging.getLogger("gateway").info(
+        "gateway on %s (WebSocket /ws/voice)", page_url(settings.host, settings.port)
+    )
     gateway_server(settings).run()
+
+
+def __getattr__(name: str) -> object:
+    """``gateway_server`` and ``page_url`` moved to ``gateway.server``; older imports of them
+    from here keep working (without loading the server just to run ``main``)."""
+    if name in ("gateway_server", "page_url"):
+        from gateway import server
+
+        return getattr(server, name)
+    raise AttributeError(name)
 
 
 if __name__ == "__main__":

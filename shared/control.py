@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from shared.keys import Keys
+from shared.lifecycle import shutting_down
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class ControlChannel:
         self._cancelled: dict[tuple[str, str], float] = {}
         self._takeover_handlers: dict[str, dict[str, Takeover]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._subscribed = asyncio.Event()
 
     # --- publishing ------------------------------------------------------------------
@@ -145,6 +147,7 @@ class ControlChannel:
                 await self._subscribed.wait()
 
     async def stop(self) -> None:
+        self._stopping = True  # a cancel that redis-py turns into a connection error ends it too
         if self._task:
             self._task.cancel()
             await asyncio.wait([self._task], timeout=_SUBSCRIBE_WAIT_S)  # never hang a shutdown
@@ -164,7 +167,11 @@ class ControlChannel:
                         self._hear(data.decode() if isinstance(data, bytes) else str(data))
             except (RedisError, OSError) as exc:
                 self._subscribed.clear()
-                log.warning("control channel lost (%s); resubscribing", type(exc).__name__)
+                if self._stopping:
+                    return
+                if delay > 0.05 and not shutting_down():  # quiet on a first failure too,
+                    # a signal to stop may be a moment behind it (compose down)
+                    log.warning("control channel lost (%s); resubscribing", type(exc).__name__)
                 await asyncio.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 2.0)
             finally:

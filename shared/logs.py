@@ -1,4 +1,5 @@
-"""Process-wide logging: one JSON object per line, tagged with session and turn ids.
+"""Process-wide logging: one JSON object per line (or plain text on a terminal), tagged
+with session and turn ids.
 
 Ids come from context variables set where a session or a job is handled, so every log
 line inside that work carries them without passing them around. Log messages never
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,12 +59,36 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def setup_logging(level: str, log_format: str = "json") -> None:
+class TextFormatter(logging.Formatter):
+    """``13:09:07 INFO gateway.app: message`` for a person at a terminal."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        ids = [
+            f"{k}={v}"
+            for k, v in (("session", session_id_var.get()), ("turn", turn_id_var.get()))
+            if v
+        ]
+        return f"{line} [{' '.join(ids)}]" if ids else line
+
+
+def resolve_log_format(log_format: str, stream: object = None) -> str:
+    """``auto``: text when a person watches (stderr is a terminal), JSON for collectors."""
+    if log_format != "auto":
+        return log_format
+    isatty = getattr(stream if stream is not None else sys.stderr, "isatty", None)
+    return "text" if isatty is not None and isatty() else "json"
+
+
+def setup_logging(level: str, log_format: str = "auto") -> None:
     handler = logging.StreamHandler()
-    if log_format == "json":
+    if resolve_log_format(log_format, handler.stream) == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter())
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

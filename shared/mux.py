@@ -23,6 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from shared.lifecycle import shutting_down
 from shared.messages import InputChunk, MessageError, decode
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,10 @@ class StreamMux:
             except asyncio.CancelledError:
                 raise
             except (RedisConnectionError, RedisTimeoutError) as exc:
-                log.warning("stream mux lost Redis (%s); retrying in %.2fs", exc, backoff)
+                # quiet on the first failure (a signal to stop may be a moment behind it,
+                # as with compose down) and whenever stopping on purpose
+                if backoff > 0.05 and not (self._stopping or shutting_down()):
+                    log.warning("stream mux lost Redis (%s); retrying in %.2fs", exc, backoff)
                 await asyncio.sleep(backoff * (1 + random.random()))  # jitter: no herd
                 backoff = min(backoff * 2, 2.0)
             except Exception:

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 
+from shared.lifecycle import begin_shutdown
 from shared.logs import setup_logging
 from shared.metrics import serve_metrics
-from shared.settings import Settings, load_settings
+from shared.redis_wait import retry_less, wait_for_redis
+from shared.settings import Settings, exit_with, settings_or_exit
 from shared.streams import connect
 from shared.worker import StageWorker
 
@@ -33,11 +37,20 @@ async def run_worker(build: WorkerBuilder, settings: Settings, stop: asyncio.Eve
     close Redis.
     """
     redis = connect(settings.redis_url, settings.redis_max_connections)
+    impatient = asyncio.create_task(_retry_less_once(stop, redis), name="retry-less-on-stop")
     try:
+        if not await wait_for_redis(settings.redis_url, stop):
+            return  # stopped while waiting
         worker = await build(redis, settings)
         await worker.run(stop)
     finally:
+        impatient.cancel()
         await redis.aclose()
+
+
+async def _retry_less_once(stop: asyncio.Event, redis: aioredis.Redis) -> None:  # type: ignore[type-arg]
+    await stop.wait()
+    retry_less(redis)
 
 
 def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
@@ -51,11 +64,25 @@ def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(main)
 
 
-def install_stop_signals(stop: asyncio.Event) -> None:
+def install_stop_signals(stop: asyncio.Event, force: Callable[[], None] | None = None) -> None:
+    """SIGTERM/SIGINT: shut down in order; a second one: ``force`` (default: exit at once)."""
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            (force or _exit_now)()
+        begin_shutdown()
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     loop.add_signal_handler(signal.SIGUSR1, log_tasks)
+
+
+def _exit_now() -> None:
+    """A second Ctrl-C: the person wants the prompt back now (130 = killed by SIGINT)."""
+    sys.stderr.write("stopped without waiting for work in progress\n")
+    os._exit(130)
 
 
 def log_tasks() -> None:
@@ -66,16 +93,23 @@ def log_tasks() -> None:
         log.warning("task %s waits at %s", task.get_name(), where or "(not started)")
 
 
-def worker_main(build: WorkerBuilder) -> None:
-    """Entry point of ``python -m <kind>_worker``."""
-    settings = load_settings()
+def worker_main(build: WorkerBuilder, program: str, settings: Settings | None = None) -> None:
+    """Entry point of ``python -m <kind>_worker``: every setting is checked before anything
+    starts; a worker that cannot start ends the process with one line and exit code 1."""
+    settings = settings or settings_or_exit(program)
     setup_logging(settings.log_level, settings.log_format)
     if settings.metrics_port:
-        serve_metrics(settings.metrics_port)
+        try:
+            serve_metrics(settings.metrics_port)
+        except OSError as exc:
+            exit_with(program, f"METRICS_PORT={settings.metrics_port}: {exc.strerror}", 2)
 
     async def main() -> None:
         stop = asyncio.Event()
         install_stop_signals(stop)
         await run_worker(build, settings, stop)
 
-    run_event_loop(main())
+    try:
+        run_event_loop(main())
+    except Exception as exc:
+        exit_with(program, f"stopped on an error: {exc}", 1, debug_exc=exc)

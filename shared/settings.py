@@ -6,7 +6,12 @@ Every variable is listed in README.md and .env.example.
 
 from __future__ import annotations
 
+import os
+import sys
+import traceback
 from functools import cached_property
+from typing import Literal, NoReturn
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -14,13 +19,26 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from shared.keys import Keys
 from shared.languages import SUPPORTED, canonical_language
 
+# The engines each stage can run, by setting value. The provider registries
+# (asr_worker/llm_worker/tts_worker ``providers.PROVIDERS``) implement exactly these; a
+# test keeps the two in step. Checked here so a typo fails before anything starts.
+ASR_PROVIDERS = ("pocketsphinx", "none", "echo")
+LLM_PROVIDERS = ("news", "openai", "echo")
+TTS_PROVIDERS = ("espeak", "edge", "openai")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+# hosted chat services that never answer without a key (local servers may)
+HOSTS_NEEDING_KEYS = ("api.openai.com",)
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, env_file=".env", extra="ignore")
 
     # --- infrastructure ---
     redis_url: str | None = Field(
-        default=None, description="Redis/Valkey URL; unset = embedded server (voice-agent up)"
+        default=None,
+        pattern=r"^(redis|rediss|unix)://\S*$",
+        description="Redis/Valkey URL; unset = embedded server (voice-agent up)",
     )
     redis_max_connections: int = Field(
         default=64, ge=4, description="connections per process; commands wait for a free one"
@@ -29,7 +47,9 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "INFO"
-    log_format: str = Field(default="json", pattern=r"^(json|text)$")
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto", description="auto: text on a terminal, JSON otherwise"
+    )
     metrics_port: int | None = Field(
         default=None, ge=1, le=65535, description="workers run alone: serve /metrics here"
     )
@@ -82,7 +102,7 @@ class Settings(BaseSettings):
     stream_tts_chunks: bool = Field(
         default=True, description="true: send audio as produced; false: one chunk per reply"
     )
-    tts_provider: str = "espeak"
+    tts_provider: Literal["espeak", "edge", "openai"] = "espeak"
     tts_voice: str = "en-us"
     mp3_bitrate_kbps: int = Field(default=48, ge=8, le=320)
     tts_fallback: str = Field(
@@ -100,10 +120,10 @@ class Settings(BaseSettings):
     openai_tts_voice: str = Field(default="alloy", min_length=1)
 
     # --- recognition ---
-    asr_provider: str = Field(
+    asr_provider: Literal["pocketsphinx", "none", "echo"] = Field(
         default="pocketsphinx", description="none: no server-side recognition (voice_command only)"
     )
-    asr_mode: str = Field(default="grammar", pattern=r"^(grammar|open)$")
+    asr_mode: Literal["grammar", "open"] = "grammar"
     asr_fallback: bool = Field(
         default=True, description="grammar mode: decode rejected speech with the open model"
     )
@@ -112,7 +132,7 @@ class Settings(BaseSettings):
     external_asr_timeout: float = Field(default=10.0, gt=0)
 
     # --- agent ---
-    llm_provider: str = "news"
+    llm_provider: Literal["news", "openai", "echo"] = "news"
     news_feeds: str = ""  # empty = built-in defaults (see llm_worker.news.feeds)
     news_feeds_zh: str = ""  # per language: a Chinese session's feeds (empty = NEWS_FEEDS)
     news_feeds_es: str = ""
@@ -122,7 +142,7 @@ class Settings(BaseSettings):
     news_fetch_timeout: float = Field(default=3.0, gt=0)
     history_turns: int = Field(default=8, ge=0)
     openai_api_key: SecretStr | None = None
-    openai_base_url: str | None = None
+    openai_base_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
 
     # --- OpenAI-compatible LLM as the news agent (LLM_PROVIDER=openai) ---
     llm_base_url: str = Field(default="https://api.openai.com/v1", pattern=r"^https?://\S+$")
@@ -157,8 +177,29 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: str) -> str:
         value = value.upper()
-        if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-            raise ValueError("LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        if value not in LOG_LEVELS:
+            raise ValueError(f"choose one of {', '.join(LOG_LEVELS)}")
+        return value
+
+    @field_validator("tts_fallback")
+    @classmethod
+    def _known_tts_engines(cls, value: str) -> str:
+        for name in (part.strip() for part in value.split(",")):
+            if name and name not in TTS_PROVIDERS:
+                raise ValueError(
+                    f"{name!r} is no TTS engine; choose from {', '.join(TTS_PROVIDERS)}"
+                )
+        return value
+
+    @field_validator("news_feeds")
+    @classmethod
+    def _feed_urls(cls, value: str) -> str:
+        for item in (part.strip() for part in value.split(",")):
+            url = (
+                item.partition("=")[2] if "=" in item and "://" not in item.split("=")[0] else item
+            )
+            if item and not url.strip().startswith(("http://", "https://")):
+                raise ValueError(f"item {item!r} is not topic=http(s)://url (or a bare URL)")
         return value
 
     @field_validator("default_language")
@@ -170,10 +211,27 @@ class Settings(BaseSettings):
         return code
 
     @model_validator(mode="after")
-    def _external_asr_needs_a_key(self) -> Settings:
-        if self.use_external_asr and not self.openai_api_key:
+    def _keys_for_hosted_services(self) -> Settings:
+        """Hosted engines without their key would fail on the first turn: fail now."""
+        if self.use_external_asr and not _has(self.openai_api_key):
             raise ValueError("USE_EXTERNAL_ASR=true needs OPENAI_API_KEY to be set")
+        if "openai" in self.tts_engines and not _has(self.openai_api_key):
+            raise ValueError("the openai TTS engine needs OPENAI_API_KEY to be set")
+        host = urlsplit(self.llm_base_url).hostname or ""
+        hosted = any(host == h or host.endswith(f".{h}") for h in HOSTS_NEEDING_KEYS)
+        keyless = not _has(self.llm_api_key) and not _has(self.openai_api_key)
+        if self.llm_provider == "openai" and hosted and keyless:
+            raise ValueError(
+                f"LLM_PROVIDER=openai with {host} needs LLM_API_KEY (or OPENAI_API_KEY); "
+                "for a local server set LLM_BASE_URL"
+            )
         return self
+
+    @property
+    def tts_engines(self) -> list[str]:
+        """TTS engine names in fallback order: ``TTS_FALLBACK`` if set, else ``TTS_PROVIDER``."""
+        names = [name.strip() for name in self.tts_fallback.split(",") if name.strip()]
+        return list(dict.fromkeys(names)) or [self.tts_provider]
 
     @property
     def speech_input_enabled(self) -> bool:
@@ -193,8 +251,38 @@ class Settings(BaseSettings):
         return Keys(self.stream_prefix)
 
 
+def _has(secret: SecretStr | None) -> bool:
+    return secret is not None and bool(secret.get_secret_value().strip())
+
+
 class SettingsError(ValueError):
-    """Invalid configuration; the message names each bad variable (never its value)."""
+    """Invalid configuration; the message names each bad variable (never a secret's value)."""
+
+
+# what a value that failed its pattern should look like, in words
+_PATTERN_HINTS = {
+    "redis_url": "use redis://host:6379/0, rediss://... (TLS) or unix:///path",
+    "stream_prefix": "use 1-32 letters, digits, '_', '.' or '-'",
+    "openai_base_url": "use an http(s):// URL",
+    "llm_base_url": "use an http(s):// URL, e.g. http://localhost:11434/v1 for Ollama",
+    "tts_fallback": "use engine names separated by commas, e.g. edge,espeak",
+}
+
+
+def _describe(error: dict) -> str:
+    """One problem as ``NAME='value': what would be right`` (secrets never shown)."""
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "string_pattern_mismatch" and error["loc"]:
+        message = _PATTERN_HINTS.get(str(error["loc"][0]), message)
+    if not error["loc"]:  # a check across settings: its message names them
+        return message
+    name = "_".join(str(part) for part in error["loc"][:1]).upper()
+    field = Settings.model_fields.get(str(error["loc"][0]))
+    secret = field is not None and "SecretStr" in str(field.annotation)
+    value = error.get("input")
+    if secret or not isinstance(value, str | int | float):
+        return f"{name}: {message}"
+    return f"{name}={value!r}: {message[:1].lower()}{message[1:]}"
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -202,8 +290,42 @@ def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            name = "_".join(str(part) for part in error["loc"]).upper() or "settings"
-            problems.append(f"{name}: {error['msg']}")
-        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None
+        problems = "; ".join(_describe(error) for error in exc.errors())  # type: ignore[arg-type]
+        raise SettingsError(f"invalid configuration: {problems}") from exc
+
+
+def settings_or_exit(program: str, **overrides: object) -> Settings:
+    """``load_settings`` for an entry point: a bad value ends the process before anything
+    starts, with one line on stderr and exit code 2 (the traceback only with
+    ``LOG_LEVEL=DEBUG``)."""
+    try:
+        return load_settings(**overrides)
+    except SettingsError as exc:
+        exit_with(program, str(exc), debug_exc=exc)
+
+
+def port_free_or_exit(program: str, host: str, port: int) -> None:
+    """A port another server holds ends the start with one line, before anything starts."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            exit_with(
+                program,
+                f"PORT={port} on {host or 'all interfaces'}: {exc.strerror or exc}; "
+                "stop the other server or choose another PORT",
+            )
+
+
+def exit_with(
+    program: str, message: str, code: int = 2, debug_exc: BaseException | None = None
+) -> NoReturn:
+    """Print ``program: message`` as one line on stderr and exit with ``code``."""
+    if debug_exc is not None and os.environ.get("LOG_LEVEL", "").strip().upper() == "DEBUG":
+        traceback.print_exception(debug_exc)
+    print(f"{program}: {message}", file=sys.stderr)
+    raise SystemExit(code)

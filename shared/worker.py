@@ -35,6 +35,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from shared import metrics, protocol
 from shared.checkpoint import StaleTurn
 from shared.control import ControlChannel
+from shared.lifecycle import shutting_down
 from shared.logs import session_id_var, turn_id_var
 from shared.messages import DeadLetter, MessageError, ReplyEvent, decode, encode
 from shared.mux import StreamMux
@@ -138,7 +139,8 @@ class StageWorker(Generic[JobT]):
                     log.warning("%s group vanished (stream deleted?); recreating", self.kind)
                     await ensure_group(self.redis, self.stream, self.group)
                 except (RedisConnectionError, RedisTimeoutError):
-                    log.warning("%s worker lost Redis; retrying in %.2fs", self.kind, backoff)
+                    if not (stop.is_set() or shutting_down()):  # expected while shutting down
+                        log.warning("%s worker lost Redis; retrying in %.2fs", self.kind, backoff)
                     await asyncio.sleep(backoff * (1 + random.random()))
                     backoff = min(backoff * 2, 5.0)
         finally:

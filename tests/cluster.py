@@ -20,7 +20,7 @@ from pathlib import Path
 import redis
 
 from shared.messages import decode
-from tests.conftest import E2E_FEEDS, ROOT, free_port, wait_for_http
+from tests.support import E2E_FEEDS, ROOT, free_port, wait_for_http
 
 MODULES = {"gateway": "gateway", "asr": "asr_worker", "llm": "llm_worker", "tts": "tts_worker"}
 

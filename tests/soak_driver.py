@@ -13,7 +13,7 @@ from pathlib import Path
 
 import redis
 
-from shared.client import VoiceClient
+from voice_agent.client import VoiceClient
 
 COMMANDS = ("technology news", "sports headlines", "what's new in business", "tell me more")
 

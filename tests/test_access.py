@@ -18,8 +18,8 @@ import pytest
 import websockets
 
 from gateway.auth import sign_token
-from shared.client import VoiceClient
-from tests.conftest import ROOT, System, running_system
+from tests.support import ROOT, System, running_system
+from voice_agent.client import VoiceClient
 
 API_KEY = "test-api-key-7f3a9c"
 SECRET = "test-signing-secret-41d2"
@@ -78,7 +78,7 @@ async def test_api_key_by_query_or_bearer_header_lets_the_client_in(guarded) -> 
 async def test_signed_tokens_fix_the_user_and_expire(guarded) -> None:
     made = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "shared.cli", "token", "--user", "alice", "--ttl", "60"],
+        [sys.executable, "-m", "voice_agent.cli", "token", "--user", "alice", "--ttl", "60"],
         cwd=ROOT,
         env={**os.environ, "AUTH_SECRET": SECRET},
         capture_output=True,

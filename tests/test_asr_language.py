@@ -12,8 +12,8 @@ from shared.messages import AsrJob, InputChunk, LlmJob, ReplyEvent, decode
 from shared.settings import Settings, load_settings
 from shared.streams import append_with_ttl, publish_job
 from tests.audio_checks import speech_16k
-from tests.conftest import free_port
 from tests.openai_standin import StandIn, running_standin
+from tests.support import free_port
 from tests.test_asr_external import asr_worker, engine  # noqa: F401 - the module fixture
 
 

@@ -21,7 +21,7 @@ import pytest
 from shared.audio import pcm16_to_wav
 from tests.audio_checks import speech_16k
 from tests.browser_support import chromium_args, ensure_chromium, ensure_playwright
-from tests.conftest import running_system
+from tests.support import running_system
 
 pytestmark = pytest.mark.timeout(600)  # the first test may install chromium with apt-get
 
@@ -154,6 +154,42 @@ async def test_stop_silences_the_reply_at_once(page: Any) -> None:
     v2 = await page.evaluate("voicePage.connection.session.v2")
     sent = stats["cancelsSent"] - before["cancelsSent"]
     assert sent == (1 if v2 else 0)  # cancel exists from protocol v2 on
+    stopped = await _turn(page, "t.done")
+    assert "stopped" in stopped["meta"]
+    await _one_row_and_one_label_per_turn(page)
+
+
+async def _notice(page: Any) -> dict[str, str]:
+    return await page.evaluate(
+        """(() => { const el = document.getElementById('notice');
+        const details = el.querySelector('.details');
+        return {kind: el.dataset.kind || '', details: details ? details.textContent : '',
+                text: el.firstChild && el.firstChild.nodeType === 3 ? el.firstChild.textContent
+                                                                     : ''}; })()"""
+    )
+
+
+async def test_errors_read_as_sentences_and_clear_on_the_next_good_turn(page: Any) -> None:
+    session = await page.evaluate("voicePage.sessionId")
+    bad = {"session_id": session, "audio_chunk": "***not base64***", "is_final": False}
+    await page.evaluate("(d) => voicePage.connection.send('voice_data', d)", bad)
+    await page.wait_for_function("document.getElementById('notice').dataset.kind === 'error'")
+    shown = await _notice(page)
+    assert shown["text"].startswith("A piece of microphone audio arrived damaged")
+    assert "bad_audio" not in shown["text"] and shown["details"].startswith("bad_audio: ")
+    await page.fill("#command", "technology news")
+    await page.press("#command", "Enter")
+    await _turn(page, "t.typed && t.done")
+    assert await _notice(page) == {"kind": "", "details": "", "text": ""}
+
+
+async def _one_row_and_one_label_per_turn(page: Any) -> None:
+    rows = await page.eval_on_selector_all("#timings-body tr", "rs => rs.map(r => r.dataset.turn)")
+    assert len(rows) == len(set(rows)), rows
+    for turn in await page.evaluate("voicePage.turns()"):
+        for label in ("interrupted", "stopped"):
+            assert turn["meta"].count(label) <= 1, turn["meta"]
+        assert not ("interrupted" in turn["meta"] and "stopped" in turn["meta"]), turn["meta"]
 
 
 async def test_speaking_over_the_reply_interrupts_it(page: Any) -> None:
@@ -165,8 +201,10 @@ async def test_speaking_over_the_reply_interrupts_it(page: Any) -> None:
     await page.click("#mic")  # the fake microphone speaks while the reply plays
     spoken = await _turn(page, "t.done && !t.typed")
     assert "sports" in spoken["user"] and "striker" in spoken["agent"].lower()
-    typed = await _turn(page, "t.typed")
+    typed = await _turn(page, "t.typed && t.done")
     assert typed["cancelled"] and (await _stats(page))["stops"] >= 1
+    assert "interrupted" in typed["meta"]
+    await _one_row_and_one_label_per_turn(page)
 
 
 async def test_server_without_speech_recognition(

@@ -13,7 +13,7 @@ ROOT = Path(__file__).parent.parent
 
 
 def _talk(system, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "shared.cli", "talk", "--url", system.ws_url, *args]
+    command = [sys.executable, "-m", "voice_agent.cli", "talk", "--url", system.ws_url, *args]
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
@@ -32,4 +32,6 @@ def test_talk_with_a_wav_file_prints_the_transcript(system, tmp_path: Path) -> N
     result = _talk(system, str(wav), "--fast", "--out", str(tmp_path / "r.mp3"))
     assert result.returncode == 0, result.stderr
     assert "you: " in result.stdout and "sports" in result.stdout
+    # piped: partials are plain lines, no carriage returns and no padding
+    assert "\r" not in result.stdout and "    " not in result.stdout.split("timing")[0]
     assert "striker" in result.stdout.lower()

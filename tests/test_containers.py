@@ -24,11 +24,11 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from shared.client import Turn, VoiceClient
 from shared.keys import LLM_GROUP, TTS_GROUP, Keys
 from shared.messages import ReplyEvent, decode
 from tests.audio_checks import decode_mp3, speech_16k
-from tests.conftest import ROOT, free_port
+from tests.support import ROOT, free_port
+from voice_agent.client import Turn, VoiceClient
 
 pytestmark = pytest.mark.containers
 

@@ -17,12 +17,12 @@ import websockets
 from redis.asyncio import Redis
 
 from llm_worker.history import CUT_MARK
-from shared.client import VoiceClient
 from shared.keys import Keys
 from shared.messages import ReplyEvent, decode
 from tests.audio_checks import speech_16k
-from tests.conftest import System, free_port, running_system
 from tests.openai_standin import ChatScript, StandIn, running_standin
+from tests.support import System, free_port, running_system
+from voice_agent.client import VoiceClient
 
 SENTENCES = [
     f"Story number {n} is about a town that built a new bridge over the river."

@@ -18,12 +18,12 @@ import redis.asyncio as aioredis
 
 from llm_worker.sentences import SentenceSplitter
 from llm_worker.speech_text import speech_text
-from shared.client import Turn, VoiceClient
 from shared.messages import InputChunk, decode
 from tests.audio_checks import decode_mp3, speech_16k
 from tests.cluster import Cluster, running_cluster
-from tests.conftest import free_port
 from tests.openai_standin import ChatScript, StandIn, running_standin
+from tests.support import free_port
+from voice_agent.client import Turn, VoiceClient
 
 REPLY = (
     "Here is the news for today. Markets were calm this morning. "

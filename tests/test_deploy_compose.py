@@ -32,11 +32,11 @@ import redis.asyncio as aioredis
 import yaml
 from jsonschema import Draft201909Validator
 
-from shared.client import VoiceClient
 from shared.keys import ASR_GROUP, LLM_GROUP, TTS_GROUP, Keys
 from shared.settings import Settings
 from tests.audio_checks import speech_16k
-from tests.conftest import E2E_FEEDS, ROOT, free_port
+from tests.support import E2E_FEEDS, ROOT, free_port
+from voice_agent.client import VoiceClient
 
 SCHEMAS = Path(__file__).parent / "deploy_schemas"
 SETTINGS_VARS = frozenset(name.upper() for name in Settings.model_fields)

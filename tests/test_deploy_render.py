@@ -24,7 +24,7 @@ import pytest
 from jsonschema import Draft201909Validator
 
 from shared.settings import Settings
-from tests.conftest import ROOT, free_port, wait_for_http
+from tests.support import ROOT, free_port, wait_for_http
 from tests.test_deploy_compose import (
     SCHEMAS,
     SETTINGS_VARS,
@@ -169,7 +169,7 @@ def test_all_in_one_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     env.pop("REDIS_URL", None)  # the embedded valkey, a child process
     with open(tmp_path / "up.log", "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "up"],
+            [sys.executable, "-m", "voice_agent.cli", "up"],
             cwd=ROOT,
             env=env,
             stdout=log,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import httpx
 
-from shared.client import VoiceClient
-from tests.conftest import running_system
+from tests.support import running_system
+from voice_agent.client import VoiceClient
 
 
 async def test_audio_is_refused_clearly_and_commands_still_work(

@@ -8,8 +8,8 @@ import pytest
 
 from shared.engines import AudioSegment, Voice
 from tests.audio_checks import decode_mp3
-from tests.conftest import free_port
 from tests.edge_standin import EdgeStandIn, point_edge_tts_at, running_edge_standin, speech_mp3
+from tests.support import free_port
 from tests.test_mp3 import whole_frames
 from tts_worker.edge_engine import EdgeTtsEngine
 from tts_worker.errors import TtsProviderError

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import httpx
 import websockets
 
-from shared.client import VoiceClient
+from voice_agent.client import VoiceClient
 
 FRAMES = 3000
 KNOWN_EVENTS = {"voice_command", "voice_data", "cancel", "ping"}

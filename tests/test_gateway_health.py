@@ -7,8 +7,8 @@ import sys
 
 import httpx
 
-from shared.client import VoiceClient
-from tests.conftest import ROOT, free_port, wait_for_http
+from tests.support import ROOT, free_port, wait_for_http
+from voice_agent.client import VoiceClient
 
 
 def test_health_reports_redis_and_sessions(system) -> None:

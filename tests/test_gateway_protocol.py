@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from shared.client import VoiceClient
 from tests.audio_checks import speech_16k
+from voice_agent.client import VoiceClient
 
 SESSION = "{session}"
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import httpx
 
-from shared.client import VoiceClient
 from shared.embedded_redis import start_embedded_redis
-from tests.conftest import running_system
+from tests.support import running_system
+from voice_agent.client import VoiceClient
 
 
 async def test_command_while_redis_is_down_gets_unavailable(fixture_http: str, tmp_path: Path):

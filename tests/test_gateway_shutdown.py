@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import websockets
 
-from shared.client import VoiceClient
-from tests.conftest import ROOT, free_port, wait_for_http
 from tests.openai_standin import ChatScript, StandIn, running_standin
+from tests.support import ROOT, free_port, wait_for_http
+from voice_agent.client import VoiceClient
 
 REPLY = " ".join(f"Item {n} of the bulletin is a calm and quiet one today." for n in range(1, 9))
 

@@ -18,13 +18,13 @@ import httpx
 import pytest
 
 from llm_worker.providers import build as build_llm
-from shared.client import VoiceClient
 from shared.service import run_worker
 from shared.settings import Settings, load_settings
-from tests.conftest import free_port
 from tests.edge_standin import EdgeStandIn, point_edge_tts_at, running_edge_standin
 from tests.openai_standin import ChatScript, StandIn, running_standin
+from tests.support import free_port
 from tts_worker.providers import build as build_tts
+from voice_agent.client import VoiceClient
 
 ZH_PIECES = [
     "今天有三条",
@@ -52,7 +52,7 @@ def model() -> Iterator[StandIn]:
 @contextlib.asynccontextmanager
 async def gateway_and_workers(settings: Settings) -> AsyncIterator[str]:
     """Gateway + LLM + TTS workers in this event loop until the block ends; yields ws url."""
-    from gateway.__main__ import gateway_server
+    from gateway.server import gateway_server
 
     stop = asyncio.Event()
     workers = [

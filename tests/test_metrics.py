@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterator
 
 import httpx
 
-from shared.client import VoiceClient
 from shared.messages import LlmJob
 from shared.streams import connect, publish_job
 from tests.audio_checks import speech_16k
-from tests.conftest import ROOT, free_port, wait_for_http
+from tests.support import ROOT, free_port, wait_for_http
+from voice_agent.client import VoiceClient
 
 
 def _value(text: str, name: str, **labels: str) -> float | None:

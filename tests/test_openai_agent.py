@@ -27,8 +27,8 @@ from shared.keys import Keys
 from shared.messages import LlmJob, ReplyEvent, decode
 from shared.settings import load_settings
 from shared.streams import publish_job
-from tests.conftest import free_port
 from tests.openai_standin import ChatScript, StandIn, running_standin
+from tests.support import free_port
 
 KEYS = Keys("t")
 TECH_FIRST = "Chipmaker unveils faster AI processor"

@@ -10,8 +10,8 @@ import pytest
 from shared.audio import pcm16_duration_ms
 from shared.engines import AudioSegment, Voice
 from tests.audio_checks import decode_mp3
-from tests.conftest import free_port
 from tests.openai_standin import StandIn, running_standin
+from tests.support import free_port
 from tests.test_mp3 import whole_frames
 from tts_worker.errors import TtsProviderError
 from tts_worker.espeak_engine import espeak_sample_rate, synthesize_pcm

@@ -22,7 +22,7 @@ def test_wheel_contains_packages_grammar_and_dictionary(tmp_path: Path) -> None:
         "asr_worker/data/news.gram",
         "asr_worker/data/news.dict",
         "gateway/app.py",
-        "shared/cli.py",
+        "voice_agent/cli.py",
         "llm_worker/news/agent.py",
         "tts_worker/mp3.py",
         "gateway/static/index.html",
@@ -32,4 +32,6 @@ def test_wheel_contains_packages_grammar_and_dictionary(tmp_path: Path) -> None:
         assert required in names, required
     assert not any(name.startswith("tests/") for name in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "voice-agent = shared.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert (
+        "voice-agent = voice_agent.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.client import VoiceClient
 from tests.audio_checks import decode_mp3, speech_16k, word_error_rate
+from voice_agent.client import VoiceClient
 
 
 @pytest.mark.parametrize(
@@ -46,7 +46,7 @@ async def test_silence_gets_a_no_speech_error(system) -> None:
 async def test_a_pause_ends_the_utterance_without_is_final(system) -> None:
     import asyncio
 
-    from shared.client import Turn
+    from voice_agent.client import Turn
 
     pcm = speech_16k("any business news today", tail_silence_ms=1000)
     async with VoiceClient.connect(system.ws_url) as client:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 
-from shared.client import VoiceClient
 from tests.audio_checks import decode_mp3, voiced_fraction
 from tests.test_mp3 import whole_frames
+from voice_agent.client import VoiceClient
 
 
 async def test_command_gets_streamed_text_audio_and_completion(system) -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import redis
 
-from shared.client import VoiceClient
 from shared.embedded_redis import EmbeddedRedis, start_embedded_redis
 from tests.cluster import Cluster, running_cluster
+from voice_agent.client import VoiceClient
 
 
 def restart(store: EmbeddedRedis, data_dir: Path, crash: bool) -> EmbeddedRedis:

@@ -1,7 +1,7 @@
 """A bounded soak: 200 short sessions (typed turns) against separate gateway and worker
 processes on a fresh server. Once the sessions' keys have expired, Redis holds as many
 keys and about as much memory as after the warm-up, and the gateway's RSS has not grown
-with the number of finished sessions. Longer runs: ``python bench/soak.py``."""
+with the number of finished sessions. Longer runs: ``python -m bench.soak``."""
 
 from __future__ import annotations
 

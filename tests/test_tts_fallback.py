@@ -12,8 +12,8 @@ from redis.asyncio import Redis
 from shared.engines import AudioSegment, TtsEngine, Voice
 from shared.settings import load_settings
 from tests.audio_checks import decode_mp3
-from tests.conftest import free_port
 from tests.edge_standin import EdgeStandIn, point_edge_tts_at, running_edge_standin, speech_mp3
+from tests.support import free_port
 from tests.test_tts_formats import Reply, speak_reply
 from tts_worker.edge_engine import EdgeTtsEngine
 from tts_worker.errors import TtsProviderError
@@ -121,7 +121,8 @@ def test_tts_fallback_setting_builds_the_chain() -> None:
     engine: TtsEngine = create_tts_engine(load_settings(tts_fallback="edge, espeak"))
     assert isinstance(engine, FallbackTts)
     assert [e.name for e in engine.engines] == ["edge", "espeak"]
-    with pytest.raises(ValueError, match="TTS_FALLBACK names unknown TTS provider 'polly'"):
-        create_tts_engine(load_settings(tts_fallback="edge,polly"))
+    # unknown names and missing keys now fail when the settings are read, before any start
+    with pytest.raises(ValueError, match="TTS_FALLBACK='edge,polly': 'polly' is no TTS engine"):
+        load_settings(tts_fallback="edge,polly")
     with pytest.raises(ValueError, match="OPENAI_API_KEY"):
-        create_tts_engine(load_settings(tts_fallback="openai,espeak", openai_api_key=None))
+        load_settings(tts_fallback="openai,espeak", openai_api_key=None)

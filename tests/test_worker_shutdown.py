@@ -9,10 +9,10 @@ import signal
 import time
 from pathlib import Path
 
-from shared.client import Turn, VoiceClient
 from tests.cluster import running_cluster
 from tests.openai_standin import StandIn
 from tests.test_crash_recovery import RECOVERY, REPLY, assert_complete_reply, model_env, slow_model
+from voice_agent.client import Turn, VoiceClient
 
 __all__ = ["slow_model"]  # the fixture, shared with the crash tests
 

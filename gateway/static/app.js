@@ -9,6 +9,7 @@ import { Mic } from "./mic.js";
 import { Player } from "./player.js";
 import { mountLanguagePicker, noteServerLanguage } from "./language.js";
 import { BrowserRecognizer } from "./speech.js";
+import { errorSentence } from "./errors.js";
 import { TurnView, addTimingRow, allTurns, cell } from "./view.js";
 
 const $ = (id) => document.getElementById(id);
@@ -96,10 +97,19 @@ function showPhase(phase, detail) {
   $("status-detail").textContent = detail || "";
 }
 
-function notice(kind, text) {
+/** A line in the footer: a sentence for people; the protocol's words only in `details`. */
+function notice(kind, text, details = "") {
   const el = $("notice");
   el.dataset.kind = kind;
-  el.textContent = text;
+  const more = document.createElement("span");
+  more.className = "details";
+  more.textContent = details;
+  el.replaceChildren(text, ...(details ? [more] : []));
+}
+
+/** A good turn: an error shown earlier is no longer news. */
+function clearError() {
+  if ($("notice").dataset.kind === "error") notice("", "");
 }
 
 // --- audio ------------------------------------------------------------------------------
@@ -369,10 +379,14 @@ function onComplete(data) {
   } else if (player) {
     player.finish(turn.id);
   }
-  turn.complete = { ...data };
   const timings = { ...(data.timings || {}) };
-  turn.finish(timings, data.interrupted ? "interrupted" : null, data.audio_ms);
-  addTimingRow(turn, timings, data.audio_ms);
+  addTimingRow(turn, timings, data.audio_ms); // a repeat (replayed on resume) replaces its row
+  if (!turn.complete) {
+    // a reply cut by the page or by onInterrupted carries its label already
+    turn.finish(timings, data.interrupted && !turn.noted() ? "interrupted" : null, data.audio_ms);
+  }
+  turn.complete = { ...data };
+  if (!data.interrupted && !turn.failed) clearError();
   lastDone = turn.id;
   updateStop();
 }
@@ -382,13 +396,15 @@ function onError(data) {
   if (data.code === "asr_disabled") return useBrowserRecognition();
   if (data.code === "asr_language_unsupported") return useBrowserRecognition(data.message);
   const turn = data.turn_id ? turns.get(data.turn_id) : null;
+  const sentence = errorSentence(data);
   if (turn && data.code === "no_speech") {
-    turn.finish(null, "no speech recognised");
+    turn.finish(null, sentence);
     lastDone = turn.id;
   } else if (turn) {
-    turn.addNote(`${data.code}: ${data.message}`, true);
+    turn.failed = true;
+    turn.addNote(sentence, true);
   }
-  notice("error", `${data.code}: ${data.message}`);
+  notice("error", sentence, `${data.code}: ${data.message}`);
 }
 
 /** The view of a turn; a typed request shown before its id was known is adopted here. */

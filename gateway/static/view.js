@@ -3,6 +3,8 @@
 
 const $ = (id) => document.getElementById(id);
 
+const ENDINGS = ["stopped", "interrupted"];
+
 export const allTurns = []; // every turn shown, of every session (window.voicePage.turns())
 
 const TIMING_COLUMNS = [
@@ -23,6 +25,7 @@ export class TurnView {
     this.cancelled = false;
     this.chunks = 0;
     this.complete = null; // the streaming_complete data
+    this.failed = false; // an error event ended it
     allTurns.push(this);
     this.el = document.createElement("article");
     this.el.className = "turn";
@@ -77,8 +80,15 @@ export class TurnView {
     this.agent.textContent = this.text;
   }
 
+  /** Does the turn carry its ending already ("stopped" by the page, "interrupted")? */
+  noted() {
+    return [...this.meta.children].some((note) => ENDINGS.includes(note.dataset.text));
+  }
+
   addNote(text, warn = false) {
+    if ([...this.meta.children].some((note) => note.dataset.text === text)) return; // once
     const note = document.createElement("span");
+    note.dataset.text = text;
     if (warn) note.className = "warn";
     note.textContent = (this.meta.textContent ? " · " : "") + text;
     this.meta.append(note);
@@ -129,7 +139,9 @@ export function addTimingRow(turn, timings, audioMs) {
   );
   const body = $("timings-body");
   body.querySelector(".placeholder")?.parentElement.remove();
-  body.append(row);
+  const earlier = [...body.children].find((r) => r.dataset.turn === turn.id);
+  if (earlier) earlier.replaceWith(row); // one row per turn
+  else body.append(row);
 }
 
 export function cell(tag, text) {

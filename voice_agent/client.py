@@ -22,6 +22,14 @@ import websockets
 TERMINAL_EVENTS = frozenset({"streaming_complete", "error"})
 
 
+class ServerRefused(ConnectionError):
+    """The server answered the connection with an ``error`` event instead of ``connected``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code, self.message = code, message
+
+
 @dataclass
 class Turn:
     """Everything the server sent about one turn, with client-side arrival times."""
@@ -96,6 +104,9 @@ class VoiceClient:
     async def connect(cls, url: str, **kwargs: Any) -> AsyncIterator[VoiceClient]:
         async with websockets.connect(url, max_size=None, **kwargs) as ws:
             first = json.loads(await ws.recv())
+            if first.get("event") == "error":
+                data = first.get("data", {})
+                raise ServerRefused(str(data.get("code")), str(data.get("message")))
             if first.get("event") != "connected":
                 raise ConnectionError(f"expected 'connected', got {first.get('event')!r}")
             client = cls(ws, first["data"])
@@ -210,14 +221,16 @@ class VoiceClient:
                     self.finished_turns.add(turn.turn_id)
                     return turn
 
-    async def ask(self, text: str, limit_s: float = 60.0) -> Turn:
-        turn = Turn()
+    async def ask(self, text: str, limit_s: float = 60.0, turn: Turn | None = None) -> Turn:
+        turn = turn or Turn()
         await self.send_command(text)
         turn.input_done_ms = (time.perf_counter() - turn.started_at) * 1000
         return await self.collect_turn(limit_s, turn)
 
-    async def say(self, pcm: bytes, limit_s: float = 60.0, **kwargs: Any) -> Turn:
-        turn = Turn()
+    async def say(
+        self, pcm: bytes, limit_s: float = 60.0, turn: Turn | None = None, **kwargs: Any
+    ) -> Turn:
+        turn = turn or Turn()
         sending = asyncio.create_task(self.send_audio(pcm, **kwargs))
         sending.add_done_callback(
             lambda _t: setattr(

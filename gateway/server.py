@@ -1,0 +1,80 @@
+"""The gateway's uvicorn server, shared by ``python -m gateway`` and ``voice-agent up``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from types import FrameType
+
+import uvicorn
+
+from gateway.app import create_app
+from shared.lifecycle import begin_shutdown
+from shared.redis_wait import retry_less
+from shared.settings import Settings
+
+
+class _GracefulServer(uvicorn.Server):
+    """uvicorn re-raises a captured SIGTERM after its graceful shutdown, killing the process
+    before anything after ``serve()`` runs (``voice-agent up`` must still drain its workers
+    and stop the embedded Redis). The shutdown already happened: exit normally instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if not self._own_signals:  # the embedding program handles them (voice-agent up)
+            yield
+            return
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
+
+    def __init__(
+        self, config: uvicorn.Config, drain_seconds: float, own_signals: bool = True
+    ) -> None:
+        super().__init__(config)
+        self._drain_seconds = drain_seconds
+        self._own_signals = own_signals
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        begin_shutdown()  # losing Redis from now on is expected (compose down)
+        super().handle_exit(sig, frame)
+
+    async def shutdown(self, sockets: list | None = None) -> None:  # type: ignore[override]
+        """Stop listening, drain the app's sessions (1012 + resume), then shut down."""
+        begin_shutdown()
+        for server in self.servers:
+            server.close()
+        drain = getattr(getattr(self.config.app, "state", None), "drain", None)
+        if drain is not None:
+            await drain(self._drain_seconds)
+        redis = getattr(getattr(self.config.app, "state", None), "redis", None)
+        if redis is not None:
+            retry_less(redis)
+        await super().shutdown(sockets)
+
+
+def gateway_server(settings: Settings, own_signals: bool = True) -> uvicorn.Server:
+    """The gateway's uvicorn server (also used by ``voice-agent up``).
+
+    Frames up to 4x the protocol limit reach the app, which answers oversized ones with
+    an ``error`` event instead of closing the socket; WebSocket pings keep idle
+    connections (and proxies) alive and detect dead peers.
+    """
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        log_config=None,  # keep our JSON logging
+        ws_max_size=max(4 * settings.max_frame_bytes, 1 << 20),
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+        proxy_headers=True,
+    )
+    return _GracefulServer(config, settings.gateway_drain_seconds, own_signals)
+
+
+def page_url(host: str, port: int) -> str:
+    """An address a person can open: ``0.0.0.0`` / ``::`` (all interfaces) -> localhost."""
+    shown = "localhost" if host in {"0.0.0.0", "::", ""} else host
+    return f"http://{f'[{shown}]' if ':' in shown else shown}:{port}/"

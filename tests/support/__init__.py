@@ -1,0 +1,23 @@
+"""What tests and benchmarks share: free ports, waiting for HTTP, the whole system as a
+subprocess (``running_system``), the fixture feeds. Benchmarks import it as
+``tests.support`` (run them from the repository root: ``python -m bench.NAME``)."""
+
+from tests.support.processes import (
+    E2E_FEEDS,
+    FIXTURES,
+    ROOT,
+    System,
+    free_port,
+    running_system,
+    wait_for_http,
+)
+
+__all__ = [
+    "E2E_FEEDS",
+    "FIXTURES",
+    "ROOT",
+    "System",
+    "free_port",
+    "running_system",
+    "wait_for_http",
+]

@@ -1,0 +1,276 @@
+"""``voice-agent talk`` when something is off: one line saying what to do, and the exit
+code README.md documents for that failure; a server restarting mid-reply is resumed.
+
+Real servers throughout: a refused port, a TLS listener with a certificate nobody signed,
+an HTTP server that answers 401, a gateway with no workers behind it (no reply ever
+comes), a guarded full gateway, and for the restart two gateways behind a small TCP
+forwarder (the load balancer a deployment has in front of them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.openai_standin import ChatScript, StandIn, running_standin
+from tests.support import ROOT, free_port, wait_for_http
+from voice_agent import talk as talk_module
+from voice_agent.client import VoiceClient
+
+API_KEY = "talk-test-key-5e1d"
+
+
+def talk(*args: str, url: str = "ws://127.0.0.1:9/ws/voice") -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"VOICE_AGENT_TOKEN", "LOG_LEVEL"}}
+    command = [sys.executable, "-m", "voice_agent.cli", "talk", "--url", url, *args]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def assert_one_line(result: subprocess.CompletedProcess[str], code: int, *words: str) -> None:
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("voice-agent talk: "), result.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+def test_nothing_listening() -> None:
+    port = free_port()
+    result = talk("--text", "hi", url=f"ws://127.0.0.1:{port}/ws/voice")
+    assert_one_line(result, talk_module.EXIT_UNREACHABLE, "nothing listens", "voice-agent up")
+
+
+def test_unknown_host() -> None:
+    result = talk("--text", "hi", url="ws://no-such-host.invalid:8000/ws/voice")
+    assert_one_line(result, talk_module.EXIT_UNREACHABLE, "cannot find host", "--url")
+
+
+def test_the_file_is_read_before_connecting(tmp_path: Path) -> None:
+    # nothing listens at the URL either: the file's problem is the one reported
+    assert_one_line(
+        talk(str(tmp_path / "missing.wav")), talk_module.EXIT_AUDIO_FILE, "no such audio file"
+    )
+    text = tmp_path / "notes.wav"
+    text.write_text("these are notes, not sound\n")
+    assert_one_line(talk(str(text)), talk_module.EXIT_AUDIO_FILE, "WAV, MP3, FLAC or Ogg")
+    assert_one_line(talk(str(tmp_path)), talk_module.EXIT_AUDIO_FILE, "folder")
+
+
+@contextlib.contextmanager
+def tls_listener(tmp_path: Path) -> Iterator[int]:
+    """A TLS server whose certificate no authority signed (a typo'd or private host)."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [
+            *"openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost".split(),
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with contextlib.suppress(OSError), context.wrap_socket(conn, server_side=True):
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def test_tls_failure(tmp_path: Path) -> None:
+    with tls_listener(tmp_path) as port:
+        result = talk("--text", "hi", url=f"wss://127.0.0.1:{port}/ws/voice")
+    assert_one_line(result, talk_module.EXIT_UNREACHABLE, "TLS", "certificate")
+
+
+class _Unauthorized(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # a proxy in front of the server that wants credentials
+        self.send_response(401)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_http_401_on_the_upgrade() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Unauthorized)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = talk("--text", "hi", url=f"ws://127.0.0.1:{server.server_port}/ws/voice")
+    finally:
+        server.shutdown()
+    assert_one_line(result, talk_module.EXIT_REFUSED, "HTTP 401", "--token")
+
+
+@pytest.fixture(scope="module")
+def lone_gateway(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A guarded gateway with room for one session and no workers: nothing ever replies."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "REDIS_URL": f"{redis_url}/6",
+        "STREAM_PREFIX": f"lone{uuid.uuid4().hex[:6]}",
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "API_KEYS": API_KEY,
+        "MAX_WEBSOCKET_CONNECTIONS": "1",
+    }
+    log = open(tmp_path_factory.mktemp("lone") / "gateway.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health", proc)
+        yield f"ws://127.0.0.1:{port}/ws/voice"
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def test_a_wrong_token(lone_gateway: str) -> None:
+    result = talk("--text", "hi", "--token", "not-the-key", url=lone_gateway)
+    assert_one_line(result, talk_module.EXIT_REFUSED, "refused", "token")
+
+
+def test_no_reply_within_the_timeout(lone_gateway: str) -> None:
+    result = talk("--text", "hi", "--token", API_KEY, "--timeout", "1", url=lone_gateway)
+    assert_one_line(result, talk_module.EXIT_NO_REPLY, "no reply within 1 s", "/ready")
+
+
+async def test_a_full_server(lone_gateway: str) -> None:
+    async with VoiceClient.connect(f"{lone_gateway}?token={API_KEY}"):  # the one place
+        result = await asyncio.to_thread(talk, "--text", "hi", "--token", API_KEY, url=lone_gateway)
+    assert_one_line(result, talk_module.EXIT_BUSY, "full", "try again")
+
+
+# --- a restart mid-reply ----------------------------------------------------------------
+
+REPLY = " ".join(f"Story {n} of the bulletin is a calm and quiet one today." for n in range(1, 9))
+
+
+class Forwarder:
+    """A TCP forwarder in front of the gateways: new connections go to ``target``."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                client.close()
+                continue
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+def test_a_restart_mid_reply_resumes_on_its_own(redis_url: str, tmp_path: Path) -> None:
+    with running_standin(StandIn(), free_port()) as standin:
+        standin.chat = ChatScript(reply=REPLY, chunk_delay=0.08)
+        env = {
+            **os.environ,
+            "REDIS_URL": f"{redis_url}/4",
+            "STREAM_PREFIX": f"tr{uuid.uuid4().hex[:6]}",
+            "ASR_PROVIDER": "none",
+            "LLM_PROVIDER": "openai",
+            "LLM_BASE_URL": standin.base_url,
+            "LLM_API_KEY": standin.api_key,
+            "HOST": "127.0.0.1",
+            "GATEWAY_DRAIN_SECONDS": "0.3",
+        }
+        procs: list[subprocess.Popen[bytes]] = []
+
+        def start(module: str, **extra: str) -> subprocess.Popen[bytes]:
+            log = open(tmp_path / f"{module}-{len(procs)}.log", "wb")
+            proc = subprocess.Popen(
+                [sys.executable, "-m", module],
+                cwd=ROOT,
+                env={**env, **extra},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            procs.append(proc)
+            return proc
+
+        try:
+            start("llm_worker")
+            start("tts_worker")
+            ports = [free_port(), free_port()]
+            gateways = [start("gateway", PORT=str(port)) for port in ports]
+            for port, proc in zip(ports, gateways, strict=True):
+                wait_for_http(f"http://127.0.0.1:{port}/ready", proc)
+            forwarder = Forwarder(ports[0])
+            command = [sys.executable, "-m", "voice_agent.cli", "talk", "--text", "the bulletin"]
+            command += ["--url", f"ws://127.0.0.1:{forwarder.port}/ws/voice"]
+            command += ["--out", str(tmp_path / "reply.mp3")]
+            talking = subprocess.Popen(
+                command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            while not standin.chat.requests:  # the reply is being written: restart now
+                assert talking.poll() is None, talking.communicate()
+                time.sleep(0.02)
+            forwarder.target = ports[1]
+            gateways[0].send_signal(signal.SIGTERM)
+            out, err = talking.communicate(timeout=120)
+            forwarder.listener.close()
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait(10)
+    assert talking.returncode == 0, err
+    assert "resuming the reply" in err
+    assert "agent: Story 1" in out and "Story 8" in out
+    assert (tmp_path / "reply.mp3").stat().st_size > 0

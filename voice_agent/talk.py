@@ -1,0 +1,361 @@
+"""``voice-agent talk``: one turn against a local or remote server, from the terminal.
+
+Sends typed text (``--text``) or an audio file (any format miniaudio reads: WAV, MP3,
+FLAC, Ogg Vorbis; resampled to 16 kHz mono) streamed at real-time pace, prints partial
+transcripts live and the agent's text, saves the reply audio and prints a timing table.
+
+The file is read before connecting. Every ordinary failure ends with one line on stderr
+saying what to do and its own exit code (``EXIT_CODES``, listed in README.md); a server
+that restarts mid-reply (close 1012) is reconnected to and the reply resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import socket
+import ssl
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlencode, urlsplit
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_AUDIO_FILE = 3
+EXIT_UNREACHABLE = 4
+EXIT_REFUSED = 5
+EXIT_BUSY = 6
+EXIT_NO_REPLY = 7
+EXIT_TURN_FAILED = 8
+EXIT_CONNECTION_LOST = 9
+EXIT_CODES = {
+    EXIT_OK: "the reply arrived",
+    EXIT_USAGE: "wrong arguments (or a bad setting)",
+    EXIT_AUDIO_FILE: "the audio file is missing, unreadable or not audio",
+    EXIT_UNREACHABLE: "no server at --url (refused, unknown host, TLS, timeout, not /ws/voice)",
+    EXIT_REFUSED: "the server refused access (HTTP 401/403 or close 1008): check --token",
+    EXIT_BUSY: "the server is full (1013) or kept restarting (1012): try again shortly",
+    EXIT_NO_REPLY: "no reply within --timeout",
+    EXIT_TURN_FAILED: "the server answered the turn with an error event",
+    EXIT_CONNECTION_LOST: "the connection closed mid-turn for another reason",
+}
+CLOSE_POLICY, CLOSE_RESTART, CLOSE_TRY_LATER = 1008, 1012, 1013
+RESUME_ATTEMPTS = 8  # reconnects after a 1012, waiting 0.25 s doubling to 4 s between them
+
+
+class TalkError(Exception):
+    """An ordinary failure: ``message`` says what to do, ``code`` is the exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def load_audio_16k(path: Path) -> bytes:
+    """Any common audio file as 16 kHz mono s16le PCM; a ``TalkError`` when it is none."""
+    import miniaudio
+
+    if path.is_dir():
+        raise TalkError(f"{path} is a folder; give an audio file", EXIT_AUDIO_FILE)
+    try:
+        decoded = miniaudio.decode_file(
+            str(path),
+            output_format=miniaudio.SampleFormat.SIGNED16,
+            nchannels=1,
+            sample_rate=16000,
+        )
+    except FileNotFoundError:
+        raise TalkError(f"no such audio file: {path}", EXIT_AUDIO_FILE) from None
+    except OSError as exc:
+        raise TalkError(f"cannot read {path}: {exc.strerror}", EXIT_AUDIO_FILE) from None
+    except miniaudio.DecodeError:
+        raise TalkError(
+            f"{path} is not audio this can read; give a WAV, MP3, FLAC or Ogg Vorbis file",
+            EXIT_AUDIO_FILE,
+        ) from None
+    pcm = decoded.samples.tobytes()
+    if not pcm:
+        raise TalkError(f"{path} holds no sound", EXIT_AUDIO_FILE)
+    return pcm
+
+
+def _printer(out: IO[str], live: bool | None = None):
+    """Prints partials on one updating line on a terminal (plain lines otherwise), then
+    the final transcript and reply text."""
+    if live is None:
+        live = bool(getattr(out, "isatty", lambda: False)())
+    state = {"width": 0, "last": ""}
+
+    def clear() -> str:
+        return "\r" + " " * state["width"] + "\r" if state["width"] else ""
+
+    def show(event: dict) -> None:
+        name, data = event["event"], event.get("data", {})
+        if name == "partial_transcription" and not data.get("is_final"):
+            text = str(data["text"])
+            if live:
+                out.write(f"{clear()}… {text}")
+                state["width"] = len(text) + 2
+            elif text != state["last"]:
+                out.write(f"… {text}\n")
+            state["last"] = text
+        elif name == "partial_transcription":
+            out.write(f"{clear()}you: {data['text']}\n")
+            state["width"] = 0
+        elif name == "agent_response" and data.get("is_final"):
+            out.write(f"agent: {data['text']}\n")
+        elif name == "error":
+            out.write(f"{clear()}error [{data.get('code')}]: {data.get('message')}\n")
+            state["width"] = 0
+        out.flush()
+
+    return show
+
+
+def timing_table(turn: Any) -> str:
+    rows = [("first event", turn.arrival_ms[0] if turn.arrival_ms else None)]
+    rows += [(f"first {n}", turn.first_ms(n)) for n in ("agent_response", "tts_chunk")]
+    rows.append(("complete", turn.first_ms("streaming_complete")))
+    server = (turn.complete or {}).get("timings", {})
+    lines = ["timing (ms after the request was complete)", "-" * 44]
+    base = turn.input_done_ms or 0.0
+    for label, at in rows:
+        if at is not None:
+            lines.append(f"{label:<28}{max(0.0, at - base):>10.0f}")
+    for key, value in sorted(server.items()):
+        lines.append(f"server {key:<21}{value:>10}")
+    return "\n".join(lines)
+
+
+def _host(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+
+
+def _close_error(code: int | None, reason: str, url: str) -> TalkError:
+    """What a close code means for the person at the terminal."""
+    if code == CLOSE_POLICY:
+        why = reason or "policy violation"
+        return TalkError(f"the server refused the session ({why}); check --token", EXIT_REFUSED)
+    if code == CLOSE_TRY_LATER:
+        return TalkError(f"{_host(url)} is full right now (1013); try again shortly", EXIT_BUSY)
+    if code == CLOSE_RESTART:
+        return TalkError(f"{_host(url)} kept restarting (1012); try again shortly", EXIT_BUSY)
+    return TalkError(
+        f"the connection closed mid-turn (code {code}, {reason or 'no reason'}); run again",
+        EXIT_CONNECTION_LOST,
+    )
+
+
+def _connect_error(exc: BaseException, url: str, args: argparse.Namespace) -> TalkError:
+    """The failures of opening a WebSocket, as what to do about them."""
+    import websockets
+
+    host = _host(url)
+    if isinstance(exc, websockets.InvalidURI):
+        return TalkError("--url must look like ws://host:8000/ws/voice or wss://…", EXIT_USAGE)
+    if isinstance(exc, websockets.InvalidStatus):
+        status = exc.response.status_code
+        if status in (401, 403):
+            return TalkError(
+                f"{host} refused access (HTTP {status}); pass --token or set VOICE_AGENT_TOKEN",
+                EXIT_REFUSED,
+            )
+        return TalkError(
+            f"{host} answered HTTP {status}, not a WebSocket; is the path /ws/voice?",
+            EXIT_UNREACHABLE,
+        )
+    if isinstance(exc, websockets.InvalidHandshake):
+        return TalkError(f"{host} does not speak WebSocket here; check --url", EXIT_UNREACHABLE)
+    if isinstance(exc, ssl.SSLError):
+        reason = getattr(exc, "verify_message", None) or exc.reason or type(exc).__name__
+        return TalkError(
+            f"TLS with {host} failed ({reason}); check the wss:// address or use ws://",
+            EXIT_UNREACHABLE,
+        )
+    if isinstance(exc, socket.gaierror):
+        return TalkError(
+            f"cannot find host {urlsplit(url).hostname!r}; check --url", EXIT_UNREACHABLE
+        )
+    if isinstance(exc, ConnectionRefusedError):
+        return TalkError(
+            f"nothing listens at {host}; start the server (voice-agent up) or check --url",
+            EXIT_UNREACHABLE,
+        )
+    if isinstance(exc, TimeoutError):
+        return TalkError(
+            f"{host} did not answer within {args.connect_timeout:g} s (--connect-timeout)",
+            EXIT_UNREACHABLE,
+        )
+    if isinstance(exc, websockets.ConnectionClosed):
+        frame = exc.rcvd
+        return _close_error(frame.code if frame else None, frame.reason if frame else "", url)
+    if isinstance(exc, OSError):
+        return TalkError(
+            f"cannot reach {host} ({exc.strerror or exc}); check --url", EXIT_UNREACHABLE
+        )
+    raise exc
+
+
+def _session_url(args: argparse.Namespace) -> str:
+    query = {"user_id": args.user, "format": args.format}
+    if args.voice:
+        query["voice"] = args.voice
+    token = args.token or os.environ.get("VOICE_AGENT_TOKEN")
+    if token:
+        query["token"] = token
+    return f"{args.url}?{urlencode(query)}"
+
+
+class _Session:
+    """One connection at a time to the server, reopened with the resume token after 1012."""
+
+    def __init__(self, args: argparse.Namespace, url: str, show: Any) -> None:
+        self.args, self.url, self.show = args, url, show
+        self.client: Any = None
+        self._context: Any = None
+
+    async def open(self, url: str) -> None:
+        from voice_agent.client import ServerRefused, VoiceClient
+
+        self._context = VoiceClient.connect(url, open_timeout=self.args.connect_timeout)
+        try:
+            self.client = await self._context.__aenter__()
+        except ServerRefused as exc:
+            code = EXIT_REFUSED if exc.code == "unauthorized" else EXIT_TURN_FAILED
+            raise TalkError(f"the server refused the session: {exc.message}", code) from None
+        except Exception as exc:
+            raise _connect_error(exc, self.url, self.args) from None
+        self.client.on_event = self.show
+
+    async def close(self) -> None:
+        if self._context is not None:
+            context, self._context = self._context, None
+            with contextlib.suppress(Exception):  # already closed by the server: nothing lost
+                await context.__aexit__(None, None, None)
+
+    def close_code(self) -> tuple[int | None, str]:
+        ws = self.client.ws
+        return ws.close_code, ws.close_reason or ""
+
+    async def resume(self) -> None:
+        """The server is restarting: reconnect (same address, another instance behind a
+        load balancer, or the same one back) with the resume token; the reply goes on."""
+        query = self.client.resume_query()
+        await self.close()
+        wait = 0.25
+        for attempt in range(1, RESUME_ATTEMPTS + 1):
+            sys.stderr.write(f"server restarting; resuming the reply (attempt {attempt})\n")
+            try:
+                await self.open(f"{self.url}&{query}")  # same user, token and format
+                return
+            except TalkError as exc:
+                if exc.code not in (EXIT_UNREACHABLE, EXIT_BUSY) or attempt == RESUME_ATTEMPTS:
+                    raise
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, 4.0)
+
+
+async def talk(args: argparse.Namespace, out: IO[str] = sys.stdout) -> Any:
+    """One turn; returns the ``Turn``. Raises ``TalkError`` for every ordinary failure."""
+    import websockets
+
+    from voice_agent.client import Turn
+
+    pcm = None if args.text else load_audio_16k(Path(args.audio))  # before connecting
+    url = _session_url(args)
+    session = _Session(args, url, _printer(out))
+    await session.open(url)
+    turn = Turn()
+    try:
+        try:
+            async with asyncio.timeout(args.timeout):
+                if args.text:
+                    turn = await session.client.ask(args.text, limit_s=args.timeout, turn=turn)
+                else:
+                    turn = await session.client.say(
+                        pcm, limit_s=args.timeout, realtime=not args.fast, turn=turn
+                    )
+        except (ConnectionError, websockets.ConnectionClosed):  # the latter: while sending
+            turn = await _after_close(session, turn, args)
+    except TimeoutError:
+        raise TalkError(
+            f"no reply within {args.timeout:g} s (--timeout); is every worker running? "
+            f"see {args.url.replace('ws', 'http', 1).rsplit('/ws/', 1)[0]}/ready",
+            EXIT_NO_REPLY,
+        ) from None
+    finally:
+        await session.close()
+    if turn.errors and not turn.complete:
+        error = turn.errors[-1]
+        raise TalkError(f"the server could not answer: {error.get('message')}", EXIT_TURN_FAILED)
+    return turn
+
+
+async def _after_close(session: _Session, turn: Any, args: argparse.Namespace) -> Any:
+    """The connection closed mid-turn: resume after a restart (1012), else explain."""
+    for _ in range(RESUME_ATTEMPTS):
+        code, reason = session.close_code()
+        if code != CLOSE_RESTART or turn.input_done_ms is None or turn.turn_id is None:
+            raise _close_error(code, reason, args.url)
+        await session.resume()
+        try:
+            async with asyncio.timeout(args.timeout):
+                return await session.client.collect_turn(args.timeout, turn)
+        except ConnectionError:
+            continue
+    raise _close_error(CLOSE_RESTART, "", args.url)
+
+
+def add_talk_command(commands: argparse._SubParsersAction) -> None:
+    codes = "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items())
+    talk_parser = commands.add_parser(
+        "talk",
+        help="one spoken or typed turn against a server",
+        description=f"One turn against a server. Exit codes: {codes}.",
+    )
+    talk_parser.add_argument("audio", nargs="?", help="audio file to speak (wav, mp3, flac, ogg)")
+    talk_parser.add_argument("--text", help="send this text instead of audio")
+    talk_parser.add_argument("--url", default="ws://localhost:8000/ws/voice")
+    talk_parser.add_argument("--out", default="reply.mp3", help="where to save the reply audio")
+    talk_parser.add_argument("--format", default="mp3", choices=["mp3", "pcm16", "wav"])
+    talk_parser.add_argument("--voice", default=None)
+    talk_parser.add_argument("--user", default="cli")
+    talk_parser.add_argument(
+        "--token", default=None, help="API key or signed token (default: $VOICE_AGENT_TOKEN)"
+    )
+    talk_parser.add_argument("--fast", action="store_true", help="send audio faster than real time")
+    talk_parser.add_argument("--timeout", type=float, default=60.0, help="seconds for the reply")
+    talk_parser.add_argument(
+        "--connect-timeout", type=float, default=60.0, help="seconds (a sleeping server wakes)"
+    )
+    talk_parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if bool(args.text) == bool(args.audio):
+        print("voice-agent talk: give either an audio file or --text", file=sys.stderr)
+        return EXIT_USAGE
+    started = time.perf_counter()
+    try:
+        turn = asyncio.run(talk(args))
+    except TalkError as exc:
+        if os.environ.get("LOG_LEVEL", "").strip().upper() == "DEBUG":
+            import traceback
+
+            traceback.print_exception(exc)
+        print(f"voice-agent talk: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+    audio = turn.audio
+    if audio and args.out:
+        Path(args.out).write_bytes(audio)
+        print(f"saved {len(turn.chunks)} chunks ({len(audio)} bytes) to {args.out}")
+    print(timing_table(turn))
+    print(f"({time.perf_counter() - started:.1f} s)")
+    return EXIT_OK
