@@ -11,7 +11,7 @@ Goal (issue 12): gateway RSS within 30 MB of where it started; Redis at most a f
 above its baseline besides the resume records of the connections (which expire with
 ``RESUME_WINDOW_SECONDS``).
 
-    python bench/abuse.py [--rounds 3] [--dropped 300]
+    python -m bench.abuse [--rounds 3] [--dropped 300]
 """
 
 from __future__ import annotations
@@ -31,18 +31,15 @@ from typing import Any
 import httpx
 import redis.asyncio as aioredis
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.memory_all_in_one import MB, rss  # noqa: E402
-from shared.embedded_redis import start_embedded_redis  # noqa: E402
-from tests.abuse_driver import (  # noqa: E402
+from bench.memory_all_in_one import MB, rss
+from shared.embedded_redis import start_embedded_redis
+from tests.abuse_driver import (
     cancel_flood,
     dropped_connections,
     made_up_cancels,
     unread_flood,
 )
-from tests.conftest import free_port, wait_for_http  # noqa: E402
+from tests.support import ROOT, free_port, wait_for_http
 
 PREFIX = "abuse"
 NOT_READING = b"does not read its events"

@@ -18,7 +18,7 @@ from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.uri import parse_uri
 
-from shared.client import VoiceClient
+from voice_agent.client import VoiceClient
 
 MALFORMED_TURN_IDS: list[object] = [
     "x1",

@@ -14,9 +14,9 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from shared.client import VoiceClient
 from tests.abuse_driver import cancel_flood, dropped_connections, made_up_cancels, unread_flood
-from tests.conftest import System, running_system
+from tests.support import System, running_system
+from voice_agent.client import VoiceClient
 
 PREFIX = "abuse"
 RESUME_WINDOW = 120

@@ -20,13 +20,13 @@ import pytest
 from redis.asyncio import Redis
 
 from gateway.session_store import is_interruption
-from shared.client import VoiceClient
 from shared.keys import Keys
 from shared.messages import ReplyEvent, decode
 from shared.protocol import event_id_key
 from tests.audio_checks import speech_16k
-from tests.conftest import System, free_port, running_system
 from tests.openai_standin import ChatScript, StandIn, running_standin
+from tests.support import System, free_port, running_system
+from voice_agent.client import VoiceClient
 
 PREFIX = "exact"
 SLOW_REPLY = " ".join(
