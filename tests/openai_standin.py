@@ -152,6 +152,8 @@ class ChatScript:
     with tool results, the reply names the first title found in each result, so a test
     sees the tool output reach the model. ``fault``: "rate_limit" (429), "server_error"
     (500), "stall" (headers, then nothing), "malformed" (one good chunk, then broken JSON).
+    With ``hold_after_words`` set, the reply stops there until ``release`` is set, so a
+    test can act while a reply is certainly unfinished.
     """
 
     reply: str = "Here is the news. Markets were calm today. Want to hear more?"
@@ -159,6 +161,8 @@ class ChatScript:
     fault: str | None = None
     chunk_delay: float = 0.0
     requests: list[dict[str, Any]] = field(default_factory=list)
+    hold_after_words: int | None = None
+    release: threading.Event = field(default_factory=threading.Event)
 
 
 def _chat_route(state: StandIn) -> Route:
@@ -221,6 +225,8 @@ async def _chat_events(script: ChatScript, body: dict[str, Any]) -> AsyncIterato
             reply = f"Here is what I found: {'; '.join(results)}. Want to hear more?"
         words = reply.split(" ")
         for start in range(0, len(words), 2):
+            if script.hold_after_words is not None and start >= script.hold_after_words:
+                await asyncio.to_thread(script.release.wait)
             yield _sse(body, {"content": " ".join(words[start : start + 2]) + " "})
             await asyncio.sleep(script.chunk_delay)
         yield _sse(body, {}, "stop")
