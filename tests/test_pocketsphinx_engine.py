@@ -102,11 +102,12 @@ def test_out_of_domain_speech_is_not_forced_into_a_news_command(
     text = "please water the plants on the balcony"
     _, final, stream = recognise(engine, text)
     assert stream.rejected
-    # the open-vocabulary model's reading: not a news command, and partly right (its
-    # accuracy on synthetic speech varies with the cepstral mean carried from earlier
-    # utterances, so the exact words are not pinned)
+    # the open-vocabulary model's reading: not a news command, and mostly right. On this
+    # synthetic (espeak-ng) sentence it scored WER 0.43 on a decoder's first utterance
+    # and 0.00 once the cepstral mean had adapted (three fresh engines, nine runs each);
+    # an open model that stopped working scores 0.8-1.0
     assert final and not {"news", "headlines", "story", "stories"} & set(final.split()), final
-    assert wer(text, final) < 1.0, final
+    assert wer(text, final) <= 0.5, final  # at most three words of seven wrong
 
 
 def test_asr_fallback_setting_turns_the_open_model_off() -> None:
