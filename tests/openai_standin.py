@@ -162,6 +162,7 @@ class ChatScript:
     chunk_delay: float = 0.0
     requests: list[dict[str, Any]] = field(default_factory=list)
     hold_after_words: int | None = None
+    chunks_sent: int = 0  # text chunks of the reply streamed so far
     release: threading.Event = field(default_factory=threading.Event)
 
 
@@ -228,6 +229,7 @@ async def _chat_events(script: ChatScript, body: dict[str, Any]) -> AsyncIterato
             if script.hold_after_words is not None and start >= script.hold_after_words:
                 await asyncio.to_thread(script.release.wait)
             yield _sse(body, {"content": " ".join(words[start : start + 2]) + " "})
+            script.chunks_sent += 1
             await asyncio.sleep(script.chunk_delay)
         yield _sse(body, {}, "stop")
     yield "data: [DONE]\n\n"
