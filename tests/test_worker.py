@@ -147,3 +147,22 @@ async def test_a_job_that_keeps_killing_its_workers_is_dead_lettered_and_reporte
     assert (error.event, error.turn_id, error.data["code"]) == ("error", "t7", "stage_failed")
     assert (await redis.xpending(STREAM, GROUP))["pending"] == 0
     assert await redis.xlen(STREAM) == 0  # acked entries are deleted, not kept
+
+
+async def test_a_failed_hand_back_is_logged_in_one_line(redis: Redis, caplog) -> None:
+    """The jobs stay pending (another worker takes them after the idle time): say so."""
+    worker = StageWorker(
+        redis,
+        load_settings(),
+        kind="llm",
+        stream=STREAM,
+        group=GROUP,
+        job_type=LlmJob,
+        handler=lambda job, ctx: None,
+    )
+    await redis.delete(STREAM)  # no group any more: the XCLAIM fails with NOGROUP
+    with caplog.at_level("INFO", logger="shared.worker"):
+        await worker._hand_back(["1-0"])
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "could not hand back 1 job" in warnings[0].getMessage()
+    assert "RECLAIM_IDLE_MS" in warnings[0].getMessage() and not warnings[0].exc_info
