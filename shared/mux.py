@@ -25,6 +25,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.lifecycle import shutting_down
 from shared.messages import InputChunk, MessageError, decode
+from shared.resp import bulk, round_trip
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +46,11 @@ class _Subscription:
     packed_id: bytes = b""  # last_id as a RESP bulk string, for the next XREAD
 
     def __post_init__(self) -> None:
-        self.packed_id = _bulk(self.last_id.encode())
+        self.packed_id = bulk(self.last_id.encode())
 
     def advance(self, entry_id: str) -> None:
         self.last_id = entry_id
-        self.packed_id = _bulk(entry_id.encode())
+        self.packed_id = bulk(entry_id.encode())
 
 
 class StreamMux:
@@ -180,36 +181,23 @@ class StreamMux:
         stream's id when it changes, so a read costs a join.
         """
         if self._packed_keys is None:
-            self._packed_keys = b"".join(_bulk(key.encode()) for key in subs)
+            self._packed_keys = b"".join(bulk(key.encode()) for key in subs)
         head = b"XREAD COUNT 256 BLOCK %d STREAMS" % self._block_ms
         parts = head.split(b" ")
         command = b"".join(
             [
                 b"*%d\r\n" % (len(parts) + 2 + 2 * len(subs)),
-                *(_bulk(part) for part in parts),
-                _bulk(self._wake_key.encode()),
+                *(bulk(part) for part in parts),
+                bulk(self._wake_key.encode()),
                 self._packed_keys,
-                _bulk(self._wake_id.encode()),
+                bulk(self._wake_id.encode()),
                 *(sub.packed_id for sub in subs.values()),
             ]
         )
-        pool = self._redis.connection_pool
-        conn = await pool.get_connection()
-        try:
-            await conn.send_packed_command(command)
-            reply = await conn.read_response(timeout=self._block_ms / 1000 + 10)
-        except BaseException:
-            # a late reply must not reach the next command; nowait: a cancelled read
-            # (shutdown) must not hang on the socket's close handshake
-            await conn.disconnect(nowait=True)
-            raise
-        finally:
-            await pool.release(conn)
+        (reply,) = await round_trip(
+            self._redis, command, 1, reply_timeout=self._block_ms / 1000 + 10, idempotent=True
+        )
         return _parse_xread(reply)
-
-
-def _bulk(value: bytes) -> bytes:
-    return b"$%d\r\n%s\r\n" % (len(value), value)
 
 
 def _parse_xread(reply: object) -> list[tuple[str, list[Entry]]]:

@@ -21,6 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.keys import Keys
 from shared.messages import Message, ReplyEvent, encode
+from shared.resp import pack, round_trip
 
 log = logging.getLogger(__name__)
 
@@ -135,24 +136,16 @@ class WriteBatcher:
         """One round trip for the whole batch; per write, its XADD's reply or error.
 
         The commands are packed here rather than through redis-py's pipeline, whose
-        per-command bookkeeping in Python cost more than the writes themselves.
+        per-command bookkeeping in Python cost more than the writes themselves; they
+        are sent under the client's retry policy (``shared/resp.py``).
         """
         packed: list[bytes] = []
         for key, fields, maxlen, ttl, _future in batch:
             packed.append(_pack_xadd(key.encode(), fields, maxlen))
             if ttl:
-                packed.append(_pack(b"EXPIRE", key.encode(), b"%d" % ttl))
-        pool = self._redis.connection_pool
-        conn = await pool.get_connection()
+                packed.append(pack(b"EXPIRE", key.encode(), b"%d" % ttl))
         self.round_trips += 1
-        try:
-            await conn.send_packed_command(b"".join(packed))
-            replies = [await _reply(conn) for _ in packed]
-        except BaseException:
-            await conn.disconnect(nowait=True)  # replies not read yet must not reach the next user
-            raise
-        finally:
-            await pool.release(conn)
+        replies = await round_trip(self._redis, b"".join(packed), len(packed), idempotent=False)
         results: list[object] = []
         position = 0
         for _key, _fields, _maxlen, ttl, _future in batch:
@@ -163,22 +156,6 @@ class WriteBatcher:
         return results
 
 
-async def _reply(conn: object) -> object:
-    """One reply; a command error is returned (it concerns one write), not raised."""
-    try:
-        return await conn.read_response()  # type: ignore[attr-defined]
-    except ResponseError as exc:
-        return exc
-
-
-def _bulk(value: bytes) -> bytes:
-    return b"$%d\r\n%s\r\n" % (len(value), value)
-
-
-def _pack(*args: bytes) -> bytes:
-    return b"*%d\r\n%s" % (len(args), b"".join(_bulk(arg) for arg in args))
-
-
 def _pack_xadd(key: bytes, fields: dict[bytes, bytes], maxlen: int | None) -> bytes:
     args = [b"XADD", key]
     if maxlen is not None:
@@ -186,7 +163,7 @@ def _pack_xadd(key: bytes, fields: dict[bytes, bytes], maxlen: int | None) -> by
     args.append(b"*")
     for name, value in fields.items():
         args += [name, value]
-    return _pack(*args)
+    return pack(*args)
 
 
 _batchers: weakref.WeakKeyDictionary[aioredis.Redis, WriteBatcher] = weakref.WeakKeyDictionary()

@@ -367,7 +367,7 @@ class StageWorker(Generic[JobT]):
     async def _hand_back(self, entry_ids: list[str]) -> None:
         """Make our unfinished jobs look idle at once, so a live worker reclaims them now."""
         log.info("%s worker %s hands back %d job(s)", self.kind, self.consumer, len(entry_ids))
-        with contextlib.suppress(Exception):
+        try:
             await self.redis.xclaim(
                 self.stream,
                 self.group,
@@ -376,4 +376,15 @@ class StageWorker(Generic[JobT]):
                 message_ids=entry_ids,
                 idle=self.settings.reclaim_idle_ms,
                 justid=True,
+            )
+        except Exception as exc:  # the jobs stay pending: reclaimed after RECLAIM_IDLE_MS
+            log.warning(
+                "%s worker %s could not hand back %d job(s) (%s: %s); another worker takes "
+                "them over once they have been idle for RECLAIM_IDLE_MS",
+                self.kind,
+                self.consumer,
+                len(entry_ids),
+                type(exc).__name__,
+                exc,
+                exc_info=log.isEnabledFor(logging.DEBUG),
             )

@@ -153,6 +153,8 @@ class ChatScript:
     with tool results, the reply names the first title found in each result, so a test
     sees the tool output reach the model. ``fault``: "rate_limit" (429), "server_error"
     (500), "stall" (headers, then nothing), "malformed" (one good chunk, then broken JSON).
+    With ``hold_after_words`` set, the reply stops there until ``release`` is set, so a
+    test can act while a reply is certainly unfinished.
     """
 
     reply: str = "Here is the news. Markets were calm today. Want to hear more?"
@@ -166,6 +168,9 @@ class ChatScript:
     pieces: list[str] | None = None
     hold_last: threading.Event | None = None
     last_sent: threading.Event = field(default_factory=threading.Event)
+    hold_after_words: int | None = None
+    chunks_sent: int = 0  # text chunks of the reply streamed so far
+    release: threading.Event = field(default_factory=threading.Event)
 
 
 def _chat_route(state: StandIn) -> Route:
@@ -233,7 +238,10 @@ async def _chat_events(script: ChatScript, body: dict[str, Any]) -> AsyncIterato
         for number, piece in enumerate(pieces, start=1):
             if number == len(pieces) and script.hold_last is not None:
                 await asyncio.to_thread(script.hold_last.wait, 60)
+            if script.hold_after_words is not None and (number - 1) * 2 >= script.hold_after_words:
+                await asyncio.to_thread(script.release.wait)
             yield _sse(body, {"content": piece})
+            script.chunks_sent += 1
             await asyncio.sleep(script.chunk_delay)
         script.last_sent.set()
         yield _sse(body, {}, "stop")

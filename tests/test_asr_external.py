@@ -44,9 +44,8 @@ async def _speak_and_wait(redis: Redis, settings: Settings) -> tuple[list[ReplyE
         chunk = InputChunk(seq, audio=pcm[offset : offset + 3200])
         await append_with_ttl(redis, keys.asr_input("s1", "t1"), chunk, 60)
     await append_with_ttl(redis, keys.asr_input("s1", "t1"), InputChunk(10_000, end=True), 60)
-    async with asyncio.timeout(20):
-        while not await redis.xlen(keys.llm_jobs):  # noqa: ASYNC110 - waiting on Redis state
-            await asyncio.sleep(0.05)
+    while not await redis.xlen(keys.llm_jobs):  # noqa: ASYNC110 - waiting on Redis state
+        await asyncio.sleep(0.05)
     events = [decode(f) for _, f in await redis.xrange(keys.reply("s1"))]
     job = decode((await redis.xrange(keys.llm_jobs))[0][1])
     assert isinstance(job, LlmJob)

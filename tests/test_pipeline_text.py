@@ -20,6 +20,9 @@ async def test_command_gets_streamed_text_audio_and_completion(system) -> None:
     assert indexes == list(range(len(indexes))) and len(indexes) >= 2
     assert all(c["format"] == "mp3" and c["turn_id"] == turn.turn_id for c in turn.chunks)
     assert turn.complete["total_chunks_sent"] == len(indexes)
+    names = [(e["event"], e["data"].get("is_final")) for e in turn.events]
+    assert names[-1][0] == "streaming_complete"
+    assert ("agent_response", True) in names[:-1], "the final text precedes the completion"
     timings = turn.complete["timings"]
     assert {"first_token_ms", "first_sentence_ms", "first_chunk_ms", "complete_ms"} <= set(timings)
     assert 0 <= timings["first_token_ms"] <= timings["first_chunk_ms"] <= timings["complete_ms"]

@@ -96,17 +96,20 @@ def test_finish_and_close_return_the_decoder_to_the_pool() -> None:
     assert final == "stop" and engine.pool.idle == 1 and engine.pool.created == 1
 
 
-def test_out_of_domain_speech_is_not_forced_into_a_news_command(
-    engine: PocketsphinxEngine,
-) -> None:
+def test_out_of_domain_speech_is_not_forced_into_a_news_command() -> None:
+    # a fresh engine: the open model starts from the cepstral mean the grammar decoder
+    # carries, which depends on everything that decoder heard before (in the whole suite
+    # the same sentence scored anywhere from 0.00 to 0.71); from the initial mean the
+    # result is the same every run
+    engine = PocketsphinxEngine(mode="grammar", fallback=True, decoder_pool_size=1)
     text = "please water the plants on the balcony"
     _, final, stream = recognise(engine, text)
     assert stream.rejected
-    # the open-vocabulary model's reading: not a news command, and partly right (its
-    # accuracy on synthetic speech varies with the cepstral mean carried from earlier
-    # utterances, so the exact words are not pinned)
+    # the open-vocabulary model's reading: not a news command, and mostly right. On this
+    # synthetic (espeak-ng) sentence a fresh engine scored WER 0.43 every time (three
+    # engines); an open model that stopped working, or heard half the audio, scores 0.8-1.0
     assert final and not {"news", "headlines", "story", "stories"} & set(final.split()), final
-    assert wer(text, final) < 1.0, final
+    assert wer(text, final) <= 0.5, final  # at most three words of seven wrong
 
 
 def test_asr_fallback_setting_turns_the_open_model_off() -> None:

@@ -5,7 +5,6 @@ worker saw it."""
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import time
 from pathlib import Path
@@ -49,8 +48,9 @@ async def test_session_survives_redis_restarts(fixture_http: str, tmp_path: Path
                 for name in ("llm1", "tts1"):
                     assert up.signal(name, signal.SIGTERM).wait(20) == 0
                 await client.send_command("business news")
-                await asyncio.sleep(0.5)
-                assert client.inbox.empty(), "the gateway accepted the turn without complaint"
+                await client.send_event("ping", {})  # answered after the command was handled
+                pong = await client.next_event(30)
+                assert pong["event"] == "pong", "the gateway accepted the turn without complaint"
                 store = restart(store, data_dir, crash=True)
                 queued = redis.Redis.from_url(store.url)
                 assert queued.xlen("restart:llm:jobs") == 1, "the accepted job survived the crash"

@@ -27,7 +27,9 @@ SENTENCES = (
     "Coffee prices fall again today.",
     "The local team wins the final.",
 )
-TIMEOUT = 0.5
+# Long enough that a healthy sentence never times out on a busy machine; the stalls of
+# the stand-in are endless, so only the stall test waits it out.
+TIMEOUT = 3.0
 
 
 class Recording:
@@ -102,7 +104,7 @@ async def test_stall_before_audio_respeaks_the_sentence_after_the_timeout(
     standin = EdgeStandIn(mode="stall", fail_from=1, audio_before_failure=0)
     started = time.monotonic()
     reply, espeak, _ = await _reply(redis, monkeypatch, standin)
-    assert TIMEOUT < time.monotonic() - started < TIMEOUT + 1.0
+    assert time.monotonic() - started > TIMEOUT, "the stalled sentence was waited out"
     assert espeak.texts == list(SENTENCES[1:])
     assert abs(reply.seconds() - _seconds(SENTENCES[:1], SENTENCES[1:])) < 0.15
     assert reply.rates == {24000}

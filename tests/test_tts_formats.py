@@ -70,12 +70,11 @@ async def speak_reply(
         for seq, text in enumerate([*sentences, ""], start=1):
             chunk = InputChunk(seq, text=text, end=seq > len(sentences))
             await append_with_ttl(redis, keys.tts_input(session, "t1"), chunk, 60)
-        async with asyncio.timeout(10):
-            while True:
-                events = [decode(f) for _, f in await redis.xrange(keys.reply(session))]
-                if any(e.event == "streaming_complete" for e in events):  # type: ignore[union-attr]
-                    break
-                await asyncio.sleep(0.02)
+        while True:  # polling the reply stream: its last event is the signal
+            events = [decode(f) for _, f in await redis.xrange(keys.reply(session))]
+            if any(e.event == "streaming_complete" for e in events):  # type: ignore[union-attr]
+                break
+            await asyncio.sleep(0.02)
     finally:
         task.cancel()  # not a graceful stop: that waits out the worker's 1 s read block
         with contextlib.suppress(asyncio.CancelledError):
@@ -119,7 +118,9 @@ async def test_wav_chunks_are_each_a_playable_file(redis: Redis, espeak) -> None
 @pytest.mark.parametrize("fmt", ["mp3", "pcm16", "wav"])
 async def test_edge_then_espeak_is_one_stream_at_one_rate(redis: Redis, monkeypatch, fmt) -> None:
     """Edge speaks sentence one (24 kHz MP3), is refused, espeak (22.05 kHz PCM) the rest."""
-    settings = load_settings(tts_fallback="edge,espeak", tts_timeout=1)
+    # the stand-in refuses at once: no timeout is involved, so a generous one (a busy
+    # machine must not turn a slow healthy sentence into a fallback)
+    settings = load_settings(tts_fallback="edge,espeak", tts_timeout=30)
     async with running_edge_standin(EdgeStandIn(mode="reject", fail_from=1)) as standin:
         point_edge_tts_at(monkeypatch, standin.url)
         reply = await speak_reply(redis, settings, create_tts_engine(settings), SENTENCES, fmt)

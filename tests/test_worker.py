@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from prometheus_client import REGISTRY
@@ -35,10 +35,15 @@ async def running(
         await task
 
 
-async def _wait_for(predicate: Callable[[], object], limit: float = 5.0) -> None:
-    async with asyncio.timeout(limit):
-        while not predicate():  # noqa: ASYNC110 - polling Redis-side state, no event to wait on
-            await asyncio.sleep(0.02)
+async def _wait_for(predicate: Callable[[], object]) -> None:
+    """Poll until ``predicate()`` holds (no wall-clock limit: pytest's timeout is the bound)."""
+    while not predicate():  # noqa: ASYNC110 - polling state that has no event to wait on
+        await asyncio.sleep(0.02)
+
+
+async def _wait_for_redis(predicate: Callable[[], Awaitable[object]]) -> None:
+    while not await predicate():  # noqa: ASYNC110 - polling Redis-side state
+        await asyncio.sleep(0.02)
 
 
 async def test_job_is_acked_only_after_the_handler_finished(redis: Redis) -> None:
@@ -54,8 +59,14 @@ async def test_job_is_acked_only_after_the_handler_finished(redis: Redis) -> Non
         await _wait_for(lambda: seen)
         assert (await redis.xpending(STREAM, GROUP))["pending"] == 1
         release.set()
-        await asyncio.sleep(0.1)
-        assert (await redis.xpending(STREAM, GROUP))["pending"] == 0
+        await _wait_for_redis(async_pending_is(redis, 0))
+
+
+def async_pending_is(redis: Redis, count: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return (await redis.xpending(STREAM, GROUP))["pending"] == count
+
+    return check
 
 
 def _counter(name: str) -> float:
@@ -69,10 +80,8 @@ async def test_undecodable_job_goes_to_dead_letters(redis: Redis) -> None:
     dead_before = _counter("vna_dead_letters_total")
     async with running(redis, handler):
         await redis.xadd(STREAM, {b"m": b"\xc1garbage"})
-        for _ in range(100):
-            if letters := await redis.xrange("vna:dead"):
-                break
-            await asyncio.sleep(0.02)
+        await _wait_for_redis(lambda: redis.xlen("vna:dead"))
+    letters = await redis.xrange("vna:dead")
     assert len(letters) == 1
     letter = decode(letters[0][1])
     assert isinstance(letter, DeadLetter) and "undecodable" in letter.reason
@@ -91,7 +100,7 @@ async def test_a_dead_consumers_job_is_reclaimed(redis: Redis) -> None:
     await redis.xreadgroup(GROUP, "crashed-worker", {STREAM: ">"}, count=1)
     reclaims_before = _counter("vna_reclaims_total")
     async with running(redis, handler):
-        await _wait_for(lambda: handled, limit=5)
+        await _wait_for(lambda: handled)
     assert handled == ["orphan:2"]
     assert _counter("vna_reclaims_total") == reclaims_before + 1
 
@@ -113,7 +122,7 @@ async def test_jobs_run_concurrently_up_to_the_limit(redis: Redis, concurrency: 
     async with running(redis, handler, worker_concurrency=concurrency):
         for n in range(6):
             await publish_job(redis, STREAM, LlmJob("s", f"t{n}", str(n)), 100)
-        await asyncio.wait_for(done.wait(), 5)
+        await done.wait()
     assert peak == concurrency
 
 
@@ -131,12 +140,29 @@ async def test_a_job_that_keeps_killing_its_workers_is_dead_lettered_and_reporte
     for consumer in ("died-2", "died-3"):  # each takeover counts as a delivery
         await redis.xclaim(STREAM, GROUP, consumer, min_idle_time=0, message_ids=[entry_id])
     async with running(redis, handler, max_deliveries=3):
-        async with asyncio.timeout(5):
-            while not await redis.xlen("vna:reply:s"):  # noqa: ASYNC110 - Redis-side state
-                await asyncio.sleep(0.02)
+        await _wait_for_redis(lambda: redis.xlen("vna:reply:s"))
     letter = decode((await redis.xrange("vna:dead"))[0][1])
     assert isinstance(letter, DeadLetter) and letter.reason == "delivered 4 times"
     error = decode((await redis.xrange("vna:reply:s"))[0][1])
     assert (error.event, error.turn_id, error.data["code"]) == ("error", "t7", "stage_failed")
     assert (await redis.xpending(STREAM, GROUP))["pending"] == 0
     assert await redis.xlen(STREAM) == 0  # acked entries are deleted, not kept
+
+
+async def test_a_failed_hand_back_is_logged_in_one_line(redis: Redis, caplog) -> None:
+    """The jobs stay pending (another worker takes them after the idle time): say so."""
+    worker = StageWorker(
+        redis,
+        load_settings(),
+        kind="llm",
+        stream=STREAM,
+        group=GROUP,
+        job_type=LlmJob,
+        handler=lambda job, ctx: None,
+    )
+    await redis.delete(STREAM)  # no group any more: the XCLAIM fails with NOGROUP
+    with caplog.at_level("INFO", logger="shared.worker"):
+        await worker._hand_back(["1-0"])
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "could not hand back 1 job" in warnings[0].getMessage()
+    assert "RECLAIM_IDLE_MS" in warnings[0].getMessage() and not warnings[0].exc_info

@@ -1,0 +1,107 @@
+"""Hand-packed Redis commands and one raw round trip on a pooled connection.
+
+The two hottest Redis paths, the write batcher (``shared/streams.py``) and the stream
+mux (``shared/mux.py``), pack their commands here instead of through redis-py, whose
+per-argument packing and per-command pipeline bookkeeping in Python cost more than the
+commands themselves. ``round_trip`` sends them under the same policy as redis-py's own
+commands: the connection's ``Retry`` (jittered exponential backoff, set up in
+``shared/streams.connect``) on connection and timeout errors, and a connection that
+failed or was cancelled mid-reply is closed before it goes back to the pool, so a late
+reply never reaches its next user.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+# redis-py < 5.3 requires a command name for get_connection(); newer ones deprecate it
+_GET_CONNECTION_ARGS: tuple[str, ...] = (
+    ("_",)
+    if (
+        param := inspect.signature(aioredis.ConnectionPool.get_connection).parameters.get(
+            "command_name"
+        )
+    )
+    is not None
+    and param.default is inspect.Parameter.empty
+    else ()
+)
+
+
+def bulk(value: bytes) -> bytes:
+    """One RESP bulk string."""
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+def pack(*args: bytes) -> bytes:
+    """One command as a RESP array of bulk strings."""
+    return b"*%d\r\n%s" % (len(args), b"".join([bulk(arg) for arg in args]))
+
+
+class _SentButFailed(Exception):
+    """A non-idempotent round trip failed after its commands were sent: not retried."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+async def round_trip(
+    redis: aioredis.Redis,
+    packed: bytes,
+    replies: int,
+    *,
+    reply_timeout: float | None = None,
+    idempotent: bool,
+) -> list[Any]:
+    """Send ``packed`` (one or more commands) on one pooled connection; their replies.
+
+    A command's own error (``WRONGTYPE``…) is returned in its place: it concerns that
+    command alone. Connection and timeout errors are retried with the client's backoff:
+    always when ``idempotent`` (a read), otherwise only when they happen before the
+    commands were sent, since writes whose reply was lost may have been applied already
+    (retrying them could write an entry twice). ``reply_timeout`` bounds each reply's wait
+    (for a blocking read), in seconds.
+    """
+    pool = redis.connection_pool
+    conn = await pool.get_connection(*_GET_CONNECTION_ARGS)
+
+    async def attempt() -> list[Any]:
+        await conn.send_packed_command(packed)
+        try:
+            return [await _reply(conn, reply_timeout) for _ in range(replies)]
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            if idempotent:
+                raise
+            raise _SentButFailed(exc) from exc
+
+    async def reconnect_later(_error: Exception) -> None:
+        await conn.disconnect(nowait=True)  # the next attempt connects afresh
+
+    try:
+        return await conn.retry.call_with_retry(attempt, reconnect_later)
+    except _SentButFailed as failed:
+        await conn.disconnect(nowait=True)
+        raise failed.error from None
+    except BaseException:
+        # replies not read yet must not reach the next user; nowait: a cancelled read
+        # (shutdown) must not hang on the socket's close handshake
+        await conn.disconnect(nowait=True)
+        raise
+    finally:
+        await pool.release(conn)
+
+
+async def _reply(conn: Any, reply_timeout: float | None) -> Any:
+    try:
+        if reply_timeout is None:
+            return await conn.read_response()
+        return await conn.read_response(timeout=reply_timeout)
+    except ResponseError as exc:
+        return exc
