@@ -325,8 +325,13 @@ function onEvent(event, data) {
 /** The server heard the user start a new request; with barge-in on, the agent stops. */
 function onSpeechStarts(turnId) {
   if (!player || !player.playing || !(conn.session && conn.session.bargeIn)) return;
+  const sounding = new Set(player.playingTurns());
   for (const turn of turns.values()) {
-    if (turn.id !== turnId) turn.cancelled = true; // chunks still in flight are not played
+    if (turn.id === turnId || turn.cancelled) continue;
+    turn.cancelled = true; // chunks still in flight are not played
+    // the server's own `interrupted` may come after this partial (both ride the reply
+    // stream): label the cut here, once
+    if (sounding.has(turn.id) || !turn.done) turn.addNote("interrupted");
   }
   player.stop();
   updateStop();
