@@ -16,6 +16,7 @@ const SENTENCES = {
   asr_language_unsupported:
     "This server cannot recognise speech in this language: your browser does it, or type your request.",
   rate_limited: "That was a lot at once; wait a moment, then try again.",
+  unknown_turn: "That reply had already ended, so there was nothing to stop.",
   busy: "The agent is still answering; wait for it to finish or press Stop.",
   resume_failed: "The earlier conversation could not be continued; a new one has started.",
   unauthorized: "This page needs an access key: open it with ?token=… in the address.",
