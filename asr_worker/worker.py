@@ -18,6 +18,7 @@ from typing import Protocol
 
 import redis.asyncio as aioredis
 
+from asr_worker.completeness import is_complete
 from asr_worker.openai_transcriber import TranscriptionFailed
 from shared import metrics, protocol
 from shared.checkpoint import Append, TurnCheckpoint
@@ -60,7 +61,7 @@ async def _transcribe(
             partial = stream.feed(bytes(pending))
         pending.clear()
         if partial and chunk.seq > checkpoint.number("heard"):  # not sent before a takeover
-            data = {"text": partial, "is_final": False}
+            data = {"text": partial, "is_final": False, "complete": _complete(stream, partial)}
             event = ReplyEvent("partial_transcription", job.session_id, job.turn_id, data)
             await checkpoint.commit([_to_client(settings, event)], heard=chunk.seq)
     speech_end_ms = now_ms()
@@ -125,6 +126,13 @@ def make_asr_handler(
         await checkpoint.commit(outputs, done=1)
 
     return handle
+
+
+def _complete(stream: AsrStream, partial: str) -> bool | None:
+    """Whether the hypothesis is a whole request: the engine's own verdict (a grammar
+    knows), else rules on the words (``asr_worker.completeness``)."""
+    verdict = getattr(stream, "complete", "unknown")
+    return is_complete(partial) if verdict == "unknown" else verdict
 
 
 def _to_client(settings: Settings, event: ReplyEvent) -> Append:

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from starlette.websockets import WebSocket
@@ -48,7 +49,8 @@ class ReplyDelivery:
         self._replies: dict[str, _Reply] = {}
         self._in_progress: dict[str, None] = {}  # turns not fully sent, oldest first
         self._cancelled: set[str] = set()
-        self._timings: dict[str, dict[str, int]] = {}
+        self._timings: dict[str, dict[str, object]] = {}
+        self._observers: list[Callable[[ReplyEvent], None]] = []
 
     # --- turns -----------------------------------------------------------------------
 
@@ -123,8 +125,18 @@ class ReplyDelivery:
 
     # --- events ----------------------------------------------------------------------
 
+    def observe(self, observer: Callable[[ReplyEvent], None]) -> None:
+        """Also show every relayed event to ``observer`` (the utterance reads partials)."""
+        self._observers.append(observer)
+
+    def add_timings(self, turn_id: str, timings: dict[str, object]) -> None:
+        """Gateway-side timings of a turn, sent with its ``streaming_complete``."""
+        self._timings.setdefault(turn_id, {}).update(timings)
+
     def deliver(self, event: ReplyEvent, _entry_id: str = "") -> None:
         """Relay callback: queue one reply event for the socket."""
+        for observer in self._observers:
+            observer(event)
         if event.turn_id in self._cancelled:
             return  # cut by the client: nothing more of this turn goes out
         try:
