@@ -342,6 +342,7 @@ class VoiceSession:
     def input_complete(self, turn_id: str, timings: dict[str, object]) -> None:
         self.delivery.expect(turn_id, "speech")
         self.delivery.add_timings(turn_id, timings)
+        metrics.END_OF_SPEECH.labels(str(timings.get("end_of_speech_rule"))).inc()
         self._onset.reset()
 
     def _hear_hypothesis(self, event: ReplyEvent) -> None:

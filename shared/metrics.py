@@ -23,6 +23,11 @@ TURN_LATENCY = Histogram(
     ["source"],  # speech | command
     buckets=VOICE_BUCKETS,
 )
+END_OF_SPEECH = Counter(
+    "vna_end_of_speech_total",
+    "spoken requests ended, by the rule that ended them",
+    ["rule"],  # complete | unfinished | default (a pause of that length) | is_final
+)
 
 # --- stages ----------------------------------------------------------------------------
 STAGE_LATENCY = Histogram(
