@@ -18,6 +18,13 @@ Prints JSON: p50/p95 of end of speech → final transcript and → first audio, 
 requests cut off, the end-of-speech rules the gateway applied (from the turn's
 ``timings``), per agent and per kind of request.
 
+First, ``decision``: the gateway's own share, free of machine load. The same requests go
+through the real utterance state machine (``gateway.utterance``) and the real recogniser
+in-process, in audio time, with each partial heard before the next piece (as when the
+recogniser keeps up), once with a fixed ``END_OF_SPEECH_MS`` (``fixed_600``, the rule
+before adaptive end of speech) and once with the adaptive settings: the audio time from
+the last voiced sample to the end of the turn, and the share cut off, over more pauses.
+
     python bench/end_of_speech.py [--rounds 3] [--agents offline,model_400ms]
 """
 
@@ -39,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 from bench.pipeline_latency import _summary, running_system  # noqa: E402
 from shared.audio import rms_dbfs  # noqa: E402
 from shared.client import VoiceClient  # noqa: E402
+from shared.protocol import AudioInput  # noqa: E402
 from tests.audio_checks import speech_16k  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 from tests.openai_standin import ChatScript, StandIn, running_standin  # noqa: E402
@@ -170,8 +178,96 @@ def _report(items: list[dict[str, object]]) -> dict[str, object]:
     }
 
 
+class _Decisions:
+    """``UtteranceIO`` for the in-process run: notes when and how the turn ended."""
+
+    def __init__(self) -> None:
+        self.turns = 0
+        self.ended_at: list[tuple[int, str]] = []  # (bytes pushed, rule)
+        self.pushed = 0
+
+    async def open_utterance(self) -> tuple[str, str]:
+        self.turns += 1
+        return f"t{self.turns}", "in"
+
+    async def send_input(self, input_key: str, chunk: object) -> None:
+        pass
+
+    def input_complete(self, turn_id: str, timings: dict[str, object]) -> None:
+        self.ended_at.append((self.pushed, str(timings.get("end_of_speech_rule"))))
+
+
+async def decide(pcm: bytes, policy: object, engine: object) -> tuple[float | None, bool, str]:
+    """(ms from the last voiced sample to the end of the turn, cut off?, rule), in audio time."""
+    from gateway.utterance import UtteranceTracker
+
+    io = _Decisions()
+    tracker = UtteranceTracker(io, policy, 10**8)  # type: ignore[arg-type]
+    stream = engine.open_stream()  # type: ignore[attr-defined]
+    step = CHUNK_MS * BYTES_PER_MS
+    try:
+        for offset in range(0, len(pcm), step):
+            piece = pcm[offset : offset + step]
+            io.pushed = offset + len(piece)
+            await tracker.push(AudioInput(piece, False))
+            if tracker.current is None:
+                if io.ended_at and io.turns > 1:
+                    break
+                continue
+            if stream.feed(piece):
+                tracker.hear(tracker.current.turn_id, stream.complete)
+    finally:
+        stream.close()
+    end = voiced_end_ms(pcm) * BYTES_PER_MS
+    cut = io.turns != 1 or not io.ended_at or io.ended_at[0][0] < end
+    if not io.ended_at:
+        return None, True, "none"
+    return (io.ended_at[-1][0] - end) / BYTES_PER_MS, cut, io.ended_at[-1][1]
+
+
+async def measure_decisions() -> dict[str, object]:
+    from asr_worker.pocketsphinx_engine import PocketsphinxEngine
+    from gateway.utterance import EndOfSpeechPolicy
+    from shared.settings import load_settings
+
+    settings = load_settings()
+    engine = PocketsphinxEngine(decoder_pool_size=1)
+    policies = {
+        "fixed_600": EndOfSpeechPolicy(600, 600, 600),
+        "adaptive": EndOfSpeechPolicy(
+            settings.end_of_speech_ms,
+            settings.end_of_speech_complete_ms,
+            settings.end_of_speech_unfinished_ms,
+        ),
+    }
+    requests = [("fluent", request_audio((text,))) for text in FLUENT]
+    requests += [
+        ("hesitant", request_audio((a, b), (pause,)))
+        for a, _, b in HESITANT
+        for pause in (300, 400, 450, 500)
+    ]
+    out: dict[str, object] = {}
+    for name, policy in policies.items():
+        items: dict[str, list[tuple[float | None, bool, str]]] = {"fluent": [], "hesitant": []}
+        for kind, pcm in requests:
+            items[kind].append(await decide(pcm, policy, engine))
+        out[name] = {
+            kind: {
+                "requests": len(rows),
+                "end_of_speech_to_end_of_turn_ms": _summary(
+                    [d for d, cut, _ in rows if d is not None and not cut]
+                ),
+                "cut_off_share": round(sum(cut for _, cut, _ in rows) / len(rows), 3),
+                "rules": dict(Counter(rule for *_, rule in rows)),
+            }
+            for kind, rows in items.items()
+        }
+    return out
+
+
 async def run(agents: list[str], rounds: int) -> dict[str, object]:
     out: dict[str, object] = {"rounds": rounds, "chunk_ms": CHUNK_MS}
+    out["decision"] = await measure_decisions()
     if "offline" in agents:
         with running_system(LOG_LEVEL="WARNING") as (ws_url, _pid):
             out["offline"] = await measure_agent(ws_url, rounds)
