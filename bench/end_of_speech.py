@@ -25,7 +25,7 @@ recogniser keeps up), once with a fixed ``END_OF_SPEECH_MS`` (``fixed_600``, the
 before adaptive end of speech) and once with the adaptive settings: the audio time from
 the last voiced sample to the end of the turn, and the share cut off, over more pauses.
 
-    python bench/end_of_speech.py [--rounds 3] [--agents offline,model_400ms]
+    python bench/end_of_speech.py [--rounds 3] [--agents decision,offline,model_400ms]
 """
 
 from __future__ import annotations
@@ -267,7 +267,8 @@ async def measure_decisions() -> dict[str, object]:
 
 async def run(agents: list[str], rounds: int) -> dict[str, object]:
     out: dict[str, object] = {"rounds": rounds, "chunk_ms": CHUNK_MS}
-    out["decision"] = await measure_decisions()
+    if "decision" in agents:
+        out["decision"] = await measure_decisions()
     if "offline" in agents:
         with running_system(LOG_LEVEL="WARNING") as (ws_url, _pid):
             out["offline"] = await measure_agent(ws_url, rounds)
@@ -293,7 +294,7 @@ async def run(agents: list[str], rounds: int) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--agents", default="offline,model_400ms")
+    parser.add_argument("--agents", default="decision,offline,model_400ms")
     args = parser.parse_args()
     result = asyncio.run(run(args.agents.split(","), args.rounds))
     print(json.dumps(result, indent=2))
