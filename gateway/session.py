@@ -118,8 +118,7 @@ class VoiceSession:
             self.control.forget_takeover(self.session_id, self.connection_id)
             if self._releaser:
                 self._releaser.cancel()
-            with contextlib.suppress(Exception):
-                await self._speech.abandon()
+            await self._abandon_utterance()
             if not self.taken_over:
                 with contextlib.suppress(Exception):
                     await self.store.detach(self.session_id)
@@ -344,6 +343,11 @@ class VoiceSession:
         self.delivery.add_timings(turn_id, timings)
         metrics.END_OF_SPEECH.labels(str(timings.get("end_of_speech_rule"))).inc()
         self._onset.reset()
+
+    async def _abandon_utterance(self) -> None:
+        """The client left mid-utterance: end its input so the ASR worker lets go now."""
+        with contextlib.suppress(Exception):
+            await self._speech.abandon()
 
     def _hear_hypothesis(self, event: ReplyEvent) -> None:
         """Partials on their way to the client tell the utterance what has been heard."""
