@@ -8,6 +8,11 @@ A worker that takes an utterance over after a crash re-reads its audio from the 
 (a recogniser's state cannot be handed over). Its checkpoint (``shared.checkpoint``)
 holds the input seq of the last partial sent, so partials resume after it instead of
 repeating, and marks the final transcript and its ``LlmJob`` as sent, in one step.
+
+When the gateway started a reply early (during a pause, on a complete hypothesis), the
+end marker names the words it answered: a final transcript with exactly those words
+publishes no ``LlmJob`` (the gateway uses the early reply); any other final does (the
+gateway drops the early one). Both sides compare the same two strings.
 """
 
 from __future__ import annotations
@@ -43,17 +48,19 @@ async def _transcribe(
     stream: AsrStream,
     keep_audio: bytearray | None,
     checkpoint: TurnCheckpoint,
-) -> tuple[str, bool, int]:
-    """Feed the utterance to ``stream``; returns (final text, cancelled, end-of-speech ms)."""
+) -> tuple[str, bool, int, str]:
+    """Feed the utterance to ``stream``; returns (final text, cancelled, end-of-speech ms,
+    the text the gateway already started a reply to)."""
     input_key = settings.keys.asr_input(job.session_id, job.turn_id)
     pending = bytearray()
     cancelled = False
+    preempted = ""
     async for _entry_id, chunk in ctx.inputs.follow(input_key, settings.input_idle_timeout):
         pending += chunk.audio
         if keep_audio is not None:
             keep_audio += chunk.audio
         if chunk.end:
-            cancelled = chunk.cancelled
+            cancelled, preempted = chunk.cancelled, chunk.preempted
             break
         if getattr(stream, "blocking", True):
             partial = await asyncio.to_thread(stream.feed, bytes(pending))
@@ -68,8 +75,8 @@ async def _transcribe(
     if pending:
         await asyncio.to_thread(stream.feed, bytes(pending))
     if cancelled:
-        return "", True, speech_end_ms
-    return await asyncio.to_thread(stream.finish), False, speech_end_ms
+        return "", True, speech_end_ms, ""
+    return await asyncio.to_thread(stream.finish), False, speech_end_ms, preempted
 
 
 def make_asr_handler(
@@ -90,7 +97,7 @@ def make_asr_handler(
         stream = await asyncio.to_thread(engine.open_stream)
         audio = bytearray() if external else None
         try:
-            text, cancelled, speech_end_ms = await _transcribe(
+            text, cancelled, speech_end_ms, preempted = await _transcribe(
                 redis, settings, job, ctx, stream, audio, checkpoint
             )
         finally:
@@ -117,6 +124,8 @@ def make_asr_handler(
             no_speech = {"code": protocol.NO_SPEECH, "message": "no speech was recognised"}
             event = ReplyEvent("error", job.session_id, job.turn_id, no_speech)
             outputs = [_to_client(settings, final), _to_client(settings, event)]
+        elif text == preempted:  # the gateway's early reply to these words is the answer
+            outputs = [_to_client(settings, final)]
         else:
             llm_job = LlmJob(
                 job.session_id, job.turn_id, text, "speech", speech_end_ms, dict(job.options)

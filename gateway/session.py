@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.delivery import ReplyDelivery
+from gateway.early_reply import EarlyReplies
 from gateway.endpointing import SpeechOnset
 from gateway.rate_limit import SessionLimits
 from gateway.relay import ReplyRelay
@@ -77,10 +78,14 @@ class VoiceSession:
         self._replies_out = StreamAppender(redis, settings.session_ttl_seconds)
         self._turns = 0
         self._onset = SpeechOnset(settings.barge_in_min_speech_ms)
+        self._early = EarlyReplies(
+            self.session_id, settings, redis, relay, control, lambda: self.options.as_job_options()
+        )
         self._speech = UtteranceTracker(
             self,
             _end_of_speech_policy(settings),
             int(settings.max_utterance_seconds * _BYTES_PER_SECOND),
+            early_replies=settings.preemptive_reply,
         )
         self._held: deque[VoiceCommand | AudioInput] = deque()
         self._releaser: asyncio.Task[None] | None = None
@@ -281,6 +286,7 @@ class VoiceSession:
             self.control.cancel(self.session_id, turn_id, record),
             self._inputs.append(self._keys.tts_input(self.session_id, turn_id), stop_tts),
             *(self._replies_out.append(self._keys.reply(self.session_id), e) for e in events),
+            self._early.stop_used(turn_id, record),
         )
         self._onset.reset()
 
@@ -348,11 +354,26 @@ class VoiceSession:
         """The client left mid-utterance: end its input so the ASR worker lets go now."""
         with contextlib.suppress(Exception):
             await self._speech.abandon()
+        await self._early.close()
+
+    def start_early_reply(self, turn_id: str, attempt_id: str, text: str) -> None:
+        self._early.start(turn_id, attempt_id, text)
+
+    def use_early_reply(self, attempt_id: str) -> None:
+        self._early.use(attempt_id)
+
+    def drop_early_reply(self, attempt_id: str) -> None:
+        self._early.drop(attempt_id)
 
     def _hear_hypothesis(self, event: ReplyEvent) -> None:
         """Partials on their way to the client tell the utterance what has been heard."""
-        if event.event == "partial_transcription" and not event.data.get("is_final"):
-            self._speech.hear(event.turn_id, event.data.get("complete"))
+        if event.event != "partial_transcription":
+            return
+        text = str(event.data.get("text", ""))
+        if event.data.get("is_final"):
+            self._speech.hear_final(event.turn_id, text)
+        else:
+            self._speech.hear(event.turn_id, event.data.get("complete"), text)
 
 
 def _end_of_speech_policy(settings: Settings) -> EndOfSpeechPolicy | None:

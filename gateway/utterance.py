@@ -18,6 +18,11 @@ The rules:
   only non-speech audio hands that audio to the recogniser, so the turn ends with its
   ``no_speech`` like any other; ``is_final`` with nothing at all is refused.
 * An utterance longer than ``MAX_UTTERANCE_SECONDS`` is cut there and refused.
+* With preemptive replies on, a pause of ``EARLY_REPLY_AFTER_MS`` after a complete
+  hypothesis starts the reply to it before the end of speech is confirmed
+  (``gateway.early_reply`` holds its events). Speech again, or another hypothesis, drops
+  it. At the end of speech the recogniser is told which words were answered; its final
+  transcript then uses the early reply (the same words) or drops it (any other).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from shared.messages import InputChunk
 from shared.protocol import AudioInput, ProtocolError
 
 PRE_ROLL_FRAMES = 3  # pieces of audio kept from before speech (300 ms at 100 ms pieces)
+EARLY_REPLY_AFTER_MS = 60  # of silence after a complete hypothesis (after the VAD's hangover)
+MAX_EARLY_REPLIES = 3  # attempts per utterance: a bound on model calls wasted
 
 
 @dataclass
@@ -44,6 +51,10 @@ class Utterance:
     audio_bytes: int = 0
     refused: bool = False
     complete: bool | None = None  # the recogniser's latest hypothesis: whole request?
+    text: str = ""  # ... and its words
+    early_reply: str | None = None  # the attempt started for ``early_text``, if any
+    early_text: str = ""
+    early_replies: int = 0
 
 
 class UtteranceIO(Protocol):
@@ -57,6 +68,15 @@ class UtteranceIO(Protocol):
 
     def input_complete(self, turn_id: str, timings: dict[str, object]) -> None:
         """The request is complete (end of speech); ``timings`` say how it was decided."""
+
+    def start_early_reply(self, turn_id: str, attempt_id: str, text: str) -> None:
+        """Start a reply to ``text`` now, holding its events (``gateway.early_reply``)."""
+
+    def use_early_reply(self, attempt_id: str) -> None:
+        """The early reply is the turn's reply: let its events through."""
+
+    def drop_early_reply(self, attempt_id: str) -> None:
+        """Cancel the early reply; nothing of it may reach the client or the history."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +97,19 @@ class EndOfSpeechPolicy:
 
 
 class UtteranceTracker:
-    def __init__(self, io: UtteranceIO, policy: EndOfSpeechPolicy | None, max_bytes: int) -> None:
+    def __init__(
+        self,
+        io: UtteranceIO,
+        policy: EndOfSpeechPolicy | None,
+        max_bytes: int,
+        early_replies: bool = False,
+    ) -> None:
         """``policy=None``: no end-of-speech detection, only ``is_final`` ends an utterance."""
         self._io = io
         self._policy = policy
         self._max_bytes = max_bytes
+        self._early_replies = early_replies and policy is not None
+        self._awaiting_final: dict[str, tuple[str, str]] = {}  # turn -> (attempt, its words)
         self._endpointer = Endpointer(policy.default_ms) if policy else None
         self._current: Utterance | None = None
         self._pause_ended = False  # the last utterance was ended by a pause, not is_final
@@ -91,10 +119,22 @@ class UtteranceTracker:
     def current(self) -> Utterance | None:
         return self._current
 
-    def hear(self, turn_id: str, complete: bool | None) -> None:
+    def hear(self, turn_id: str, complete: bool | None, text: str = "") -> None:
         """The recogniser's latest hypothesis for ``turn_id`` (from a partial transcript)."""
         if self._current is not None and self._current.turn_id == turn_id:
             self._current.complete = complete
+            self._current.text = text
+
+    def hear_final(self, turn_id: str, text: str) -> None:
+        """The final transcript: it decides an early reply waiting for it."""
+        attempt = self._awaiting_final.pop(turn_id, None)
+        if attempt is None:
+            return
+        attempt_id, words = attempt
+        if text == words:  # the ASR worker made the same comparison and sent no job
+            self._io.use_early_reply(attempt_id)
+        else:
+            self._io.drop_early_reply(attempt_id)
 
     async def push(self, audio: AudioInput) -> None:
         """One frame from the client. Raises ``ProtocolError`` for what must be refused."""
@@ -125,11 +165,37 @@ class UtteranceTracker:
         self._endpointer.push(pcm)
         needed, rule = self._policy.silence_needed(utterance.complete)
         if not self._endpointer.silent_for(needed):
+            self._consider_early_reply(utterance)
             return False
         timings = {"end_of_speech_rule": rule, "end_of_speech_silence_ms": needed}
         await self._finish(utterance, timings)
         self._pause_ended = True
         return True
+
+    def _consider_early_reply(self, utterance: Utterance) -> None:
+        """In a pause after a complete hypothesis, start its reply; drop it on speech."""
+        if not self._early_replies or self._endpointer is None:
+            return
+        pausing = self._endpointer.silent_for(EARLY_REPLY_AFTER_MS)
+        if utterance.early_reply is not None:
+            if not pausing or utterance.text != utterance.early_text:
+                self._drop_early_reply(utterance)
+            return
+        if (
+            pausing
+            and utterance.complete is True
+            and utterance.text
+            and utterance.early_replies < MAX_EARLY_REPLIES
+        ):
+            utterance.early_replies += 1
+            utterance.early_reply = f"{utterance.turn_id}.p{utterance.early_replies}"
+            utterance.early_text = utterance.text
+            self._io.start_early_reply(utterance.turn_id, utterance.early_reply, utterance.text)
+
+    def _drop_early_reply(self, utterance: Utterance) -> None:
+        if utterance.early_reply is not None:
+            self._io.drop_early_reply(utterance.early_reply)
+            utterance.early_reply = None
 
     async def _on_is_final(self, utterance: Utterance | None) -> None:
         if utterance is None and self._pre_roll and not self._pause_ended:
@@ -150,9 +216,17 @@ class UtteranceTracker:
     async def _finish(self, utterance: Utterance, timings: dict[str, object]) -> None:
         """End of speech: the ASR worker finishes this turn."""
         self._current = None
+        if utterance.early_reply is not None and utterance.text != utterance.early_text:
+            self._drop_early_reply(utterance)
         if not utterance.refused:
-            await self._send_end(utterance)
+            preempted = ""
+            if utterance.early_reply is not None:
+                preempted = utterance.early_text
+                self._awaiting_final[utterance.turn_id] = (utterance.early_reply, preempted)
+            await self._send_end(utterance, preempted=preempted)
             self._io.input_complete(utterance.turn_id, timings)
+        else:
+            self._drop_early_reply(utterance)
 
     async def _start(self) -> Utterance:
         turn_id, input_key = await self._io.open_utterance()
@@ -176,22 +250,31 @@ class UtteranceTracker:
         utterance.seq += 1
         await self._io.send_input(utterance.input_key, InputChunk(seq=utterance.seq, audio=pcm))
 
-    async def _send_end(self, utterance: Utterance, cancelled: bool = False) -> None:
+    async def _send_end(
+        self, utterance: Utterance, cancelled: bool = False, preempted: str = ""
+    ) -> None:
         if utterance.refused:
             return  # its end marker went out when it was refused
         utterance.seq += 1
-        chunk = InputChunk(seq=utterance.seq, end=True, cancelled=cancelled)
+        chunk = InputChunk(seq=utterance.seq, end=True, cancelled=cancelled, preempted=preempted)
         await self._io.send_input(utterance.input_key, chunk)
 
     async def cancel(self, turn_id: str) -> None:
         """The client cancelled ``turn_id``: if it is the utterance in progress, drop it."""
+        if attempt := self._awaiting_final.pop(turn_id, None):
+            self._io.drop_early_reply(attempt[0])
         utterance = self._current
         if utterance is not None and utterance.turn_id == turn_id:
             self._current = None
+            self._drop_early_reply(utterance)
             await self._send_end(utterance, cancelled=True)
 
     async def abandon(self) -> None:
         """The client left mid-utterance: end its input so the ASR worker lets go now."""
+        for attempt_id, _ in self._awaiting_final.values():
+            self._io.drop_early_reply(attempt_id)
+        self._awaiting_final.clear()
         utterance, self._current = self._current, None
         if utterance is not None:
+            self._drop_early_reply(utterance)
             await self._send_end(utterance, cancelled=True)

@@ -28,6 +28,11 @@ END_OF_SPEECH = Counter(
     "spoken requests ended, by the rule that ended them",
     ["rule"],  # complete | unfinished | default (a pause of that length) | is_final
 )
+PREEMPTIVE_REPLIES = Counter(
+    "vna_preemptive_replies_total",
+    "replies started during a pause before the end of speech was confirmed",
+    ["outcome"],  # started | used | discarded
+)
 
 # --- stages ----------------------------------------------------------------------------
 STAGE_LATENCY = Histogram(

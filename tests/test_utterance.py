@@ -22,6 +22,7 @@ class Recorder:
         self.turns: list[str] = []
         self.inputs: list[tuple[str, InputChunk]] = []
         self.completed: list[tuple[str, dict[str, object]]] = []
+        self.early: list[tuple[str, str, str]] = []
 
     async def open_utterance(self) -> tuple[str, str]:
         self.turns.append(f"t{len(self.turns) + 1}")
@@ -33,6 +34,15 @@ class Recorder:
     def input_complete(self, turn_id: str, timings: dict[str, object]) -> None:
         self.completed.append((turn_id, timings))
 
+    def start_early_reply(self, turn_id: str, attempt_id: str, text: str) -> None:
+        self.early.append(("start", attempt_id, text))
+
+    def use_early_reply(self, attempt_id: str) -> None:
+        self.early.append(("use", attempt_id, ""))
+
+    def drop_early_reply(self, attempt_id: str) -> None:
+        self.early.append(("drop", attempt_id, ""))
+
     def ends(self, turn_id: str) -> list[InputChunk]:
         return [c for key, c in self.inputs if key == f"in:{turn_id}" and c.end]
 
@@ -41,11 +51,13 @@ def _pieces(pcm: bytes) -> list[bytes]:
     return [pcm[i : i + PIECE] for i in range(0, len(pcm), PIECE)]
 
 
-async def _speak(tracker: UtteranceTracker, text: str, complete: bool | None) -> None:
+async def _speak(
+    tracker: UtteranceTracker, text: str, complete: bool | None, heard: str = ""
+) -> None:
     for piece in _pieces(speech_16k(text, lead_silence_ms=0, tail_silence_ms=0)):
         await tracker.push(AudioInput(piece, False))
     if tracker.current is not None:
-        tracker.hear(tracker.current.turn_id, complete)
+        tracker.hear(tracker.current.turn_id, complete, heard or text)
 
 
 async def _silence_until_end(tracker: UtteranceTracker, io: Recorder, limit: int = 15) -> int:
@@ -149,3 +161,49 @@ async def test_cancel_ends_the_utterance_in_progress_as_cancelled() -> None:
     await _speak(tracker, "read me the", False)
     await tracker.cancel("t1")
     assert tracker.current is None and io.ends("t1")[0].cancelled and io.completed == []
+
+
+async def test_a_pause_after_a_complete_request_starts_its_reply_before_the_end() -> None:
+    io = Recorder()
+    tracker = UtteranceTracker(io, POLICY, max_bytes=10**7, early_replies=True)
+    await _speak(tracker, "read me the sports headlines", True)
+    await tracker.push(AudioInput(SILENCE, False))
+    await tracker.push(AudioInput(SILENCE, False))
+    assert io.early == [("start", "t1.p1", "read me the sports headlines")] and not io.completed
+    await _silence_until_end(tracker, io)
+    assert io.ends("t1")[0].preempted == "read me the sports headlines"
+    tracker.hear_final("t1", "read me the sports headlines")
+    assert io.early[-1] == ("use", "t1.p1", "")
+
+
+async def test_speaking_on_drops_the_early_reply() -> None:
+    io = Recorder()
+    tracker = UtteranceTracker(io, POLICY, max_bytes=10**7, early_replies=True)
+    await _speak(tracker, "read me the sports headlines", True)
+    await tracker.push(AudioInput(SILENCE, False))
+    await tracker.push(AudioInput(SILENCE, False))
+    await _speak(tracker, "today", True, heard="read me the sports headlines today")
+    assert [kind for kind, *_ in io.early] == ["start", "drop"] and not io.completed
+    await _silence_until_end(tracker, io)
+    assert io.early[-1] == ("start", "t1.p2", "read me the sports headlines today")
+    tracker.hear_final("t1", "read me the sports headlines for today")  # the final differs
+    assert io.early[-1] == ("drop", "t1.p2", "")
+
+
+async def test_no_early_reply_for_an_unknown_hypothesis_or_when_off() -> None:
+    for complete, on in ((None, True), (True, False)):
+        io = Recorder()
+        tracker = UtteranceTracker(io, POLICY, max_bytes=10**7, early_replies=on)
+        await _speak(tracker, "read me the sports headlines", complete)
+        await _silence_until_end(tracker, io)
+        assert io.early == [] and io.ends("t1")[0].preempted == ""
+
+
+async def test_cancel_drops_an_early_reply_waiting_for_the_final() -> None:
+    io = Recorder()
+    tracker = UtteranceTracker(io, POLICY, max_bytes=10**7, early_replies=True)
+    await _speak(tracker, "next story", True)
+    await _silence_until_end(tracker, io)
+    await tracker.cancel("t1")
+    tracker.hear_final("t1", "next story")
+    assert [kind for kind, *_ in io.early] == ["start", "drop"]
