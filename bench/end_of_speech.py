@@ -16,7 +16,8 @@ last word (more than one final transcript, or a final transcript before the true
 
 Prints JSON: p50/p95 of end of speech → final transcript and → first audio, the share of
 requests cut off, the end-of-speech rules the gateway applied (from the turn's
-``timings``), per agent and per kind of request.
+``timings``), per agent and per kind of request, and the replies started early (during a
+pause, ``PREEMPTIVE_REPLY``): started, used, discarded (from the gateway's metrics).
 
 First, ``decision``: the gateway's own share, free of machine load. The same requests go
 through the real utterance state machine (``gateway.utterance``) and the real recogniser
@@ -39,6 +40,8 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -154,12 +157,29 @@ async def measure_agent(ws_url: str, rounds: int) -> dict[str, object]:
     async with VoiceClient.connect(ws_url) as client:
         await client.ask("top headlines")  # warm the feed cache and the engines
     results: dict[str, list[dict[str, object]]] = {"fluent": [], "hesitant": []}
+    before = _early_replies(ws_url)
     for _ in range(rounds):
         for kind, pcm in requests:
             results[kind].append(await one_request(ws_url, pcm))
+    after = _early_replies(ws_url)
+    early = {outcome: after[outcome] - before[outcome] for outcome in after}
+    if early["started"]:
+        early["discarded_share"] = round(early["discarded"] / early["started"], 3)
     return {kind: _report(items) for kind, items in results.items()} | {
-        "all": _report(results["fluent"] + results["hesitant"])
+        "all": _report(results["fluent"] + results["hesitant"]),
+        "preemptive_replies": early,
     }
+
+
+def _early_replies(ws_url: str) -> dict[str, float]:
+    """The gateway's counts of replies started early, used and discarded (0 before them)."""
+    url = ws_url.replace("ws://", "http://").replace("/ws/voice", "/metrics")
+    counts = {"started": 0.0, "used": 0.0, "discarded": 0.0}
+    for line in httpx.get(url, timeout=10).text.splitlines():
+        if line.startswith("vna_preemptive_replies_total{"):
+            outcome = line.split('outcome="')[1].split('"')[0]
+            counts[outcome] = float(line.rsplit(" ", 1)[1])
+    return counts
 
 
 def _report(items: list[dict[str, object]]) -> dict[str, object]:
