@@ -271,9 +271,7 @@ class UtteranceTracker:
 
     async def abandon(self) -> None:
         """The client left mid-utterance: end its input so the ASR worker lets go now."""
-        for attempt_id, _ in self._awaiting_final.values():
-            self._io.drop_early_reply(attempt_id)
-        self._awaiting_final.clear()
+        self._awaiting_final.clear()  # the final transcript still decides them (early_reply)
         utterance, self._current = self._current, None
         if utterance is not None:
             self._drop_early_reply(utterance)

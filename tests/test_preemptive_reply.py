@@ -121,3 +121,30 @@ async def test_speaking_on_after_a_complete_request_leaves_no_trace(system) -> N
     events, remembered = await _stored(system, session_id)
     _one_clean_reply(talk.turn, events)
     assert remembered == 1  # the dropped reply is not in the conversation memory
+
+
+async def test_a_client_gone_at_the_end_of_speech_still_gets_its_turn_answered(system) -> None:
+    async with VoiceClient.connect(system.ws_url) as client:
+        talk = _Talk(client)
+        await talk.send(speech_16k(REQUEST, 300, 0))
+        await talk.heard.wait()
+        await talk.send(SILENCE * 4)  # the pause ends the request; the client leaves at once
+        session_id = client.session_id
+        talk.reader.cancel()
+    redis = aioredis.Redis.from_url(system.redis_url)
+    try:
+        last = "0-0"
+        events: list[ReplyEvent] = []
+        while not any(e.event == "streaming_complete" for e in events):  # what resume replays
+            answer = await redis.xread({Keys().reply(session_id): last}, block=1000)
+            for _key, entries in answer or []:
+                for entry_id, fields in entries:
+                    last = entry_id
+                    if isinstance(event := decode(fields), ReplyEvent):
+                        events.append(event)
+    finally:
+        await redis.aclose()
+    assert {e.turn_id for e in events} == {"t1"}
+    assert len([e for e in events if e.event == "agent_response" and e.data["is_final"]]) == 1
+    chunks = [e.data["chunk_index"] for e in events if e.event == "tts_chunk"]
+    assert chunks == list(range(len(chunks))) and chunks
