@@ -205,6 +205,8 @@ class _Decisions:
         self.turns = 0
         self.ended_at: list[tuple[int, str]] = []  # (bytes pushed, rule)
         self.pushed = 0
+        self.early: list[int] = []  # bytes pushed when an early reply started
+        self.dropped = 0
 
     async def open_utterance(self) -> tuple[str, str]:
         self.turns += 1
@@ -216,13 +218,28 @@ class _Decisions:
     def input_complete(self, turn_id: str, timings: dict[str, object]) -> None:
         self.ended_at.append((self.pushed, str(timings.get("end_of_speech_rule"))))
 
+    def start_early_reply(self, turn_id: str, attempt_id: str, text: str) -> None:
+        self.early.append(self.pushed)
+
+    def use_early_reply(self, attempt_id: str) -> None:
+        pass
+
+    def drop_early_reply(self, attempt_id: str) -> None:
+        self.dropped += 1
+
 
 async def decide(pcm: bytes, policy: object, engine: object) -> tuple[float | None, bool, str]:
     """(ms from the last voiced sample to the end of the turn, cut off?, rule), in audio time."""
+    return (await _decide(pcm, policy, engine))[:3]  # type: ignore[return-value]
+
+
+async def _decide(pcm: bytes, policy: object, engine: object) -> tuple[object, ...]:
+    """``decide``, plus when the last early reply started (ms after the true end, None if
+    none) and how many were dropped."""
     from gateway.utterance import UtteranceTracker
 
     io = _Decisions()
-    tracker = UtteranceTracker(io, policy, 10**8)  # type: ignore[arg-type]
+    tracker = UtteranceTracker(io, policy, 10**8, early_replies=True)  # type: ignore[arg-type]
     stream = engine.open_stream()  # type: ignore[attr-defined]
     step = CHUNK_MS * BYTES_PER_MS
     try:
@@ -234,15 +251,16 @@ async def decide(pcm: bytes, policy: object, engine: object) -> tuple[float | No
                 if io.ended_at and io.turns > 1:
                     break
                 continue
-            if stream.feed(piece):
-                tracker.hear(tracker.current.turn_id, stream.complete)
+            if hypothesis := stream.feed(piece):
+                tracker.hear(tracker.current.turn_id, stream.complete, hypothesis)
     finally:
         stream.close()
     end = voiced_end_ms(pcm) * BYTES_PER_MS
     cut = io.turns != 1 or not io.ended_at or io.ended_at[0][0] < end
+    early = (io.early[-1] - end) / BYTES_PER_MS if io.early else None
     if not io.ended_at:
-        return None, True, "none"
-    return (io.ended_at[-1][0] - end) / BYTES_PER_MS, cut, io.ended_at[-1][1]
+        return None, True, "none", early, io.dropped
+    return (io.ended_at[-1][0] - end) / BYTES_PER_MS, cut, io.ended_at[-1][1], early, io.dropped
 
 
 async def measure_decisions() -> dict[str, object]:
@@ -268,21 +286,26 @@ async def measure_decisions() -> dict[str, object]:
     ]
     out: dict[str, object] = {}
     for name, policy in policies.items():
-        items: dict[str, list[tuple[float | None, bool, str]]] = {"fluent": [], "hesitant": []}
+        items: dict[str, list[tuple[object, ...]]] = {"fluent": [], "hesitant": []}
         for kind, pcm in requests:
-            items[kind].append(await decide(pcm, policy, engine))
-        out[name] = {
-            kind: {
-                "requests": len(rows),
-                "end_of_speech_to_end_of_turn_ms": _summary(
-                    [d for d, cut, _ in rows if d is not None and not cut]
-                ),
-                "cut_off_share": round(sum(cut for _, cut, _ in rows) / len(rows), 3),
-                "rules": dict(Counter(rule for *_, rule in rows)),
-            }
-            for kind, rows in items.items()
-        }
+            items[kind].append(await _decide(pcm, policy, engine))
+        out[name] = {kind: _decisions(rows, name != "fixed_600") for kind, rows in items.items()}
     return out
+
+
+def _decisions(rows: list[tuple[object, ...]], adaptive: bool) -> dict[str, object]:
+    whole = [row for row in rows if row[0] is not None and not row[1]]
+    report: dict[str, object] = {
+        "requests": len(rows),
+        "end_of_speech_to_end_of_turn_ms": _summary([float(row[0]) for row in whole]),  # type: ignore[arg-type]
+        "cut_off_share": round(sum(bool(row[1]) for row in rows) / len(rows), 3),
+    }
+    if adaptive:
+        early = [float(row[3]) for row in whole if row[3] is not None]  # type: ignore[arg-type]
+        report["rules"] = dict(Counter(str(row[2]) for row in rows))
+        report["early_reply_started_ms"] = _summary(early) if early else None
+        report["early_replies_dropped"] = sum(int(row[4]) for row in rows)  # type: ignore[call-overload]
+    return report
 
 
 async def run(agents: list[str], rounds: int) -> dict[str, object]:

@@ -37,7 +37,7 @@ from shared.messages import InputChunk
 from shared.protocol import AudioInput, ProtocolError
 
 PRE_ROLL_FRAMES = 3  # pieces of audio kept from before speech (300 ms at 100 ms pieces)
-EARLY_REPLY_AFTER_MS = 60  # of silence after a complete hypothesis (after the VAD's hangover)
+EARLY_REPLY_AFTER_MS = 30  # of silence after a complete hypothesis (after the VAD's hangover)
 MAX_EARLY_REPLIES = 3  # attempts per utterance: a bound on model calls wasted
 
 
