@@ -77,6 +77,11 @@ class EarlyReplies:
     # --- decisions (from the utterance state machine) ---------------------------------
 
     def start(self, turn_id: str, attempt_id: str, text: str) -> None:
+        if len(self._attempts) > 64:  # a long session: forget attempts that are over
+            for old in [a for a, item in self._attempts.items() if item.state == "dropped"]:
+                del self._attempts[old]
+            for old in [a for a, item in self._attempts.items() if item.state == "done"][:-8]:
+                del self._attempts[old]
         self._attempts[attempt_id] = _Attempt(turn_id, text)
         metrics.PREEMPTIVE_REPLIES.labels("started").inc()
         self._do(lambda: self._publish(attempt_id, text))

@@ -85,7 +85,8 @@ class VoiceSession:
             self,
             _end_of_speech_policy(settings),
             int(settings.max_utterance_seconds * _BYTES_PER_SECOND),
-            early_replies=settings.preemptive_reply,
+            # an external recogniser's final never has the local partial's exact words
+            early_replies=settings.preemptive_reply and not settings.use_external_asr,
         )
         self._held: deque[VoiceCommand | AudioInput] = deque()
         self._releaser: asyncio.Task[None] | None = None
