@@ -32,13 +32,19 @@ class OpenAITranscriber:
             api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=1
         )
 
-    async def transcribe(self, pcm: bytes, sample_rate: int) -> str:
+    async def transcribe(self, pcm: bytes, sample_rate: int, language: str | None = None) -> str:
+        """The utterance's text; ``language`` (ISO-639-1, e.g. "zh") is the session's
+        language as a hint, which makes short utterances far more reliable."""
         import openai
 
         wav = pcm16_to_wav(pcm, sample_rate)
+        hint = {"language": language} if language else {}
         try:
             result = await self._client.audio.transcriptions.create(
-                model=self.model, file=("utterance.wav", wav, "audio/wav"), response_format="json"
+                model=self.model,
+                file=("utterance.wav", wav, "audio/wav"),
+                response_format="json",
+                **hint,
             )
         except openai.AuthenticationError as exc:
             raise TranscriptionFailed("external ASR refused the API key") from exc

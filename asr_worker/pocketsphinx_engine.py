@@ -212,6 +212,7 @@ class PocketsphinxEngine:
 
     name = "pocketsphinx"
     sample_rate = SAMPLE_RATE
+    languages = ("en",)  # the wheel's acoustic and language models are US English
 
     def __init__(
         self,

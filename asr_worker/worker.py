@@ -24,10 +24,12 @@ from typing import Protocol
 import redis.asyncio as aioredis
 
 from asr_worker.completeness import is_complete
+from asr_worker.language_support import IgnoredSpeech, notice, unsupported_language
 from asr_worker.openai_transcriber import TranscriptionFailed
 from shared import metrics, protocol
 from shared.checkpoint import Append, TurnCheckpoint
 from shared.engines import AsrEngine, AsrStream
+from shared.languages import language
 from shared.messages import AsrJob, LlmJob, ReplyEvent
 from shared.settings import Settings
 from shared.streams import now_ms
@@ -37,7 +39,8 @@ log = logging.getLogger(__name__)
 
 
 class ExternalTranscriber(Protocol):
-    async def transcribe(self, pcm: bytes, sample_rate: int) -> str: ...
+    async def transcribe(self, pcm: bytes, sample_rate: int, language: str | None = None) -> str:
+        """``language``: ISO-639-1 hint (``?lang=``), None to let the service tell."""
 
 
 async def _transcribe(
@@ -94,7 +97,13 @@ def make_asr_handler(
         ctx.cleanup.extend([checkpoint.key, keys.asr_input(job.session_id, job.turn_id)])
         if checkpoint.number("done"):  # transcript sent before a crash, just not acknowledged
             return
-        stream = await asyncio.to_thread(engine.open_stream)
+        # a language the local recogniser lacks: no partials (they would be English
+        # guesses); the external transcriber's final, or else a notice in that language
+        foreign = unsupported_language(engine, job.options, settings)
+        unheard = foreign if external is None else None
+        stream: AsrStream = (
+            IgnoredSpeech() if foreign else await asyncio.to_thread(engine.open_stream)
+        )
         audio = bytearray() if external else None
         try:
             text, cancelled, speech_end_ms, preempted = await _transcribe(
@@ -106,7 +115,10 @@ def make_asr_handler(
             return
         if external and audio:
             try:
-                text = await external.transcribe(bytes(audio), job.sample_rate)
+                hint = (job.options or {}).get("lang")
+                text = await external.transcribe(
+                    bytes(audio), job.sample_rate, language(hint).transcription if hint else None
+                )
             except TranscriptionFailed as exc:
                 log.warning("turn %s: %s; using the local transcript", job.turn_id, exc)
         final_ms = now_ms()
@@ -122,7 +134,8 @@ def make_asr_handler(
         final = ReplyEvent("partial_transcription", job.session_id, job.turn_id, data)
         if not text:
             no_speech = {"code": protocol.NO_SPEECH, "message": "no speech was recognised"}
-            event = ReplyEvent("error", job.session_id, job.turn_id, no_speech)
+            failure = notice(unheard) if unheard else no_speech
+            event = ReplyEvent("error", job.session_id, job.turn_id, failure)
             outputs = [_to_client(settings, final), _to_client(settings, event)]
         elif text == preempted:  # the gateway's early reply to these words is the answer
             outputs = [_to_client(settings, final)]

@@ -164,6 +164,9 @@ class VoiceSession:
             "resume_window_seconds": self.store.resume_window,
             "resumed": resumed,
             "barge_in": self.barge_in,
+            # the session's language; with lang_auto the first request's text may change it
+            "lang": self.options.lang or self.settings.default_language,
+            "lang_auto": self.options.lang is None,
         }
         return protocol.server_frame("connected", data)
 

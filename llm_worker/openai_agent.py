@@ -85,7 +85,7 @@ class OpenAIAgent:
         """Stream the model's text; between rounds, run the tools it asked for."""
         if self._missing_key:
             raise LlmError(errors.NO_API_KEY, "the language model needs an API key (LLM_API_KEY)")
-        system = system_prompt(self._tools.topics)
+        system = system_prompt(self._tools.topics, language=request.language)
         messages = build_messages(system, request.history, request.text, self._history_tokens)
         spoke = False
         for round_number in range(self._max_tool_rounds + 1):

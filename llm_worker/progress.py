@@ -85,9 +85,15 @@ class TurnProgress(StageProgress):
         if not self.checkpoint.number("error"):
             await self.checkpoint.commit([self._reply("error", data)], error=1)
 
-    async def finish(self, reply_text: str, timings: dict[str, int]) -> None:
-        """The final text, then the end of the sentence stream, in one step."""
-        data: dict[str, object] = {"text": reply_text, "is_final": True, "timings": timings}
+    async def finish(self, reply_text: str, timings: dict[str, int], lang: str = "en") -> None:
+        """The final text (with the language it is in), then the end of the sentence
+        stream, in one step."""
+        data: dict[str, object] = {
+            "text": reply_text,
+            "is_final": True,
+            "lang": lang,
+            "timings": timings,
+        }
         last = max(self.sentences, self.checkpoint.number("sentences"))
         end = InputChunk(last + 1, end=True)
         await self.checkpoint.commit(

@@ -1,7 +1,8 @@
 """What a general-purpose chat model is told, so its reply sounds right when spoken.
 
 Every word the model writes goes to a speech synthesiser, so the system prompt asks for
-short plain sentences and no visual formatting. The conversation memory is bounded twice:
+short plain sentences and no visual formatting, in the session's language (the voice
+that reads the reply is chosen for that language). The conversation memory is bounded twice:
 by turns in Redis, then here by an approximate token budget, so a long session never
 pushes the prompt past what a small local model accepts.
 """
@@ -12,6 +13,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
+from shared import languages
 from shared.engines import HistoryTurn
 
 CHARS_PER_TOKEN = 4  # a rough average for English; good enough for a budget
@@ -24,21 +26,43 @@ markdown, no bullet points or list symbols, no emojis, no headings, no tables.
 Never read out web addresses or email addresses.
 Write numbers, money, percentages, dates and times the way a newsreader says them, for \
 example three point five percent, twelve dollars, or twenty twenty-five.
-When you read several headlines, introduce each one with First, Second, Third and so on.
+When you read several headlines, introduce each one by its position: first, second, \
+third and so on.
 For anything about current events, use the news tools and never invent a headline. The \
 stories a tool returns are numbered; when the listener asks about one by its position, \
 such as the second one, call get_story_details with that number. If a tool reports an \
 error, say briefly that the news is not available right now.
 End your reply with one short follow-up question, such as which story they would like \
 to hear more about.
-Today is {today}. News topics you can fetch: {topics}."""
+Today is {today}. News topics you can fetch: {topics}.
+{language_rule}"""
+
+_ENGLISH_RULE = "Reply in English."
+_OTHER_RULE = "Reply in {name} ({native}), the listener's language, whatever language a tool's \
+stories are written in: say their content in {name}. Use the words a {name} newsreader \
+uses for positions, numbers and dates."
+_CJK_RULE = (
+    " End every sentence with 。, ！ or ？ so each one can be spoken as soon as it is written."
+)
 
 
-def system_prompt(topics: Sequence[str], today: dt.date | None = None) -> str:
-    """The voice-first system prompt, naming the date and the configured news topics."""
+def system_prompt(topics: Sequence[str], today: dt.date | None = None, language: str = "en") -> str:
+    """The voice-first system prompt, naming the date, the configured news topics and
+    the language to reply in."""
     day = today or dt.datetime.now(dt.UTC).date()
     named = ", ".join(topics) if topics else "general"
-    return SYSTEM_PROMPT.format(today=day.strftime("%A, %d %B %Y"), topics=named)
+    return SYSTEM_PROMPT.format(
+        today=day.strftime("%A, %d %B %Y"), topics=named, language_rule=language_rule(language)
+    )
+
+
+def language_rule(code: str) -> str:
+    """The prompt's last line: which language to answer in."""
+    lang = languages.language(code)
+    if lang.code == "en":
+        return _ENGLISH_RULE
+    rule = _OTHER_RULE.format(name=lang.name.split(" (")[0], native=lang.native)
+    return rule + (_CJK_RULE if lang.cjk else "")
 
 
 def approx_tokens(text: str) -> int:

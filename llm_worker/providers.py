@@ -12,16 +12,37 @@ from shared.settings import Settings
 from shared.worker import StageWorker
 
 
+def language_feeds(settings: Settings) -> dict[str, str]:
+    """Each non-English language's feed list: ``NEWS_FEEDS_<LANG>``; else ``NEWS_FEEDS`` if
+    set (the operator chose the feeds); else that language's built-in feeds."""
+    from llm_worker.news import DEFAULT_NEWS_FEEDS_BY_LANGUAGE
+
+    chosen = {
+        "zh-CN": settings.news_feeds_zh,
+        "es": settings.news_feeds_es,
+        "fr": settings.news_feeds_fr,
+        "de": settings.news_feeds_de,
+    }
+    return {
+        code: own or settings.news_feeds or DEFAULT_NEWS_FEEDS_BY_LANGUAGE[code]
+        for code, own in chosen.items()
+    }
+
+
 def _news(redis: aioredis.Redis, settings: Settings) -> ReplyAgent:
     from llm_worker.news import DEFAULT_NEWS_FEEDS, NewsAgent, parse_feed_sources
 
     feeds = parse_feed_sources(settings.news_feeds or DEFAULT_NEWS_FEEDS)
+    by_language = {
+        code: parse_feed_sources(spec) for code, spec in language_feeds(settings).items()
+    }
     return NewsAgent(
         redis,
         settings.keys,
         feeds,
         cache_ttl_seconds=settings.news_cache_ttl,
         fetch_timeout_seconds=settings.news_fetch_timeout,
+        feeds_by_language=by_language,  # type: ignore[arg-type]
     )
 
 

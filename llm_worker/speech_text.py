@@ -4,7 +4,8 @@ Speech engines read "$12.50" as "dollar twelve point five zero" and "10-12" as "
 twelve" (espeak-ng does both). Each sentence is rewritten here just before it goes to
 TTS, whatever agent wrote it; the text shown on screen keeps its digits. Number words come
 from ``num2words``; the patterns around them are ours and deliberately conservative:
-anything not recognised is left for the engine to read as it would have.
+anything not recognised is left for the engine to read as it would have. Other
+languages go through ``llm_worker.speech_locale`` (their own number words, or none).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import re
 from collections.abc import Callable
 
 from num2words import num2words
+
+from llm_worker.speech_locale import localized_speech_text
 
 _NUM = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
 _SCALES = {"k": "thousand", "m": "million", "bn": "billion", "tn": "trillion"}
@@ -69,8 +72,10 @@ _MINUS_RE = re.compile(r"(?<![\w.])[-−](?=\d)")
 _NUMBER_RE = re.compile(rf"(?<![\w.,])({_NUM})(?![\w]|[.,]\d)")
 
 
-def speech_text(text: str) -> str:
+def speech_text(text: str, language: str = "en") -> str:
     """``text`` with numbers, money, symbols and abbreviations written as they are said."""
+    if language != "en":
+        return localized_speech_text(text, language)
     text = _BULLET_RE.sub("", _URL_RE.sub("", text))
     text = _keep_final_stop(_INITIALISM_RE, lambda m: m.group().replace(".", ""), text)
     text = _TITLE_RE.sub(lambda m: _TITLES[m[1] or m[2]], text)

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from llm_worker.early_reply import early_reply
 from llm_worker.errors import LlmError
 from llm_worker.history import ConversationMemory
+from llm_worker.language import turn_language
 from llm_worker.progress import TurnProgress
 from llm_worker.sentences import SentenceSplitter
 from llm_worker.speech_text import speech_text
@@ -32,6 +33,13 @@ from shared.worker import JobContext, StageWorker, stage_worker
 log = logging.getLogger(__name__)
 
 FALLBACK_REPLY = "Sorry, I couldn't put an answer together just now. Please try again."
+FALLBACK_REPLIES = {  # spoken in the session's language when the agent fails
+    "en": FALLBACK_REPLY,
+    "zh-CN": "抱歉，我现在没能组织好回答。请再试一次。",
+    "es": "Lo siento, no he podido preparar una respuesta ahora. Inténtalo de nuevo.",
+    "fr": "Désolé, je n'ai pas pu préparer de réponse pour l'instant. Réessayez.",
+    "de": "Entschuldigung, ich konnte gerade keine Antwort formulieren. Versuch es noch einmal.",
+}
 
 
 class _SentenceSink:
@@ -41,15 +49,16 @@ class _SentenceSink:
     client shows (``agent_response``) keeps the agent's own wording.
     """
 
-    def __init__(self, progress: TurnProgress) -> None:
+    def __init__(self, progress: TurnProgress, language: str) -> None:
         self._progress = progress
+        self._language = language
         self.first_sentence_ms: int | None = None
         self.sentences: list[str] = []  # as written, in the order they are spoken
 
     async def send(self, delta: str, sentences: list[str]) -> None:
         spoken = []
         for sentence in sentences:
-            if text := speech_text(sentence):
+            if text := speech_text(sentence, self._language):
                 spoken.append(text)
                 self.sentences.append(sentence.strip())
         if spoken and self.first_sentence_ms is None:
@@ -75,18 +84,17 @@ def make_llm_handler(redis: aioredis.Redis, settings: Settings, agent: ReplyAgen
             return
         if progress.checkpoint.resumed:
             log.info("turn %s: taking over a reply already under way", job.turn_id)
-        tts_job = TtsJob(job.session_id, job.turn_id, job.created_ms, dict(job.options))
+        lang = await turn_language(redis, settings, job)
+        options = {**job.options, "lang": lang}  # TTS speaks with this language's voice
+        tts_job = TtsJob(job.session_id, job.turn_id, job.created_ms, options)
         await progress.start_speech(tts_job)
-        sink = _SentenceSink(progress)
-        splitter = SentenceSplitter()
+        sink = _SentenceSink(progress, lang)
+        splitter = SentenceSplitter(language=lang)
+        history = await memory.load(job.session_id)
         if early:
             await early.begin()
-        request = AgentRequest(
-            early.agent_session if early else job.session_id,
-            job.turn_id,
-            job.text,
-            await memory.load(job.session_id),
-        )
+        agent_session = early.agent_session if early else job.session_id
+        request = AgentRequest(agent_session, job.turn_id, job.text, history, lang)
         parts: list[str] = []
         first_token_ms: int | None = None
         try:
@@ -104,8 +112,9 @@ def make_llm_handler(redis: aioredis.Redis, settings: Settings, agent: ReplyAgen
         except Exception as exc:
             await progress.error(_failure(agent, job, exc))
             splitter.flush()
-            parts = [FALLBACK_REPLY]
-            await sink.send("", [FALLBACK_REPLY])
+            apology = FALLBACK_REPLIES.get(lang, FALLBACK_REPLY)
+            parts = [apology]
+            await sink.send("", [apology])
         if ctx.cancelled(job):
             metrics.CANCELLED_WORK.labels("llm").inc()  # what was said so far is kept
         else:
@@ -120,7 +129,7 @@ def make_llm_handler(redis: aioredis.Redis, settings: Settings, agent: ReplyAgen
             metrics.observe_ms(metrics.STAGE_LATENCY.labels("llm", agent.name, measure), value)
         # the final text goes out before the end marker, so it always precedes the
         # reply's streaming_complete in the session's reply stream
-        await progress.finish(reply_text, timings)
+        await progress.finish(reply_text, timings, lang)
         if early is None or await early.settle(ctx.control, wait_s):
             turn_id = early.reply_turn if early else job.turn_id
             await memory.append(job.session_id, job.text, reply_text, turn_id, sink.sentences)

@@ -57,6 +57,7 @@ class AgentRequest:
     turn_id: str
     text: str
     history: Sequence[HistoryTurn] = ()
+    language: str = "en"  # the session's language (``shared.languages``): reply in it
 
 
 class ReplyAgent(Protocol):
@@ -79,6 +80,7 @@ class AudioSegment:
     data: bytes
     encoding: AudioEncoding
     sample_rate: int
+    voice: str = ""  # "engine:voice" that spoke it, reported in streaming_complete
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,7 @@ class Voice:
     rate: int = 0  # percent, -50..+100
     pitch: int = 0  # percent or Hz-ish offset depending on engine
     extra: dict[str, str] = field(default_factory=dict)
+    language: str = "en"  # with no ``name``, each engine speaks with its voice for this
 
 
 class TtsEngine(Protocol):

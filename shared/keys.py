@@ -48,6 +48,9 @@ Per-session keys (TTL ``SESSION_TTL_SECONDS`` refreshed on each write):
 * ``{p}:history:{session}`` list of msgpack ``HistoryTurn`` (newest last, bounded).
 * ``{p}:news:state:{session}`` string, msgpack: the stories last presented to the session
   (for "more about the first story", "next", "repeat").
+* ``{p}:lang:{session}`` string -- the language detected from the session's first request
+  that told one (``shared.languages``), for sessions that did not say ``?lang=``; set once
+  (NX) by the LLM stage.
 * ``{p}:session:{session}`` hash -- the resume record: hashed resume token, user id,
   reply options, turn counter. Its TTL shrinks to ``RESUME_WINDOW_SECONDS`` when the
   client disconnects; with it expire the reply stream, history and news state.
@@ -145,6 +148,9 @@ class Keys:
     def session(self, session_id: str) -> str:
         return f"{self.prefix}:session:{session_id}"
 
+    def language(self, session_id: str) -> str:
+        return f"{self.prefix}:lang:{session_id}"
+
     def cancelled(self, session_id: str) -> str:
         return f"{self.prefix}:cancelled:{session_id}"
 
@@ -158,6 +164,7 @@ class Keys:
             self.cancelled(session_id),
             self.held_reply(session_id),
             self.confirmed(session_id),
+            self.language(session_id),
         )
 
     @property

@@ -13,7 +13,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from shared.languages import SUPPORTED, canonical_language
 
 INPUT_SAMPLE_RATE = 16000
 
@@ -29,6 +31,7 @@ NO_SPEECH = "no_speech"
 STAGE_FAILED = "stage_failed"
 UNAVAILABLE = "unavailable"
 ASR_DISABLED = "asr_disabled"
+ASR_LANGUAGE_UNSUPPORTED = "asr_language_unsupported"  # the server's recogniser: not this language
 RESUME_FAILED = "resume_failed"
 UNAUTHORIZED = "unauthorized"
 RATE_LIMITED = "rate_limited"
@@ -78,6 +81,17 @@ class SessionOptions(BaseModel):
     format: OutputFormat = "mp3"
     rate: int = Field(default=0, ge=-50, le=100, description="speaking rate change, percent")
     pitch: int = Field(default=0, ge=-50, le=50, description="pitch change, percent")
+    lang: str | None = Field(default=None, max_length=35, description="session language")
+
+    @field_validator("lang")
+    @classmethod
+    def _supported_language(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        code = canonical_language(value)
+        if code is None:
+            raise ValueError(f"is not a supported language; choose one of {', '.join(SUPPORTED)}")
+        return code
 
     def as_job_options(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)

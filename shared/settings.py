@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.keys import Keys
+from shared.languages import SUPPORTED, canonical_language
 
 
 class Settings(BaseSettings):
@@ -80,6 +81,11 @@ class Settings(BaseSettings):
         default="", description="comma-separated browser origins; empty = any"
     )
 
+    # --- language ---
+    default_language: str = Field(
+        default="en", description="sessions that do not say ?lang= and whose request does not tell"
+    )
+
     # --- audio out ---
     audio_chunk_size: int = Field(default=4096, ge=256, description="max MP3 bytes per tts_chunk")
     stream_tts_chunks: bool = Field(
@@ -117,6 +123,10 @@ class Settings(BaseSettings):
     # --- agent ---
     llm_provider: str = "news"
     news_feeds: str = ""  # empty = built-in defaults (see llm_worker.news.feeds)
+    news_feeds_zh: str = ""  # per language: a Chinese session's feeds (empty = NEWS_FEEDS)
+    news_feeds_es: str = ""
+    news_feeds_fr: str = ""
+    news_feeds_de: str = ""
     news_cache_ttl: int = Field(default=600, ge=1)
     news_fetch_timeout: float = Field(default=3.0, gt=0)
     history_turns: int = Field(default=8, ge=0)
@@ -159,6 +169,14 @@ class Settings(BaseSettings):
         if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return value
+
+    @field_validator("default_language")
+    @classmethod
+    def _supported_language(cls, value: str) -> str:
+        code = canonical_language(value)
+        if code is None:
+            raise ValueError(f"DEFAULT_LANGUAGE must be one of {', '.join(SUPPORTED)}")
+        return code
 
     @model_validator(mode="after")
     def _external_asr_needs_a_key(self) -> Settings:

@@ -76,6 +76,7 @@ def _app(state: StandIn) -> Starlette:
             state.uploads.append(
                 {
                     "model": form["model"],
+                    "language": form.get("language"),
                     "rate": wav.getframerate(),
                     "seconds": wav.getnframes() / wav.getframerate(),
                 }
@@ -160,6 +161,12 @@ class ChatScript:
     chunk_delay: float = 0.0
     first_token_delay: float = 0.0  # seconds before the first content (a model's think time)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    # ``pieces``: stream exactly these deltas (text without spaces, e.g. Chinese, cannot
+    # be cut at words); ``hold_last``: send the last piece only once this event is set,
+    # and ``last_sent`` says whether it went out (ordering without wall-clock)
+    pieces: list[str] | None = None
+    hold_last: threading.Event | None = None
+    last_sent: threading.Event = field(default_factory=threading.Event)
 
 
 def _chat_route(state: StandIn) -> Route:
@@ -222,9 +229,15 @@ async def _chat_events(script: ChatScript, body: dict[str, Any]) -> AsyncIterato
                 results.insert(0, _first_title(json.loads(message["content"])))
             reply = f"Here is what I found: {'; '.join(results)}. Want to hear more?"
         words = reply.split(" ")
-        for start in range(0, len(words), 2):
-            yield _sse(body, {"content": " ".join(words[start : start + 2]) + " "})
+        pieces = script.pieces or [
+            " ".join(words[start : start + 2]) + " " for start in range(0, len(words), 2)
+        ]
+        for number, piece in enumerate(pieces, start=1):
+            if number == len(pieces) and script.hold_last is not None:
+                await asyncio.to_thread(script.hold_last.wait, 60)
+            yield _sse(body, {"content": piece})
             await asyncio.sleep(script.chunk_delay)
+        script.last_sent.set()
         yield _sse(body, {}, "stop")
     yield "data: [DONE]\n\n"
 

@@ -127,7 +127,22 @@ def test_dockerfile_is_one_slim_non_root_image_choosing_the_service_by_command()
     builder = builders[-1]
     deps = next(i for i, line in enumerate(builder) if "pip install" in line)
     copied = {line.split()[1]: i for i, line in enumerate(builder) if line.startswith("COPY ")}
-    assert copied["pyproject.toml"] < deps < min(copied[p] for p in PACKAGES), "deps layer first"
+    # the dependency layer first; then the whole context, so a new package needs no edit
+    assert copied["pyproject.toml"] < deps < copied["."], "deps layer first"
+    assert all("--from=" in line for line in final if line.startswith("COPY ")), "venv only"
+
+
+def test_dockerignore_keeps_the_packages_and_nothing_else_of_the_repository() -> None:
+    """The build copies the whole context: .dockerignore is what keeps tests, docs,
+    venvs and secrets out (tests/test_containers.py checks a real build's context)."""
+    ignored = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {"tests", "docs", "bench", ".git", ".env", "**/.venv", "**/venv"} <= ignored
+    assert not {p for p in PACKAGES if p in ignored or f"{p}/" in ignored}
+    assert not {"pyproject.toml", "README.md"} & ignored  # the wheel's build needs both
 
 
 def start_service(

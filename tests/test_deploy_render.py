@@ -156,6 +156,10 @@ def test_free_blueprint_is_one_all_in_one_web_service_and_a_free_store() -> None
     web = next(s for s in blueprint["services"] if s["type"] == "web")
     assert web["dockerCommand"] == "voice-agent up"
     assert value_of(blueprint, web, "USE_EXTERNAL_ASR") in (None, "false")
+    # a tenth of a CPU cannot recognise speech in real time (bench/free_tier.py):
+    # recognition on the phone, no recogniser loaded
+    assert value_of(blueprint, web, "ASR_PROVIDER") == "none"
+    assert Settings(asr_provider="none").worker_kinds == ("llm", "tts")
     assert float(value_of(blueprint, web, "MAX_UTTERANCE_SECONDS") or 30) <= 10
 
 

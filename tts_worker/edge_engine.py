@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from types import ModuleType
 from typing import Any
 
+from shared import languages
 from shared.engines import AudioSegment, Voice
 from tts_worker.errors import TtsProviderError
 from tts_worker.mp3 import FrameCutter
@@ -40,8 +41,13 @@ def _import_edge_tts() -> ModuleType:
 
 
 def edge_voice(voice: Voice, default: str) -> str:
-    """The session's voice if it is an Edge voice name, else ``default`` (e.g. for "en-us")."""
-    return voice.name if voice.name and _EDGE_VOICE.match(voice.name) else default
+    """The session's voice if it is an Edge voice name (not "en-us"); else ``default``
+    (``EDGE_TTS_VOICE``) when it speaks the session's language; else the neural voice
+    for the language (``zh-CN-XiaoxiaoNeural``, ``es-ES-ElviraNeural``...)."""
+    if voice.name and _EDGE_VOICE.match(voice.name):
+        return voice.name
+    lang = languages.language(voice.language)
+    return default if languages.voice_language(default) == lang.base else lang.edge_voice
 
 
 class EdgeTtsEngine:
@@ -56,7 +62,8 @@ class EdgeTtsEngine:
         self.timeout = timeout
 
     async def synthesize(self, text: str, voice: Voice) -> AsyncIterator[AudioSegment]:
-        communicate = self._communicate(text, voice)
+        chosen = edge_voice(voice, self.default_voice)
+        communicate = self._communicate(text, voice, chosen)
         stream = communicate.stream()
         cutter = FrameCutter()
         received = 0
@@ -66,19 +73,19 @@ class EdgeTtsEngine:
                     continue  # sentence boundaries: not needed, the text is ours
                 received += len(message["data"])
                 if frames := cutter.push(message["data"]):
-                    yield AudioSegment(frames, "mp3", EDGE_SAMPLE_RATE)
+                    yield AudioSegment(frames, "mp3", EDGE_SAMPLE_RATE, f"edge:{chosen}")
         finally:
             await stream.aclose()
         booked = communicate.state.get("cumulative_audio_bytes", received)
         if booked != received:
             raise TtsProviderError(self.name, "the connection dropped mid-sentence")
 
-    def _communicate(self, text: str, voice: Voice) -> Any:
+    def _communicate(self, text: str, voice: Voice, chosen: str) -> Any:
         seconds = max(1, math.ceil(self.timeout))
         try:
             return self._edge.Communicate(
                 text,
-                edge_voice(voice, self.default_voice),
+                chosen,
                 rate=f"{voice.rate:+d}%",
                 pitch=f"{voice.pitch:+d}Hz",
                 connect_timeout=seconds,

@@ -13,6 +13,7 @@ import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
+from shared import languages
 from shared.engines import AudioSegment, Voice
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -64,13 +65,18 @@ class _Espeak:
             self._pcm += ctypes.string_at(wav, num_samples * 2)
         return 0
 
-    def synthesize(self, text: str, voice_name: str, rate: int, pitch: int) -> bytes:
+    def synthesize(
+        self, text: str, voice_name: str, rate: int, pitch: int, fallback: str = DEFAULT_VOICE
+    ) -> tuple[bytes, str]:
+        """PCM for ``text`` and the voice that spoke it."""
         if voice_name != self._voice:
             if self.lib.espeak_SetVoiceByName(voice_name.encode()) != 0:
                 # a cloud voice name ("alloy", "en-US-AriaNeural") reached the offline
-                # fallback: speak with the default voice rather than lose the sentence
-                voice_name = DEFAULT_VOICE
-                self.lib.espeak_SetVoiceByName(voice_name.encode())
+                # fallback: speak with the language's voice rather than lose the sentence
+                voice_name = fallback
+                if self.lib.espeak_SetVoiceByName(voice_name.encode()) != 0:
+                    voice_name = DEFAULT_VOICE
+                    self.lib.espeak_SetVoiceByName(voice_name.encode())
             self._voice = voice_name
         wpm = max(80, min(450, round(_DEFAULT_WPM * (100 + rate) / 100)))
         self.lib.espeak_SetParameter(_ESPEAK_RATE, wpm, 0)
@@ -82,7 +88,7 @@ class _Espeak:
         )
         self.lib.espeak_Synchronize()
         pcm, self._pcm = bytes(self._pcm), bytearray()
-        return pcm
+        return pcm, voice_name
 
 
 def synthesize_pcm(text: str, voice_name: str = "en-us", rate: int = 0, pitch: int = 0) -> bytes:
@@ -93,8 +99,16 @@ def synthesize_pcm(text: str, voice_name: str = "en-us", rate: int = 0, pitch: i
     return _ESPEAK_THREAD.submit(_synthesize_on_thread, text, voice_name, rate, pitch).result()
 
 
-def _synthesize_on_thread(text: str, voice_name: str, rate: int, pitch: int) -> bytes:
-    return _Espeak.get().synthesize(text, voice_name, rate, pitch)
+def _synthesize_on_thread(
+    text: str, voice_name: str, rate: int, pitch: int, fallback: str = DEFAULT_VOICE
+) -> bytes:
+    return _Espeak.get().synthesize(text, voice_name, rate, pitch, fallback)[0]
+
+
+def _speak_on_thread(
+    text: str, voice_name: str, rate: int, pitch: int, fallback: str
+) -> tuple[bytes, str]:
+    return _Espeak.get().synthesize(text, voice_name, rate, pitch, fallback)
 
 
 def espeak_sample_rate() -> int:
@@ -102,7 +116,12 @@ def espeak_sample_rate() -> int:
 
 
 class EspeakEngine:
-    """``TtsEngine`` over libespeak-ng: one PCM segment per sentence, in milliseconds."""
+    """``TtsEngine`` over libespeak-ng: one PCM segment per sentence, in milliseconds.
+
+    Voice: the session's ``?voice=`` if espeak-ng has it; else ``TTS_VOICE`` when it speaks
+    the session's language; else the wheel's voice for the language (``cmn`` for
+    Chinese, ``es``, ``fr``, ``de``).
+    """
 
     name = "espeak"
 
@@ -110,11 +129,17 @@ class EspeakEngine:
         self.default_voice = default_voice
         self.sample_rate = espeak_sample_rate()
 
+    def language_voice(self, code: str) -> str:
+        lang = languages.language(code)
+        if languages.voice_language(self.default_voice) == lang.base:
+            return self.default_voice
+        return lang.espeak_voice
+
     async def synthesize(self, text: str, voice: Voice) -> AsyncIterator[AudioSegment]:
-        name = voice.name or self.default_voice
+        own = self.language_voice(voice.language)
         loop = asyncio.get_running_loop()
-        pcm = await loop.run_in_executor(
-            _ESPEAK_THREAD, _synthesize_on_thread, text, name, voice.rate, voice.pitch
+        pcm, used = await loop.run_in_executor(
+            _ESPEAK_THREAD, _speak_on_thread, text, voice.name or own, voice.rate, voice.pitch, own
         )
         if pcm:
-            yield AudioSegment(data=pcm, encoding="pcm16", sample_rate=self.sample_rate)
+            yield AudioSegment(pcm, "pcm16", self.sample_rate, voice=f"espeak:{used}")

@@ -75,9 +75,12 @@ class OpenAITtsEngine:
         options: dict[str, Any] = {}
         if voice.rate:  # speed is left out otherwise: not every model accepts it
             options["speed"] = min(4.0, max(0.25, 1 + voice.rate / 100))
+        # OpenAI's voices speak every language: the text decides it, the voice stays
+        chosen = voice.name if voice.name in OPENAI_VOICES else self.default_voice
+        tag = f"openai:{chosen}"
         request = self._client.audio.speech.with_streaming_response.create(
             model=self.model,
-            voice=voice.name if voice.name in OPENAI_VOICES else self.default_voice,
+            voice=chosen,
             input=text,
             response_format=self.response_format,
             **options,
@@ -90,11 +93,11 @@ class OpenAITtsEngine:
             while (chunk := await self._guarded(anext(chunks, None))) is not None:
                 if mp3 is not None:
                     if frames := mp3.push(chunk):
-                        yield AudioSegment(frames, "mp3", OPENAI_SAMPLE_RATE)
+                        yield AudioSegment(frames, "mp3", OPENAI_SAMPLE_RATE, tag)
                     continue
                 data, carry = _whole_samples(carry + chunk)
                 if data:
-                    yield AudioSegment(data, "pcm16", OPENAI_SAMPLE_RATE)
+                    yield AudioSegment(data, "pcm16", OPENAI_SAMPLE_RATE, tag)
 
     async def _guarded(self, step: Any) -> Any:
         """Await one network step under the timeout; every failure as ``TtsProviderError``."""

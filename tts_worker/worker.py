@@ -49,6 +49,7 @@ class _ReplyAudio:
         self._audio_ms_before = progress.audio_ms_before  # spoken before a takeover
         self._audio = ReplyEncoder(output_format(job), settings.mp3_bitrate_kbps)
         self._held = bytearray()  # audio not yet sent (all of it when not streaming)
+        self.voices: list[str] = []  # "engine:voice" that spoke this reply, in order
 
     @property
     def audio_ms(self) -> float:
@@ -68,6 +69,8 @@ class _ReplyAudio:
         return self._audio.sample_rate
 
     async def add(self, segment: AudioSegment) -> None:
+        if segment.voice and segment.voice not in self.voices:
+            self.voices.append(segment.voice)
         self._held += self._audio.add(segment)
         if self.settings.stream_tts_chunks:
             await self._send_held()
@@ -95,12 +98,14 @@ class _ReplyAudio:
 
 
 def voice_for(job: TtsJob, settings: Settings) -> Voice:
-    """The session's voice; its rate and pitch are offsets on ``TTS_RATE``/``TTS_PITCH``."""
+    """The session's voice and language; rate and pitch are offsets on ``TTS_RATE``/
+    ``TTS_PITCH``. Without ``?voice=`` each engine picks its voice for the language."""
     options = job.options or {}
     return Voice(
-        name=str(options.get("voice") or settings.tts_voice),
+        name=str(options["voice"]) if options.get("voice") else None,
         rate=max(-50, min(100, settings.tts_rate + int(options.get("rate", 0)))),
         pitch=max(-50, min(50, settings.tts_pitch + int(options.get("pitch", 0)))),
+        language=str(options.get("lang") or settings.default_language),
     )
 
 
@@ -161,6 +166,8 @@ def make_tts_handler(redis: aioredis.Redis, settings: Settings, engine: TtsEngin
             "audio_ms": round(audio.audio_ms),
             "format": audio.format,
             "sample_rate": audio.sample_rate,
+            "lang": voice.language,
+            "voices": audio.voices,
             "timings": {
                 "first_chunk_ms": (audio.first_chunk_ms or done) - job.created_ms,
                 "complete_ms": done - job.created_ms,

@@ -7,6 +7,7 @@
 import { VoiceConnection } from "./connection.js";
 import { Mic } from "./mic.js";
 import { Player } from "./player.js";
+import { mountLanguagePicker, noteServerLanguage } from "./language.js";
 import { BrowserRecognizer } from "./speech.js";
 import { TurnView, addTimingRow, allTurns, cell } from "./view.js";
 
@@ -14,7 +15,7 @@ const $ = (id) => document.getElementById(id);
 
 const SPEECH_RMS = 0.008; // about -42 dBFS: a louder 100 ms piece counts as speech
 const PRE_ROLL_PIECES = 3; // audio kept from just before speech starts
-const PASSTHROUGH = ["voice", "rate", "pitch", "barge_in", "token", "format"];
+const PASSTHROUGH = ["voice", "rate", "pitch", "barge_in", "token", "format", "lang"];
 const PHASES = {
   offline: "Offline",
   connecting: "Connecting…",
@@ -77,6 +78,7 @@ const conn = new VoiceConnection({
   onNotice: notice,
 });
 conn.busy = () => Boolean(mic && mic.on);
+mountLanguagePicker();
 
 function userId() {
   let id = localStorage.getItem("vna-user");
@@ -203,7 +205,7 @@ async function releaseTalk() {
 // --- recognition in the browser (servers without speech recognition) ----------------------
 
 /** The server refuses audio: stop streaming it and recognise in the browser instead. */
-function useBrowserRecognition() {
+function useBrowserRecognition(why) {
   if (!serverAsr) return;
   gateOpen = false; // no is_final either: the server would refuse it too
   if (mic && mic.on) micOff();
@@ -211,7 +213,7 @@ function useBrowserRecognition() {
   notice(
     "info",
     BrowserRecognizer.available
-      ? "This server does not recognise speech: your browser's speech recognition is used."
+      ? why || "This server does not recognise speech: your browser's speech recognition is used."
       : "This server does not recognise speech and this browser cannot: type your request.",
   );
   updateMic();
@@ -288,6 +290,7 @@ function stopReply() {
 // --- server events ----------------------------------------------------------------------
 
 function onEvent(event, data) {
+  if (data && data.lang) noteServerLanguage(data.lang);
   switch (event) {
     case "connected":
       return onConnected(data);
@@ -377,6 +380,7 @@ function onComplete(data) {
 function onError(data) {
   if (data.code === "resume_failed") return; // the connection starts a new session
   if (data.code === "asr_disabled") return useBrowserRecognition();
+  if (data.code === "asr_language_unsupported") return useBrowserRecognition(data.message);
   const turn = data.turn_id ? turns.get(data.turn_id) : null;
   if (turn && data.code === "no_speech") {
     turn.finish(null, "no speech recognised");

@@ -5,6 +5,8 @@
 // Speech API (Chrome, Edge, Safari) can do that part; the page then sends each final
 // result as a typed request and shows interim results as the live partial transcript.
 
+import { recognitionLanguage } from "./language.js";
+
 const Recognition = window.SpeechRecognition || window.webkitSpeechRecognition;
 
 export class BrowserRecognizer {
@@ -35,7 +37,7 @@ export class BrowserRecognizer {
   start(continuous) {
     if (this.rec) return;
     const rec = new Recognition();
-    rec.lang = navigator.language || "en-US";
+    rec.lang = recognitionLanguage(); // the session's language (language.js)
     rec.interimResults = true;
     rec.continuous = continuous;
     this.keepGoing = continuous;

@@ -3,6 +3,7 @@
 from llm_worker.news.agent import NO_SOURCES, NewsAgent
 from llm_worker.news.feeds import (
     DEFAULT_NEWS_FEEDS,
+    DEFAULT_NEWS_FEEDS_BY_LANGUAGE,
     FeedReader,
     FeedSource,
     FetchResult,
@@ -14,6 +15,7 @@ from llm_worker.news.intents import Intent, IntentKind, parse_intent
 
 __all__ = [
     "DEFAULT_NEWS_FEEDS",
+    "DEFAULT_NEWS_FEEDS_BY_LANGUAGE",
     "NO_SOURCES",
     "FeedReader",
     "FeedSource",

@@ -37,6 +37,15 @@ DEFAULT_NEWS_FEEDS = (
     "sports=https://feeds.bbci.co.uk/sport/rss.xml"
 )
 
+# A language's own feeds when neither NEWS_FEEDS_<LANG> nor NEWS_FEEDS is set (general
+# news only; set NEWS_FEEDS_<LANG> for topics). English uses DEFAULT_NEWS_FEEDS.
+DEFAULT_NEWS_FEEDS_BY_LANGUAGE = {
+    "zh-CN": "general=https://feeds.bbci.co.uk/zhongwen/simp/rss.xml",
+    "es": "general=https://feeds.bbci.co.uk/mundo/rss.xml",
+    "fr": "general=https://www.france24.com/fr/rss",
+    "de": "general=https://rss.dw.com/xml/rss-de-all",
+}
+
 # Names people give the same feed topic in the NEWS_FEEDS setting.
 TOPIC_ALIASES = {
     "tech": "technology",

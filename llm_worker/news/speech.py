@@ -11,22 +11,25 @@ import re
 from collections.abc import Sequence
 
 from llm_worker.news.feeds import Story
+from llm_worker.news.phrases import EN, Phrases
 
-ORDINAL_WORDS = ("First", "Second", "Third", "Fourth", "Fifth", "Sixth", "Seventh", "Eighth")
+ORDINAL_WORDS = EN.ordinals
 HEADLINES_PER_TURN = 3
 MAX_SENTENCE_CHARS = 240
 
 _URL_RE = re.compile(r"\(?(?:https?://|www\.)[^\s()]*[^\s().,;:!?]\)?", re.IGNORECASE)
 _MARKDOWN_RE = re.compile(r"[*_`#>|~\[\]{}<]+")
 # A sentence ends at . ! ? followed by space and a capital/digit/quote, except after
-# abbreviations such as "U.S." or "Mr." that would cut a headline in half.
-_SENTENCE_END_RE = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[A-Z0-9\"'‘“])")
+# abbreviations such as "U.S." or "Mr." that would cut a headline in half; 。！？ end one
+# whatever follows.
+_SENTENCE_END_RE = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[A-Z0-9\"'‘“])|(?<=[。！？])(?=.)")
 _ABBREVIATION_RE = re.compile(r"(?:\b[A-Z]\.|\b(?:Mr|Mrs|Ms|Dr|St|Prof|Gen|Sen|Rep|vs|No)\.)$")
 
 
-def ordinal(index: int) -> str:
+def ordinal(index: int, phrases: Phrases = EN) -> str:
     """ "First", "Second", ... for a 0-based index ("Number 9" past the table)."""
-    return ORDINAL_WORDS[index] if 0 <= index < len(ORDINAL_WORDS) else f"Number {index + 1}"
+    words = phrases.ordinals
+    return words[index] if 0 <= index < len(words) else phrases.number.format(n=index + 1)
 
 
 def speakable(text: str) -> str:
@@ -37,11 +40,12 @@ def speakable(text: str) -> str:
     return text.strip(" -–—:;,")
 
 
-def as_sentence(text: str) -> str:
-    """``text`` made speakable and ending with sentence punctuation (for TTS prosody)."""
+def as_sentence(text: str, terminator: str = ".") -> str:
+    """``text`` made speakable and ending with sentence punctuation (for TTS prosody and
+    the sentence splitter: Chinese ends with 。)."""
     text = speakable(text)
-    if text and text[-1] not in ".!?":
-        text += "."
+    if text and text[-1] not in ".!?。！？…":
+        text += terminator
     return text
 
 
@@ -62,23 +66,32 @@ def source_name(story: Story) -> str:
     return re.split(r"\s+[-–—|:]\s+", story.source, maxsplit=1)[0].strip() or "the news"
 
 
-def headline_sentences(intro: str, stories: Sequence[Story], first_index: int = 0) -> list[str]:
+def headline_sentences(
+    intro: str, stories: Sequence[Story], first_index: int = 0, phrases: Phrases = EN
+) -> list[str]:
     """An intro, then one numbered sentence per headline, then a hint of what to say next."""
-    sentences = [as_sentence(intro)]
+    end = phrases.terminator
+    sentences = [as_sentence(intro, end)]
     for offset, story in enumerate(stories):
-        sentences.append(as_sentence(f"{ordinal(first_index + offset)}, {speakable(story.title)}"))
-    if len(stories) == 1:
-        sentences.append("Say tell me more to hear about it.")
-    else:
-        sentences.append("Ask for more about any of them, or say next.")
+        said = phrases.headline.format(
+            ordinal=ordinal(first_index + offset, phrases), title=speakable(story.title)
+        )
+        sentences.append(as_sentence(said, end))
+    sentences.append(phrases.hint_one if len(stories) == 1 else phrases.hint_many)
     return sentences
 
 
-def detail_sentences(story: Story, index: int) -> list[str]:
+def detail_sentences(story: Story, index: int, phrases: Phrases = EN) -> list[str]:
     """One story: its title, one sentence of summary, and where it came from."""
-    sentences = [as_sentence(f"{ordinal(index)} story: {speakable(story.title)}")]
+    end = phrases.terminator
+    title = speakable(story.title)
+    sentences = [
+        as_sentence(
+            phrases.story.format(ordinal=ordinal(index, phrases), n=index + 1, title=title), end
+        )
+    ]
     summary = first_sentence(story.summary) if story.summary else ""
-    if summary and summary.rstrip(".!?") != speakable(story.title).rstrip(".!?"):
-        sentences.append(summary)
-    sentences.append(as_sentence(f"That's from {source_name(story)}"))
+    if summary and summary.rstrip(".!?。！？") != title.rstrip(".!?。！？"):
+        sentences.append(as_sentence(summary, end))
+    sentences.append(as_sentence(phrases.from_source.format(source=source_name(story)), end))
     return sentences

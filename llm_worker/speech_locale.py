@@ -1,0 +1,169 @@
+"""Speech text for languages other than English: numbers, money and symbols in their words.
+
+``llm_worker.speech_text`` does English in depth; here the common cases are done for
+each language num2words speaks (Spanish, French, German): plain and decimal numbers
+(a decimal comma as these languages write it, and the decimal point models often write
+anyway), thousands separators, years, percentages, money, ranges, negative numbers,
+clock times and degrees. Languages num2words does not have (Chinese) keep their digits:
+their TTS voices read digits in the language. Anything not recognised is left as it is.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from num2words import num2words
+
+from shared.languages import language
+
+
+@dataclass(frozen=True, slots=True)
+class _Words:
+    point: str  # decimal separator said aloud
+    percent: str
+    to: str  # "3-5" -> "three to five"
+    minus: str
+    degrees: str
+    currencies: dict[str, tuple[str, str]]  # symbol: (one, many)
+    cents: tuple[str, str]
+    and_: str  # "&" and between money parts
+    clock: str  # "{h} heures {m}"; "{h}" alone for a full hour
+    full_hour: str
+
+
+_WORDS = {
+    "es": _Words(
+        "coma",
+        "por ciento",
+        "a",
+        "menos",
+        "grados",
+        {"$": ("dólar", "dólares"), "€": ("euro", "euros"), "£": ("libra", "libras")},
+        ("céntimo", "céntimos"),
+        "y",
+        "{h} y {m}",
+        "{h} en punto",
+    ),
+    "fr": _Words(
+        "virgule",
+        "pour cent",
+        "à",
+        "moins",
+        "degrés",
+        {"$": ("dollar", "dollars"), "€": ("euro", "euros"), "£": ("livre", "livres")},
+        ("centime", "centimes"),
+        "et",
+        "{h} heures {m}",
+        "{h} heures",
+    ),
+    "de": _Words(
+        "Komma",
+        "Prozent",
+        "bis",
+        "minus",
+        "Grad",
+        {"$": ("Dollar", "Dollar"), "€": ("Euro", "Euro"), "£": ("Pfund", "Pfund")},
+        ("Cent", "Cent"),
+        "und",
+        "{h} Uhr {m}",
+        "{h} Uhr",
+    ),
+}
+
+# 1.500.000 / 1 500 000 / 1,500,000 with an optional decimal part; or a plain 3,5 / 3.5
+_NUM = r"\d{1,3}(?:[.,\u00a0\u202f ]\d{3})+(?:[.,]\d+)?|\d+(?:[.,]\d+)?"
+_URL_RE = re.compile(r"\(?(?:https?://|www\.)[^\s()]*[^\s().,;:!?]\)?", re.IGNORECASE)
+_BULLET_RE = re.compile(r"^\s*(?:[-•*]+|\d{1,2}\))\s+")
+_MARKDOWN_RE = re.compile(r"[*_`#|\[\]{}<>]+")
+_TIME_RE = re.compile(r"\b([01]?\d|2[0-3])[:h]([0-5]\d)\b(?:\s?Uhr\b)?")
+_MONEY_BEFORE_RE = re.compile(rf"([$€£])\s?({_NUM})")
+_MONEY_AFTER_RE = re.compile(rf"(?<![\w.,])({_NUM})\s?([$€£])")
+_DEGREES_RE = re.compile(rf"(?<![\w.,])(-?)({_NUM})\s?°\s?([CF]\b)?")
+_PERCENT_RE = re.compile(rf"(?<![\w.,])(-?)({_NUM})\s?%")
+_RANGE_RE = re.compile(rf"(?<![\w.,])({_NUM})\s?[-–—]\s?({_NUM})(?![\w.,]?\d)")
+_MINUS_RE = re.compile(r"(?<![\w.])[-−](?=\d)")
+_NUMBER_RE = re.compile(rf"(?<![\w.,])({_NUM})(?![\w]|[.,]\d)")
+
+
+def localized_speech_text(text: str, code: str) -> str:
+    """``text`` for a voice in language ``code`` (not English; see the module docstring)."""
+    lang = language(code)
+    gap = "" if lang.cjk else " "  # no spaces between CJK words
+    text = _MARKDOWN_RE.sub(gap, _BULLET_RE.sub("", _URL_RE.sub("", text)))
+    words = _WORDS.get(lang.num2words or "")
+    if words is not None:
+        text = _spell_numbers(text, lang.num2words or "", words)
+    text = re.sub(r"\s+([.,;:!?])", r"\1", re.sub(r"[ \t]+", " ", text))
+    return text.strip()
+
+
+def _spell_numbers(text: str, lang: str, w: _Words) -> str:
+    def number(token: str) -> str:
+        return _number(token, lang, w)
+
+    def time(m: re.Match[str]) -> str:
+        hour = num2words(int(m[1]), lang=lang)
+        if m[2] == "00":
+            return w.full_hour.format(h=hour)
+        return w.clock.format(h=hour, m=num2words(int(m[2]), lang=lang))
+
+    def money(amount: str, symbol: str) -> str:
+        one, many = w.currencies[symbol]
+        whole, cents = _split_decimal(amount)
+        said = f"{number(whole)} {one if whole == '1' else many}"
+        if cents and len(cents) == 2 and int(cents):
+            cent_one, cent_many = w.cents
+            said += f" {w.and_} {num2words(int(cents), lang=lang)} "
+            said += cent_one if cents == "01" else cent_many
+        elif cents:
+            said = f"{number(amount)} {many}"
+        return said
+
+    def degrees(m: re.Match[str]) -> str:
+        scale = {"C": " Celsius", "F": " Fahrenheit"}.get(m[3] or "", "")
+        sign = f"{w.minus} " if m[1] else ""
+        return f"{sign}{number(m[2])} {w.degrees}{scale}"
+
+    text = _TIME_RE.sub(time, text)
+    text = _MONEY_BEFORE_RE.sub(lambda m: money(m[2], m[1]), text)
+    text = _MONEY_AFTER_RE.sub(lambda m: money(m[1], m[2]), text)
+    text = _DEGREES_RE.sub(degrees, text)
+    text = _PERCENT_RE.sub(
+        lambda m: f"{w.minus + ' ' if m[1] else ''}{number(m[2])} {w.percent}", text
+    )
+    text = _RANGE_RE.sub(lambda m: f"{number(m[1])} {w.to} {number(m[2])}", text)
+    text = _MINUS_RE.sub(f"{w.minus} ", text)
+    return _NUMBER_RE.sub(lambda m: number(m[1]), text)
+
+
+def _split_decimal(token: str) -> tuple[str, str]:
+    """("1500", "25") for "1.500,25", "1,500.25", "1 500,25"; ("3", "5") for "3,5" or "3.5".
+
+    A single separator followed by exactly three digits is a thousands separator
+    ("1.500" is fifteen hundred in these languages), otherwise a decimal one.
+    """
+    token = re.sub(r"[\u00a0\u202f ]", "", token)
+    separators = [c for c in token if c in ".,"]
+    if not separators:
+        return token, ""
+    last = max(token.rfind("."), token.rfind(","))
+    decimals = token[last + 1 :]
+    if len(set(separators)) == 1 and (len(separators) > 1 or len(decimals) == 3):
+        return token.replace(separators[0], ""), ""
+    return re.sub(r"[.,]", "", token[:last]), decimals
+
+
+def _number(token: str, lang: str, w: _Words) -> str:
+    whole, decimals = _split_decimal(token)
+    value = int(whole)
+    if not decimals and 1100 <= value <= 2099 and len(token) == 4:
+        words = num2words(value, lang=lang, to="year")
+    else:
+        words = num2words(value, lang=lang)
+    if decimals:
+        if len(decimals) <= 2 and not decimals.startswith("0"):
+            words += f" {w.point} {num2words(int(decimals), lang=lang)}"
+        else:
+            words += f" {w.point} " + " ".join(num2words(int(d), lang=lang) for d in decimals)
+    return words
