@@ -96,6 +96,8 @@ class EarlyReplies:
         self._do(lambda: self._control.confirm(self._session_id, attempt_id))
         for event in held:
             self._forward(attempt, event)
+            if _ends_reply(event):
+                attempt.state = "done"
 
     def drop(self, attempt_id: str) -> None:
         attempt = self._attempts.get(attempt_id)
@@ -166,6 +168,8 @@ class EarlyReplies:
                 return
             except (RedisError, OSError) as exc:
                 log.warning("early reply I/O failed (%s)", type(exc).__name__)
+            except Exception:
+                log.exception("early reply I/O failed")
 
     async def _end(self) -> None:
         raise _Ended
@@ -177,10 +181,10 @@ class EarlyReplies:
             from_id = last[0][0].decode() if last else "0-0"
             await self._relay.follow(held_key, self.on_event, from_id)
             self._following = True
-        if self._attempts[attempt_id].state == "dropped":
+        attempt = self._attempts.get(attempt_id)
+        if attempt is None or attempt.state == "dropped":
             return  # dropped before it started: nothing to cancel
-        options = {**self._job_options(), "held": True}
-        options["reply_turn"] = self._attempts[attempt_id].turn_id
+        options = {**self._job_options(), "held": True, "reply_turn": attempt.turn_id}
         job = LlmJob(self._session_id, attempt_id, text, "speech", now_ms(), options)
         await self._redis.xadd(
             self._keys.llm_jobs,
