@@ -110,7 +110,7 @@ class EarlyReplies:
 
     async def stop_used(self, turn_id: str, record: CancelRecord) -> None:
         """The client cancelled ``turn_id``: stop the workers of the reply it got early."""
-        for attempt_id, attempt in self._attempts.items():
+        for attempt_id, attempt in list(self._attempts.items()):
             if attempt.turn_id == turn_id and attempt.state == "used":
                 await self._stop(attempt_id, record)
 
@@ -125,7 +125,7 @@ class EarlyReplies:
             self._task.cancel()
         if self._following:
             self._relay.unfollow(self._keys.held_reply(self._session_id))
-        for attempt_id, attempt in self._attempts.items():
+        for attempt_id, attempt in list(self._attempts.items()):
             if attempt.state in ("held", "used"):  # undecided, or its reply still going
                 task = asyncio.create_task(self._settle_detached(attempt_id, attempt))
                 _DETACHED.add(task)
