@@ -44,7 +44,7 @@ class Settings(BaseSettings):
         default=600, ge=0, description="pause that ends an utterance without is_final; 0 = off"
     )
     end_of_speech_complete_ms: int = Field(
-        default=200, ge=30, description="the pause that ends a request heard as complete"
+        default=150, ge=30, description="the pause that ends a request heard as complete"
     )
     end_of_speech_unfinished_ms: int = Field(
         default=900, ge=30, description="the pause that ends a request heard as unfinished"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from shared.client import Turn, VoiceClient
+from shared.settings import load_settings
 from tests.audio_checks import speech_16k
 
 SILENCE_MS = b"\x00\x00" * 16
@@ -31,7 +32,8 @@ async def test_a_hesitation_in_the_middle_of_a_request_does_not_end_it(system) -
         assert [f["text"] for f in finals] == ["read me the latest sports headlines"]
         assert "striker" in turn.reply_text.lower()
         assert turn.complete["timings"]["end_of_speech_rule"] == "complete"
-        assert turn.complete["timings"]["end_of_speech_silence_ms"] == 200
+        silence = load_settings().end_of_speech_complete_ms
+        assert turn.complete["timings"]["end_of_speech_silence_ms"] == silence
         partials = [p for p in turn.of("partial_transcription") if not p["is_final"]]
         assert partials[-1]["complete"] is True
 
