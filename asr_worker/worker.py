@@ -8,6 +8,11 @@ A worker that takes an utterance over after a crash re-reads its audio from the 
 (a recogniser's state cannot be handed over). Its checkpoint (``shared.checkpoint``)
 holds the input seq of the last partial sent, so partials resume after it instead of
 repeating, and marks the final transcript and its ``LlmJob`` as sent, in one step.
+
+When the gateway started a reply early (during a pause, on a complete hypothesis), the
+end marker names the words it answered: a final transcript with exactly those words
+publishes no ``LlmJob`` (the gateway uses the early reply); any other final does (the
+gateway drops the early one). Both sides compare the same two strings.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Protocol
 
 import redis.asyncio as aioredis
 
+from asr_worker.completeness import is_complete
 from asr_worker.language_support import IgnoredSpeech, notice, unsupported_language
 from asr_worker.openai_transcriber import TranscriptionFailed
 from shared import metrics, protocol
@@ -45,17 +51,19 @@ async def _transcribe(
     stream: AsrStream,
     keep_audio: bytearray | None,
     checkpoint: TurnCheckpoint,
-) -> tuple[str, bool, int]:
-    """Feed the utterance to ``stream``; returns (final text, cancelled, end-of-speech ms)."""
+) -> tuple[str, bool, int, str]:
+    """Feed the utterance to ``stream``; returns (final text, cancelled, end-of-speech ms,
+    the text the gateway already started a reply to)."""
     input_key = settings.keys.asr_input(job.session_id, job.turn_id)
     pending = bytearray()
     cancelled = False
+    preempted = ""
     async for _entry_id, chunk in ctx.inputs.follow(input_key, settings.input_idle_timeout):
         pending += chunk.audio
         if keep_audio is not None:
             keep_audio += chunk.audio
         if chunk.end:
-            cancelled = chunk.cancelled
+            cancelled, preempted = chunk.cancelled, chunk.preempted
             break
         if getattr(stream, "blocking", True):
             partial = await asyncio.to_thread(stream.feed, bytes(pending))
@@ -63,15 +71,15 @@ async def _transcribe(
             partial = stream.feed(bytes(pending))
         pending.clear()
         if partial and chunk.seq > checkpoint.number("heard"):  # not sent before a takeover
-            data = {"text": partial, "is_final": False}
+            data = {"text": partial, "is_final": False, "complete": _complete(stream, partial)}
             event = ReplyEvent("partial_transcription", job.session_id, job.turn_id, data)
             await checkpoint.commit([_to_client(settings, event)], heard=chunk.seq)
     speech_end_ms = now_ms()
     if pending:
         await asyncio.to_thread(stream.feed, bytes(pending))
     if cancelled:
-        return "", True, speech_end_ms
-    return await asyncio.to_thread(stream.finish), False, speech_end_ms
+        return "", True, speech_end_ms, ""
+    return await asyncio.to_thread(stream.finish), False, speech_end_ms, preempted
 
 
 def make_asr_handler(
@@ -98,7 +106,7 @@ def make_asr_handler(
         )
         audio = bytearray() if external else None
         try:
-            text, cancelled, speech_end_ms = await _transcribe(
+            text, cancelled, speech_end_ms, preempted = await _transcribe(
                 redis, settings, job, ctx, stream, audio, checkpoint
             )
         finally:
@@ -129,6 +137,8 @@ def make_asr_handler(
             failure = notice(unheard) if unheard else no_speech
             event = ReplyEvent("error", job.session_id, job.turn_id, failure)
             outputs = [_to_client(settings, final), _to_client(settings, event)]
+        elif text == preempted:  # the gateway's early reply to these words is the answer
+            outputs = [_to_client(settings, final)]
         else:
             llm_job = LlmJob(
                 job.session_id, job.turn_id, text, "speech", speech_end_ms, dict(job.options)
@@ -138,6 +148,13 @@ def make_asr_handler(
         await checkpoint.commit(outputs, done=1)
 
     return handle
+
+
+def _complete(stream: AsrStream, partial: str) -> bool | None:
+    """Whether the hypothesis is a whole request: the engine's own verdict (a grammar
+    knows), else rules on the words (``asr_worker.completeness``)."""
+    verdict = getattr(stream, "complete", "unknown")
+    return is_complete(partial) if verdict == "unknown" else verdict
 
 
 def _to_client(settings: Settings, event: ReplyEvent) -> Append:

@@ -6,7 +6,7 @@ sent through ``shared/resp.py``. This measures this process's CPU time (not wall
 per write and per delivered entry against an embedded valkey-server, for the code of the
 checkout it runs from:
 
-    python bench/stream_io.py [--writers 100] [--writes 100] [--rounds 3]
+    python -m bench.stream_io [--writers 100] [--writes 100] [--rounds 3]
 
 Prints the median of the rounds; compare two checkouts by running it from each.
 """
@@ -17,16 +17,11 @@ import argparse
 import asyncio
 import json
 import statistics
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from shared.embedded_redis import start_embedded_redis  # noqa: E402
-from shared.mux import StreamMux  # noqa: E402
-from shared.streams import WriteBatcher, connect  # noqa: E402
+from shared.embedded_redis import start_embedded_redis
+from shared.mux import StreamMux
+from shared.streams import WriteBatcher, connect
 
 AUDIO = b"\x00" * 3200  # one 100 ms frame of 16 kHz PCM
 

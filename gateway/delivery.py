@@ -14,6 +14,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from starlette.websockets import WebSocket
@@ -64,7 +65,8 @@ class ReplyDelivery:
         # turns with events sent but no reply expected here (an utterance's partials, a
         # turn replayed after a resume) -> id of the last one sent; oldest first
         self._shown: dict[str, str] = {}
-        self._timings: dict[str, dict[str, int]] = {}
+        self._timings: dict[str, dict[str, object]] = {}
+        self._observers: list[Callable[[ReplyEvent], None]] = []
 
     @property
     def closing(self) -> bool:
@@ -162,8 +164,18 @@ class ReplyDelivery:
 
     # --- events ----------------------------------------------------------------------
 
+    def observe(self, observer: Callable[[ReplyEvent], None]) -> None:
+        """Also show every relayed event to ``observer`` (the utterance reads partials)."""
+        self._observers.append(observer)
+
+    def add_timings(self, turn_id: str, timings: dict[str, object]) -> None:
+        """Gateway-side timings of a turn, sent with its ``streaming_complete``."""
+        self._timings.setdefault(turn_id, {}).update(timings)
+
     def deliver(self, event: ReplyEvent, entry_id: str = "") -> None:
         """Relay callback: queue one reply event (reply-stream id ``entry_id``)."""
+        for observer in self._observers:
+            observer(event)
         if event.turn_id in self._cancelled and not is_interruption(event):
             return  # cut by the client: nothing more of this turn goes out
         if self.closing:

@@ -1,7 +1,9 @@
 """Server-side end-of-speech detection, so hands-free clients need not send ``is_final``.
 
 WebRTC's voice activity detector (``webrtcvad-wheels``) classifies 30 ms frames; once an
-utterance has contained speech, ``END_OF_SPEECH_MS`` of continuous non-speech ends it.
+utterance has contained speech, a run of continuous non-speech ends it. How long a run
+depends on what was said (``gateway.utterance.EndOfSpeechPolicy``): ``silent_for`` answers
+for any length.
 Costs a few microseconds per frame on the gateway, nothing on the workers.
 """
 
@@ -62,8 +64,15 @@ class Endpointer(_VadFrames):
                 self._trailing_silence = 0
             else:
                 self._trailing_silence += 1
+        return self._ended(self._silence_frames_to_end)
+
+    def silent_for(self, silence_ms: int) -> bool:
+        """Whether the utterance has held speech and then ``silence_ms`` of non-speech."""
+        return self._ended(max(1, silence_ms // FRAME_MS))
+
+    def _ended(self, frames: int) -> bool:
         spoken = self._speech_frames >= MIN_SPEECH_FRAMES
-        return spoken and self._trailing_silence >= self._silence_frames_to_end
+        return spoken and self._trailing_silence >= frames
 
 
 class SpeechOnset(_VadFrames):

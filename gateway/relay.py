@@ -37,6 +37,11 @@ class ReplyRelay:
 
     async def subscribe(self, session_id: str, deliver: Deliver, from_id: str = "0-0") -> None:
         """Start relaying ``session_id``'s replies (after ``from_id``) to ``deliver``."""
+        self._owners[session_id] = deliver
+        await self.follow(self._keys.reply(session_id), deliver, from_id)
+
+    async def follow(self, key: str, deliver: Deliver, from_id: str = "0-0") -> None:
+        """Relay the reply events of any stream ``key`` (e.g. a session's held replies)."""
 
         def on_entry(entry_id: str, fields: dict[bytes, bytes]) -> None:
             try:
@@ -47,8 +52,10 @@ class ReplyRelay:
             if isinstance(event, ReplyEvent):
                 deliver(event, entry_id)
 
-        self._owners[session_id] = deliver
-        await self._mux.subscribe(self._keys.reply(session_id), on_entry, from_id)
+        await self._mux.subscribe(key, on_entry, from_id)
+
+    def unfollow(self, key: str) -> None:
+        self._mux.unsubscribe(key)
 
     def unsubscribe(self, session_id: str, deliver: Deliver | None = None) -> None:
         """Stop relaying; with ``deliver``, only if it is still the one relayed to (a

@@ -14,17 +14,18 @@ import contextlib
 import logging
 import uuid
 from collections import deque
-from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.delivery import ReplyDelivery
-from gateway.endpointing import Endpointer, SpeechOnset
+from gateway.early_reply import EarlyReplies
+from gateway.endpointing import SpeechOnset
 from gateway.rate_limit import SessionLimits
 from gateway.relay import ReplyRelay
 from gateway.session_store import Replay, ResumeRefused, SessionStore, turn_number
+from gateway.utterance import EndOfSpeechPolicy, UtteranceTracker
 from shared import metrics, protocol
 from shared.control import ControlChannel
 from shared.logs import session_id_var
@@ -48,15 +49,6 @@ CONTROL_LIMIT = 256  # errors/pongs waiting for the socket; beyond: close 1008
 HELD_LIMIT = 2000  # frames waiting for the current reply to end (barge-in off)
 CLOSE_GRACE_SECONDS = 10.0  # a closing socket's last frames get this long to go out
 _BYTES_PER_SECOND = protocol.INPUT_SAMPLE_RATE * 2
-
-
-@dataclass
-class _Utterance:
-    turn_id: str
-    input_key: str
-    seq: int = 0
-    audio_bytes: int = 0
-    refused: bool = False
 
 
 class VoiceSession:
@@ -89,23 +81,24 @@ class VoiceSession:
             redis, settings.session_ttl_seconds, settings.reply_maxlen
         )
         self._turns = 0
-        self._utterance: _Utterance | None = None
-        self._endpointer = (
-            Endpointer(settings.end_of_speech_ms) if settings.end_of_speech_ms > 0 else None
-        )
         self._onset = SpeechOnset(settings.barge_in_min_speech_ms)
-        # with end-of-speech detection on, every utterance starts with speech (plus a little
-        # audio before it): a microphone streaming silence starts no turn
-        self._awaiting_speech = self._endpointer is not None
-        self._pause_ended = False  # the last utterance was ended by a pause, not is_final
-        self._pre_roll: deque[bytes] = deque(maxlen=3)  # audio kept from before speech
+        self._early = EarlyReplies(
+            self.session_id, settings, redis, relay, control, lambda: self.options.as_job_options()
+        )
+        self._speech = UtteranceTracker(
+            self,
+            _end_of_speech_policy(settings),
+            int(settings.max_utterance_seconds * _BYTES_PER_SECOND),
+            # an external recogniser's final never has the local partial's exact words
+            early_replies=settings.preemptive_reply and not settings.use_external_asr,
+        )
         self._held: deque[VoiceCommand | AudioInput] = deque()
         self._releaser: asyncio.Task[None] | None = None
-        self._max_utterance_bytes = int(settings.max_utterance_seconds * _BYTES_PER_SECOND)
         self._limits = SessionLimits(
             settings.audio_rate_limit, settings.audio_burst_seconds, settings.commands_per_minute
         )
         self.delivery = ReplyDelivery(websocket, self.session_id, OUTBOX_LIMIT, CONTROL_LIMIT)
+        self.delivery.observe(self._hear_hypothesis)
         self.taken_over = False
         self._cancelled_before: list[str] = []  # turns cut on earlier connections (resume)
 
@@ -241,7 +234,7 @@ class VoiceSession:
                 await asyncio.sleep(0)
 
     def _refuse(self, code: str, message: str) -> None:
-        turn = self._utterance.turn_id if self._utterance else None
+        turn = self._speech.current.turn_id if self._speech.current else None
         self.delivery.send_error(code, message, turn)
 
     async def _handle_frame(self, text: str | None, data: bytes | None) -> None:
@@ -335,7 +328,8 @@ class VoiceSession:
 
     def _knows(self, turn_id: str) -> bool:
         """The turn was started by this session and this connection has seen it."""
-        if self._utterance is not None and self._utterance.turn_id == turn_id:
+        current = self._speech.current
+        if current is not None and current.turn_id == turn_id:
             return True
         if turn_number(turn_id) > self._turns:
             return False
@@ -345,15 +339,12 @@ class VoiceSession:
         """Stop a reply (the newest one by default): the client gets no more of it, the
         workers drop it, and the history keeps only what was heard. Nothing playing, or
         the turn already stopped: nothing to do, nothing written."""
-        utterance = self._utterance
+        utterance = self._speech.current
         if turn_id is None:
             turn_id = utterance.turn_id if utterance else self.delivery.playing_turn()
         if turn_id is None or self.delivery.was_cancelled(turn_id):
             return
-        if utterance and utterance.turn_id == turn_id:
-            self._utterance = None
-            if not utterance.refused:
-                await self._end_input(utterance, cancelled=True)
+        await self._speech.cancel(turn_id)
         record, events = self.delivery.interrupt(turn_id, reason)
         metrics.CANCELS.labels(reason).inc()
         stop_tts = InputChunk(seq=0, end=True, cancelled=True)
@@ -361,6 +352,7 @@ class VoiceSession:
             self.control.cancel(self.session_id, turn_id, record),
             self._inputs.append(self._keys.tts_input(self.session_id, turn_id), stop_tts),
             self._write_interruption(events),
+            self._early.stop_used(turn_id, record),
         )
         self._onset.reset()
 
@@ -409,54 +401,12 @@ class VoiceSession:
         if self.barge_in and audio.pcm and (playing := self.delivery.playing_turn()):
             if self._onset.push(audio.pcm):
                 await self.cancel(playing, "barge_in")
-        utterance = self._utterance
-        if audio.pcm and utterance is None and self._awaiting_speech:
-            self._pre_roll.append(audio.pcm)
-            if not self._endpointer or not self._endpointer.contains_speech(audio.pcm):
-                return
-            audio = AudioInput(b"".join(self._pre_roll), audio.is_final)
-            self._pre_roll.clear()
-        if audio.pcm:
-            if utterance is None:
-                utterance = await self._start_utterance()
-            if not utterance.refused:
-                await self._append_audio(utterance, audio.pcm)
-                ended_by_silence = self._endpointer is not None and self._endpointer.push(audio.pcm)
-                if ended_by_silence and not audio.is_final:
-                    await self._finish_utterance(utterance)
-                    self._pause_ended = True
-                    return
-        if audio.is_final:
-            if utterance is None and self._pre_roll and not self._pause_ended:
-                # only non-speech arrived: let the recogniser have it, so the turn ends
-                # with its own ``no_speech`` like any utterance that held nothing
-                utterance = await self._start_utterance()
-                await self._append_audio(utterance, b"".join(self._pre_roll))
-                self._pre_roll.clear()
-            if utterance is None:
-                if self._pause_ended:  # the pause already ended it: nothing to do
-                    self._pre_roll.clear()
-                    return
-                raise ProtocolError(
-                    protocol.NO_SPEECH, "is_final received but this utterance held no speech"
-                )
-            await self._finish_utterance(utterance)
+        await self._speech.push(audio)
 
-    async def _finish_utterance(self, utterance: _Utterance) -> None:
-        """End of speech (``is_final`` or a pause): the ASR worker finishes this turn."""
-        self._utterance = None
-        if not utterance.refused:
-            await self._end_input(utterance)
-            self.delivery.expect(utterance.turn_id, "speech")
-            self._onset.reset()
+    # --- the utterance state machine's I/O (gateway.utterance.UtteranceIO) -------------
 
-    async def _start_utterance(self) -> _Utterance:
+    async def open_utterance(self) -> tuple[str, str]:
         turn_id, number = self._next_turn()
-        utterance = _Utterance(turn_id, self._keys.asr_input(self.session_id, turn_id))
-        self._utterance = utterance
-        self._pause_ended = False
-        if self._endpointer is not None:
-            self._endpointer.reset()
         job = AsrJob(
             self.session_id,
             turn_id,
@@ -467,39 +417,58 @@ class VoiceSession:
         await self.store.publish_turn(
             self.session_id, number, self._keys.asr_jobs, job, self.settings.jobs_maxlen
         )
-        return utterance
+        return turn_id, self._keys.asr_input(self.session_id, turn_id)
 
-    async def _append_audio(self, utterance: _Utterance, pcm: bytes) -> None:
-        if utterance.audio_bytes + len(pcm) > self._max_utterance_bytes:
-            utterance.refused = True
-            await self._end_input(utterance)
-            raise ProtocolError(
-                protocol.UTTERANCE_TOO_LONG,
-                f"utterance longer than {self.settings.max_utterance_seconds:.0f} s; "
-                "it was cut there, send is_final to start a new one",
-            )
-        utterance.audio_bytes += len(pcm)
-        utterance.seq += 1
-        await self._inputs.append(utterance.input_key, InputChunk(seq=utterance.seq, audio=pcm))
+    async def send_input(self, input_key: str, chunk: InputChunk) -> None:
+        await self._inputs.append(input_key, chunk)
 
-    async def _end_input(self, utterance: _Utterance, cancelled: bool = False) -> None:
-        utterance.seq += 1
-        chunk = InputChunk(seq=utterance.seq, end=True, cancelled=cancelled)
-        await self._inputs.append(utterance.input_key, chunk)
+    def input_complete(self, turn_id: str, timings: dict[str, object]) -> None:
+        self.delivery.expect(turn_id, "speech")
+        self.delivery.add_timings(turn_id, timings)
+        metrics.END_OF_SPEECH.labels(str(timings.get("end_of_speech_rule"))).inc()
+        self._onset.reset()
 
     async def _abandon_utterance(self) -> None:
         """The client left mid-utterance: end its input so the ASR worker lets go now."""
-        utterance, self._utterance = self._utterance, None
-        if utterance and not utterance.refused:
-            try:
-                await self._end_input(utterance, cancelled=True)
-            except Exception as exc:
-                log.warning(
-                    "could not end the input of an abandoned utterance (%s); "
-                    "the ASR worker lets go after its idle timeout",
-                    type(exc).__name__,
-                    exc_info=log.isEnabledFor(logging.DEBUG),
-                )
+        try:
+            await self._speech.abandon()
+        except Exception as exc:
+            log.warning(
+                "could not end the input of an abandoned utterance (%s); "
+                "the ASR worker lets go after its idle timeout",
+                type(exc).__name__,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
+        await self._early.close()
+
+    def start_early_reply(self, turn_id: str, attempt_id: str, text: str) -> None:
+        self._early.start(turn_id, attempt_id, text)
+
+    def use_early_reply(self, attempt_id: str) -> None:
+        self._early.use(attempt_id)
+
+    def drop_early_reply(self, attempt_id: str) -> None:
+        self._early.drop(attempt_id)
+
+    def _hear_hypothesis(self, event: ReplyEvent) -> None:
+        """Partials on their way to the client tell the utterance what has been heard."""
+        if event.event != "partial_transcription":
+            return
+        text = str(event.data.get("text", ""))
+        if event.data.get("is_final"):
+            self._speech.hear_final(event.turn_id, text)
+        else:
+            self._speech.hear(event.turn_id, event.data.get("complete"), text)
+
+
+def _end_of_speech_policy(settings: Settings) -> EndOfSpeechPolicy | None:
+    if settings.end_of_speech_ms <= 0:
+        return None  # only is_final ends an utterance
+    return EndOfSpeechPolicy(
+        settings.end_of_speech_ms,
+        settings.end_of_speech_complete_ms,
+        settings.end_of_speech_unfinished_ms,
+    )
 
 
 def _event_name(event: object, binary: bool) -> str:

@@ -15,6 +15,7 @@ import logging
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from llm_worker.early_reply import early_reply
 from llm_worker.errors import LlmError
 from llm_worker.history import ConversationMemory
 from llm_worker.language import turn_language
@@ -72,9 +73,13 @@ def make_llm_handler(redis: aioredis.Redis, settings: Settings, agent: ReplyAgen
     async def handle(job: LlmJob, ctx: JobContext) -> None:
         progress = await TurnProgress(redis, settings, job).load()
         ctx.cleanup.append(progress.checkpoint.key)
+        early = early_reply(redis, keys, job)  # started before the end of speech?
+        wait_s = settings.input_idle_timeout
         if progress.done:  # finished before a crash, maybe not yet remembered
             if not progress.remembered:
-                await memory.append(job.session_id, job.text, progress.final_reply, job.turn_id)
+                if early is None or await early.settle(ctx.control, wait_s):
+                    turn_id = early.reply_turn if early else job.turn_id
+                    await memory.append(job.session_id, job.text, progress.final_reply, turn_id)
                 await progress.remembered_now()
             return
         if progress.checkpoint.resumed:
@@ -86,7 +91,10 @@ def make_llm_handler(redis: aioredis.Redis, settings: Settings, agent: ReplyAgen
         sink = _SentenceSink(progress, lang)
         splitter = SentenceSplitter(language=lang)
         history = await memory.load(job.session_id)
-        request = AgentRequest(job.session_id, job.turn_id, job.text, history, lang)
+        if early:
+            await early.begin()
+        agent_session = early.agent_session if early else job.session_id
+        request = AgentRequest(agent_session, job.turn_id, job.text, history, lang)
         parts: list[str] = []
         first_token_ms: int | None = None
         try:
@@ -122,7 +130,9 @@ def make_llm_handler(redis: aioredis.Redis, settings: Settings, agent: ReplyAgen
         # the final text goes out before the end marker, so it always precedes the
         # reply's streaming_complete in the session's reply stream
         await progress.finish(reply_text, timings, lang)
-        await memory.append(job.session_id, job.text, reply_text, job.turn_id, sink.sentences)
+        if early is None or await early.settle(ctx.control, wait_s):
+            turn_id = early.reply_turn if early else job.turn_id
+            await memory.append(job.session_id, job.text, reply_text, turn_id, sink.sentences)
         await progress.remembered_now()
 
     return handle

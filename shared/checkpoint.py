@@ -126,7 +126,9 @@ class StageProgress:
     def __init__(self, redis: aioredis.Redis, settings: Settings, job: Message) -> None:
         session_id, turn_id = job.session_id, job.turn_id  # type: ignore[attr-defined]
         self._settings = settings
-        self._reply_key = settings.keys.reply(session_id)
+        held = getattr(job, "options", {}).get("held")  # a reply started before end of speech
+        keys = settings.keys
+        self._reply_key = keys.held_reply(session_id) if held else keys.reply(session_id)
         self.checkpoint = TurnCheckpoint(
             redis,
             settings.keys.checkpoint(self.stage, session_id, turn_id),

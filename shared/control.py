@@ -66,6 +66,8 @@ class ControlChannel:
         self._keys = keys
         self._ttl = ttl_seconds
         self._cancelled: dict[tuple[str, str], float] = {}
+        self._confirmed: dict[tuple[str, str], float] = {}
+        self._verdicts: dict[tuple[str, str], asyncio.Event] = {}
         self._takeover_handlers: dict[str, dict[str, Takeover]] = {}
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -81,6 +83,15 @@ class ControlChannel:
             pipe.hset(key, turn_id, record.pack())
             pipe.expire(key, self._ttl)
             pipe.publish(self._keys.control, f"cancel {session_id} {turn_id}")
+            await pipe.execute()
+
+    async def confirm(self, session_id: str, turn_id: str) -> None:
+        """A reply started before the end of speech is the one the user gets."""
+        key = self._keys.confirmed(session_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, turn_id, 1)
+            pipe.expire(key, self._ttl)
+            pipe.publish(self._keys.control, f"confirm {session_id} {turn_id}")
             await pipe.execute()
 
     async def announce_takeover(self, session_id: str, connection_id: str) -> None:
@@ -107,6 +118,33 @@ class ControlChannel:
             return True
         return False
 
+    async def verdict(self, session_id: str, turn_id: str, wait_s: float) -> bool:
+        """For a reply started early: wait until it is confirmed (True) or cancelled
+        (False, also after ``wait_s``). Redis is asked now and then, in case a message
+        was missed."""
+        marker = (session_id, turn_id)
+        deadline = time.monotonic() + wait_s
+        event = self._verdicts.setdefault(marker, asyncio.Event())
+        try:
+            while True:
+                if marker in self._confirmed:
+                    return True
+                if marker in self._cancelled:
+                    return False
+                if await self._redis.hexists(self._keys.confirmed(session_id), turn_id):
+                    return True
+                if await self.check(session_id, turn_id):
+                    return False
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                event.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(left, 0.5)):
+                        await event.wait()
+        finally:
+            self._verdicts.pop(marker, None)
+
     async def records(self, session_id: str) -> dict[str, CancelRecord]:
         raw = await self._redis.hgetall(self._keys.cancelled(session_id))
         return {turn.decode(): CancelRecord.unpack(value) for turn, value in raw.items()}
@@ -130,8 +168,17 @@ class ControlChannel:
     def _hear(self, message: str) -> None:
         kind, _, rest = message.partition(" ")
         session_id, _, detail = rest.partition(" ")
-        if kind == "cancel":
-            self._remember(session_id, detail)
+        if kind in ("cancel", "confirm"):
+            marker = (session_id, detail)
+            if kind == "cancel":
+                self._remember(session_id, detail)
+            else:
+                self._confirmed[marker] = time.monotonic() + _FORGET_AFTER_S
+                if len(self._confirmed) > 10_000:
+                    now = time.monotonic()
+                    self._confirmed = {k: t for k, t in self._confirmed.items() if t > now}
+            if waiter := self._verdicts.get(marker):
+                waiter.set()
         elif kind == "takeover":
             for connection_id, handler in list(self._takeover_handlers.get(session_id, {}).items()):
                 if connection_id != detail:

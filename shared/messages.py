@@ -67,6 +67,7 @@ class InputChunk:
     text: str = ""
     end: bool = False
     cancelled: bool = False
+    preempted: str = ""  # ASR end marker: a reply to this text was started early
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,16 @@ TURN_LATENCY = Histogram(
     ["source"],  # speech | command
     buckets=VOICE_BUCKETS,
 )
+END_OF_SPEECH = Counter(
+    "vna_end_of_speech_total",
+    "spoken requests ended, by the rule that ended them",
+    ["rule"],  # complete | unfinished | default (a pause of that length) | is_final
+)
+PREEMPTIVE_REPLIES = Counter(
+    "vna_preemptive_replies_total",
+    "replies started during a pause before the end of speech was confirmed",
+    ["outcome"],  # started | used | discarded
+)
 
 # --- stages ----------------------------------------------------------------------------
 STAGE_LATENCY = Histogram(

@@ -63,6 +63,15 @@ class Settings(BaseSettings):
     end_of_speech_ms: int = Field(
         default=600, ge=0, description="pause that ends an utterance without is_final; 0 = off"
     )
+    end_of_speech_complete_ms: int = Field(
+        default=150, ge=30, description="the pause that ends a request heard as complete"
+    )
+    end_of_speech_unfinished_ms: int = Field(
+        default=900, ge=30, description="the pause that ends a request heard as unfinished"
+    )
+    preemptive_reply: bool = Field(
+        default=True, description="start the reply during a pause after a complete request"
+    )
     barge_in: bool = Field(default=True, description="speech over a reply interrupts it")
     barge_in_min_speech_ms: int = Field(
         default=240, ge=30, description="continuous speech that counts as barging in"

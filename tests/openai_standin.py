@@ -161,6 +161,7 @@ class ChatScript:
     tool_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     fault: str | None = None
     chunk_delay: float = 0.0
+    first_token_delay: float = 0.0  # seconds before the first content (a model's think time)
     requests: list[dict[str, Any]] = field(default_factory=list)
     # ``pieces``: stream exactly these deltas (text without spaces, e.g. Chinese, cannot
     # be cut at words); ``hold_last``: send the last piece only once this event is set,
@@ -223,6 +224,7 @@ async def _chat_events(script: ChatScript, body: dict[str, Any]) -> AsyncIterato
                 )
         yield _sse(body, {}, "tool_calls")
     else:
+        await asyncio.sleep(script.first_token_delay)
         reply = script.reply
         if messages[-1]["role"] == "tool":
             results = []
