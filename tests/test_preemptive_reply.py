@@ -14,13 +14,13 @@ from collections.abc import Callable
 
 import httpx
 import redis.asyncio as aioredis
-from shared.client import Turn, VoiceClient
 
 from llm_worker.history import ConversationMemory
 from shared.keys import Keys
 from shared.messages import ReplyEvent, decode
 from tests.audio_checks import speech_16k
 from tests.test_metrics import _value
+from voice_agent.client import Turn, VoiceClient
 
 PIECE = 3200  # 100 ms
 SILENCE = b"\x00\x00" * 1600

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from shared.client import Turn, VoiceClient
-
 from shared.settings import load_settings
 from tests.audio_checks import speech_16k
+from voice_agent.client import Turn, VoiceClient
 
 SILENCE_MS = b"\x00\x00" * 16
 
