@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import socket
 from collections.abc import Iterator
 from types import FrameType
@@ -39,6 +40,15 @@ class _GracefulServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         begin_shutdown()  # losing Redis from now on is expected (compose down)
         super().handle_exit(sig, frame)
+
+    async def startup(self, sockets: list | None = None) -> None:  # type: ignore[override]
+        """After start, move everything the imports and the app made (tens of thousands of
+        long-lived objects) out of the collector's sight: a full collection then walks only
+        what sessions allocate, instead of pausing the event loop for 20-50 ms on this
+        machine (measured at 100 sessions) every few seconds of streaming."""
+        await super().startup(sockets)
+        gc.collect()
+        gc.freeze()
 
     async def shutdown(self, sockets: list | None = None) -> None:  # type: ignore[override]
         """Stop listening, drain the app's sessions (1012 + resume), then shut down."""
