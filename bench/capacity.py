@@ -1,19 +1,32 @@
-"""Capacity: N concurrent real-time audio sessions against ONE gateway process, as JSON.
+"""Capacity: real-time audio sessions against the gateway and the minimal reference, as JSON.
 
-Every session streams 100 ms binary PCM frames at real-time pace. The ASR stage runs the
-``echo`` engine, which answers every chunk with a partial naming the chunk, so each
-partial can be matched to its frame: the relay latency is the time from sending a frame
-to receiving its partial, through gateway -> Redis -> ASR worker -> Redis -> gateway.
+Every session streams 100 ms binary PCM frames of speech-like audio at real-time pace.
+The ASR stage runs the ``echo`` engine, which answers every chunk with a partial naming
+it, so each partial is matched to its frame: the relay latency is the time from sending a
+frame to receiving its partial, through gateway -> Redis -> ASR worker -> Redis ->
+gateway. ``bench/minimal_server.py`` (``websockets`` + uvloop, an XADD and a reply per
+frame) runs the same load in the same run, so every level reports the two ratios issue 17
+sets goals for: gateway relay p99 / minimal p99 (goal <= 2) and gateway CPU per frame /
+minimal CPU per frame (goal <= 1.2), plus the ASR worker's CPU per frame over the
+gateway's (goal <= 0.5). Runs alternate (minimal, gateway, minimal, gateway, ...), each
+server started fresh, so the machine's changing load falls on both.
 
-The sessions are driven by separate load-generator processes (``bench/load_client.py``,
-about 250 sessions each), so the client's own Python does not queue behind the gateway's
-on one event loop. Every process is measured from ``/proc``: CPU percent is of ONE core
-(100 = one core busy) over the level's wall time; the machine's core count and load
-average are reported with the results, since all processes share those cores.
-Reported per session count: p50/p99 relay latency, CPU of gateway, ASR worker, Redis and
-load generators, gateway RSS peak and per-session cost, Redis memory.
+Load generators (``bench/load_client.py``, one per 100 sessions) are separate processes;
+servers' CPU is read from ``/proc`` over the streaming window only (a handshake with the
+generators). With 4 or more cores the generators are pinned (``taskset``) to their own
+cores, away from the servers; with fewer they share every core with them, which the
+report says.
 
-    python -m bench.capacity [--sessions 10,100,500,1000] [--seconds 10] [--clients N]
+A run that relays nothing, or loses more than ``--max-lost`` of its partials, makes the
+bench exit 1 with one line saying which (after printing the JSON): a benchmark that
+silently measures nothing is worse than none.
+
+    python -m bench.capacity [--sessions 10,100] [--rounds 2] [--seconds 10]
+    python -m bench.capacity --find-capacity --processes 1,2,4 [--p99-ms 50]
+
+``--find-capacity`` raises the sessions in steps of ``--step`` for each gateway process
+count until relay p99 exceeds ``--p99-ms`` (or partials are lost) and reports the last
+level held.
 """
 
 from __future__ import annotations
@@ -29,6 +42,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
@@ -37,29 +51,104 @@ from shared.embedded_redis import start_embedded_redis
 from tests.support import free_port, wait_for_http
 
 ROOT = Path(__file__).resolve().parent.parent
-
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 MB = 2**20
+SESSIONS_PER_GENERATOR = 100
 
 
-def proc_stats(pid: int) -> tuple[float, int]:
-    """(CPU seconds used so far, RSS bytes) of a process, from /proc; zeros once gone."""
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from /proc; 0 once gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        rss_pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
     except OSError:
-        return 0.0, 0
-    return (int(fields[11]) + int(fields[12])) / TICKS, rss_pages * PAGE
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def redis_pid(client: redis.Redis) -> int:
-    return int(client.info("server")["process_id"])
+def rss_bytes(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+    except OSError:
+        return 0
+
+
+def children(pid: int) -> list[int]:
+    """Direct child processes (a ``GATEWAY_PROCESSES`` supervisor's gateways)."""
+    found = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+@dataclass
+class Stack:
+    """The servers under test: a ws URL and, per role, the pids whose CPU is counted."""
+
+    url: str
+    pids: dict[str, list[int]]
+    server_cpus: str | None
+
+
+@dataclass
+class Placement:
+    """Which cores servers and load generators may use (``taskset -c`` lists)."""
+
+    cores: int
+    servers: str | None = None
+    generators: str | None = None
+    note: str = ""
+
+    @classmethod
+    def for_machine(cls, pin: bool) -> Placement:
+        cores = len(os.sched_getaffinity(0))
+        if not pin or cores < 4:
+            note = f"{cores} cores: load generators share every core with the servers"
+            return cls(cores, note=note if cores < 4 else "pinning off")
+        split = cores - max(1, cores // 4)  # a quarter of the cores drive the load
+        return cls(
+            cores,
+            servers=f"0-{split - 1}",
+            generators=f"{split}-{cores - 1}",
+            note=f"servers on cores 0-{split - 1}, load generators on {split}-{cores - 1}",
+        )
+
+    def command(self, cpus: str | None, argv: list[str]) -> list[str]:
+        return ["taskset", "-c", cpus, *argv] if cpus else argv
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @contextlib.contextmanager
-def services(redis_url: str, max_sessions: int, extra_env: dict[str, str]) -> Iterator[tuple]:
-    """One gateway process and one echo ASR worker; yields (ws url, gateway pid, worker pid)."""
+def minimal_stack(redis_url: str, place: Placement) -> Iterator[Stack]:
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.minimal_server", str(port), redis_url]
+    proc = subprocess.Popen(place.command(place.servers, argv), cwd=ROOT, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != b"ready":
+            raise SystemExit("bench.capacity: the minimal server did not start")
+        yield Stack(f"ws://127.0.0.1:{port}/", {"server": [proc.pid]}, place.servers)
+    finally:
+        _stop([proc])
+
+
+@contextlib.contextmanager
+def gateway_stack(
+    redis_url: str, place: Placement, processes: int, max_sessions: int, extra: dict[str, str]
+) -> Iterator[Stack]:
+    """``GATEWAY_PROCESSES`` gateways behind one port and one echo ASR worker."""
     port = free_port()
     env = {
         **os.environ,
@@ -68,23 +157,25 @@ def services(redis_url: str, max_sessions: int, extra_env: dict[str, str]) -> It
         "HOST": "127.0.0.1",
         "ASR_PROVIDER": "echo",
         "LOG_LEVEL": "WARNING",
+        "GATEWAY_PROCESSES": str(processes),
         "MAX_WEBSOCKET_CONNECTIONS": str(max_sessions + 10),
         "WORKER_CONCURRENCY": str(max_sessions + 10),
         "MAX_UTTERANCE_SECONDS": "3600",
-        **extra_env,
+        **extra,
     }
     procs = [
-        subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=env)
+        subprocess.Popen(
+            place.command(place.servers, [sys.executable, "-m", module]), cwd=ROOT, env=env
+        )
         for module in ("gateway", "asr_worker")
     ]
     try:
         wait_for_http(f"http://127.0.0.1:{port}/health", procs[0])
-        yield f"ws://127.0.0.1:{port}/ws/voice", procs[0].pid, procs[1].pid
+        gateways = children(procs[0].pid) if processes > 1 else [procs[0].pid]
+        pids = {"gateway": gateways, "asr_worker": [procs[1].pid]}
+        yield Stack(f"ws://127.0.0.1:{port}/ws/voice", pids, place.servers)
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            proc.wait(30)
+        _stop(procs)
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -95,7 +186,7 @@ def pct(values: list[float], q: float) -> float | None:
 
 
 def _command_costs(before: dict, after: dict, seconds: float) -> dict[str, dict[str, float]]:
-    """Per Redis command over the level: calls per second and Redis CPU in % of a core."""
+    """Per Redis command over the window: calls per second and Redis CPU in % of a core."""
     costs = {}
     for name, stats in after.items():
         calls = stats["calls"] - before.get(name, {}).get("calls", 0)
@@ -105,118 +196,229 @@ def _command_costs(before: dict, after: dict, seconds: float) -> dict[str, dict[
                 "per_second": round(calls / seconds),
                 "cpu_percent": round(usec / 1e4 / seconds, 1),
             }
-    return dict(sorted(costs.items(), key=lambda item: -item[1]["cpu_percent"])[:5])
+    return dict(sorted(costs.items(), key=lambda item: -item[1]["cpu_percent"])[:4])
+
+
+@dataclass
+class _Generators:
+    procs: list[subprocess.Popen] = field(default_factory=list)
+    outs: list[str] = field(default_factory=list)
+
+    def expect(self, word: bytes) -> None:
+        for proc in self.procs:
+            assert proc.stdout is not None
+            line = proc.stdout.readline().strip()
+            if line != word:
+                raise SystemExit(f"bench.capacity: a load generator said {line!r}, not {word!r}")
+
+    def tell(self, line: str) -> None:
+        for proc in self.procs:
+            assert proc.stdin is not None
+            proc.stdin.write(line.encode() + b"\n")
+            proc.stdin.flush()
 
 
 def run_level(
-    url: str, pids: dict[str, int], sessions: int, seconds: float, clients: int, r: redis.Redis
+    stack: Stack, sessions: int, seconds: float, place: Placement, r: redis.Redis
 ) -> dict:
-    shares = [sessions // clients + (i < sessions % clients) for i in range(clients)]
-    redis_before = r.info("memory")["used_memory"]
-    commands_before = r.info("commandstats")
-    gateway_rss_before = proc_stats(pids["gateway"])[1]
-    before = {name: proc_stats(pid)[0] for name, pid in pids.items()}
-    wall = time.perf_counter()
-    outs = [tempfile.TemporaryFile() for n in shares if n]  # a pipe would fill up and block
-    loaders = [
-        subprocess.Popen(
-            [sys.executable, str(ROOT / "bench/load_client.py"), url, str(n), str(seconds)],
-            stdout=out,
-        )
-        for n, out in zip([n for n in shares if n], outs, strict=True)
-    ]
-    client_cpu = dict.fromkeys((p.pid for p in loaders), 0.0)
-    peak_rss = redis_peak = 0
-    while any(p.poll() is None for p in loaders):
-        peak_rss = max(peak_rss, proc_stats(pids["gateway"])[1])
-        redis_peak = max(redis_peak, r.info("memory")["used_memory"])
-        for p in loaders:
-            client_cpu[p.pid] = max(client_cpu[p.pid], proc_stats(p.pid)[0])
-        time.sleep(0.25)
-    elapsed = time.perf_counter() - wall
-    after = {name: proc_stats(pid)[0] for name, pid in pids.items()}
-    outputs = []
-    for out in outs:
-        out.seek(0)
-        outputs.append(json.loads(out.read() or b"{}"))
-        out.close()
-    latencies = [ms for out in outputs for ms in out.get("latencies", [])]
-    errors = [code for out in outputs for code in out.get("errors", [])]
-    failures = [f for out in outputs for f in out.get("failures", [])]
-    cpu = {
-        f"{name}_cpu_percent": round(100 * (after[name] - before[name]) / elapsed, 1)
-        for name in pids
-    }
-    gateway_cpu_s = after["gateway"] - before["gateway"]
-    commands = _command_costs(commands_before, r.info("commandstats"), elapsed)
-    return {
+    count = max(1, math.ceil(sessions / SESSIONS_PER_GENERATOR))
+    shares = [sessions // count + (i < sessions % count) for i in range(count)]
+    gen = _Generators()
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, n in enumerate(shares):
+            out = f"{tmp}/gen{i}.json"
+            argv = [sys.executable, "-m", "bench.load_client", stack.url, str(n), str(seconds), out]
+            gen.procs.append(
+                subprocess.Popen(
+                    place.command(place.generators, argv),
+                    cwd=ROOT,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                )
+            )
+            gen.outs.append(out)
+        try:
+            gen.expect(b"READY")
+            rss_before = {p: rss_bytes(p) for p in stack.pids.get("gateway", [])}
+            load_average = os.getloadavg()[0]
+            commands_before = r.info("commandstats")
+            cpu_before = {p: cpu_seconds(p) for pids in stack.pids.values() for p in pids}
+            cpu_before |= {p.pid: cpu_seconds(p.pid) for p in gen.procs}
+            wall = time.monotonic()
+            gen.tell(f"GO {time.monotonic() + 0.3}")
+            gen.expect(b"DONE")
+            window = time.monotonic() - wall
+            cpu = {p: cpu_seconds(p) - before for p, before in cpu_before.items()}
+            commands = _command_costs(commands_before, r.info("commandstats"), window)
+            rss_after = {p: rss_bytes(p) for p in stack.pids.get("gateway", [])}
+            gen.tell("CLOSE")
+            for proc in gen.procs:
+                proc.wait(60)
+        finally:
+            _stop([p for p in gen.procs if p.poll() is None])
+        outputs = [json.loads(Path(out).read_text()) for out in gen.outs]
+    latencies = [ms for out in outputs for ms in out["latencies"]]
+    sent = sum(out["sent"] for out in outputs)
+    relayed = len(latencies)
+    result: dict[str, object] = {
         "sessions": sessions,
-        "load_processes": len(loaders),
-        "frames_sent": sum(out.get("sent", 0) for out in outputs),
-        "partials_received": len(latencies),
-        "partials_lost": sum(out.get("lost", 0) for out in outputs),
+        "load_average_1m": round(load_average, 2),
+        "frames_sent": sent,
+        "partials_received": relayed,
+        "partials_lost": sum(out["lost"] for out in outputs),
         "relay_ms_p50": pct(latencies, 0.50),
         "relay_ms_p90": pct(latencies, 0.90),
         "relay_ms_p99": pct(latencies, 0.99),
         "relay_ms_max": pct(latencies, 1.0),
-        **cpu,
-        "load_generator_cpu_percent": round(100 * sum(client_cpu.values()) / elapsed, 1),
-        # gateway CPU per relayed frame (one binary frame in, one partial out): the cost
-        # that decides how many sessions one dedicated core carries at 10 frames/s
-        "gateway_cpu_us_per_frame": (
-            round(1e6 * gateway_cpu_s / len(latencies)) if latencies else None
-        ),
-        "gateway_sessions_per_core_projected": (
-            int(len(latencies) / gateway_cpu_s / 10) if latencies and gateway_cpu_s else None
-        ),
-        "gateway_rss_mb_peak": round(peak_rss / MB, 1),
-        "gateway_kb_per_session": round((peak_rss - gateway_rss_before) / 1024 / sessions, 1),
-        "redis_used_memory_mb_peak": round(redis_peak / MB, 1),
-        "redis_memory_added_mb": round((redis_peak - redis_before) / MB, 1),
-        "redis_commands": commands,
-        "error_events": len(errors),
-        "error_codes": sorted(set(errors)),
-        "failures": len(failures),
-        "failure_kinds": sorted(set(failures))[:5],
-        "seconds": round(elapsed, 1),
     }
+    for role, pids in stack.pids.items():
+        used = sum(cpu[p] for p in pids)
+        result[f"{role}_cpu_percent"] = round(100 * used / window, 1)
+        result[f"{role}_cpu_us_per_frame"] = round(1e6 * used / relayed) if relayed else None
+    for role in ("gateway",):
+        if role in stack.pids:
+            result["gateway_rss_mb"] = round(sum(rss_after.values()) / MB, 1)
+            grown = sum(rss_after.values()) - sum(rss_before.values())
+            result["gateway_kb_per_session_while_streaming"] = round(grown / 1024 / sessions, 1)
+    generator_cpu = sum(cpu[p.pid] for p in gen.procs)
+    result["load_generator_cpu_percent"] = round(100 * generator_cpu / window, 1)
+    result["load_generator_late_sends"] = sum(out["late_sends"] for out in outputs)
+    result["redis_commands"] = commands
+    errors = [code for out in outputs for code in out["errors"]]
+    failures = [f for out in outputs for f in out["failures"]]
+    result["error_events"], result["error_codes"] = len(errors), sorted(set(errors))
+    result["failures"], result["failure_kinds"] = len(failures), sorted(set(failures))[:5]
+    result["window_seconds"] = round(window, 1)
+    return result
+
+
+def lost_share(level: dict) -> float:
+    return 1.0 - level["partials_received"] / level["frames_sent"] if level["frames_sent"] else 1.0
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a is not None and b else None
+
+
+def compare(
+    redis_url: str, place: Placement, args: argparse.Namespace, extra: dict[str, str]
+) -> tuple[dict, list[str]]:
+    """Interleaved minimal / gateway runs per level; the ratios per pair."""
+    r = redis.Redis.from_url(redis_url)
+    levels = [int(n) for n in args.sessions.split(",")]
+    report: dict[str, list] = {"levels": []}
+    problems: list[str] = []
+    for sessions in levels:
+        pairs = []
+        for _ in range(args.rounds):
+            pair = {}
+            for name in ("minimal", "gateway"):
+                r.flushall()
+                stack = (
+                    minimal_stack(redis_url, place)
+                    if name == "minimal"
+                    else gateway_stack(redis_url, place, args.processes, sessions, extra)
+                )
+                with stack as running:
+                    time.sleep(1.0)  # let it settle after start
+                    pair[name] = run_level(running, sessions, args.seconds, place, r)
+                print(json.dumps({name: pair[name]}), file=sys.stderr)
+                share = lost_share(pair[name])
+                if share > args.max_lost:
+                    problems.append(
+                        f"{name} at {sessions} sessions relayed {pair[name]['partials_received']}"
+                        f" of {pair[name]['frames_sent']} frames ({100 * share:.1f}% lost,"
+                        f" more than --max-lost {100 * args.max_lost:g}%)"
+                    )
+            gw, mini = pair["gateway"], pair["minimal"]
+            pair["ratios"] = {
+                "relay_p99_gateway_over_minimal": _ratio(gw["relay_ms_p99"], mini["relay_ms_p99"]),
+                "relay_p50_gateway_over_minimal": _ratio(gw["relay_ms_p50"], mini["relay_ms_p50"]),
+                "cpu_per_frame_gateway_over_minimal": _ratio(
+                    gw["gateway_cpu_us_per_frame"], mini["server_cpu_us_per_frame"]
+                ),
+                "cpu_per_frame_asr_worker_over_gateway": _ratio(
+                    gw["asr_worker_cpu_us_per_frame"], gw["gateway_cpu_us_per_frame"]
+                ),
+            }
+            pairs.append(pair)
+        report["levels"].append({"sessions": sessions, "pairs": pairs})
+    return report, problems
+
+
+def find_capacity(
+    redis_url: str, place: Placement, args: argparse.Namespace, extra: dict[str, str]
+) -> tuple[dict, list[str]]:
+    """Per gateway process count: the most sessions held at p99 <= --p99-ms, none lost."""
+    r = redis.Redis.from_url(redis_url)
+    report: dict[str, list] = {"capacity": []}
+    problems: list[str] = []
+    for processes in [int(n) for n in args.processes_list.split(",")]:
+        held, steps = 0, []
+        sessions = args.step
+        while sessions <= args.max_sessions:
+            r.flushall()
+            with gateway_stack(redis_url, place, processes, sessions, extra) as running:
+                time.sleep(1.0)
+                level = run_level(running, sessions, args.seconds, place, r)
+            print(json.dumps({"processes": processes, **level}), file=sys.stderr)
+            steps.append({k: level[k] for k in ("sessions", "relay_ms_p50", "relay_ms_p99")})
+            steps[-1]["lost_percent"] = round(100 * lost_share(level), 2)
+            steps[-1]["load_average_1m"] = level["load_average_1m"]
+            if level["partials_received"] == 0:
+                problems.append(f"{processes} gateway process(es) relayed nothing at {sessions}")
+                break
+            p99 = level["relay_ms_p99"]
+            if lost_share(level) > args.max_lost or p99 is None or p99 > args.p99_ms:
+                break
+            held = sessions
+            sessions += args.step
+        report["capacity"].append({"gateway_processes": processes, "held": held, "steps": steps})
+    return report, problems
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sessions", default="10,100,500,1000")
-    parser.add_argument("--seconds", type=float, default=10.0, help="audio streamed per session")
-    parser.add_argument(
-        "--clients", type=int, default=0, help="load-generator processes (0: one per 250 sessions)"
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--sessions", default="10,100", help="levels to compare")
+    parser.add_argument("--rounds", type=int, default=2, help="minimal/gateway pairs per level")
+    parser.add_argument("--seconds", type=float, default=10.0, help="audio streamed per session")
+    parser.add_argument("--processes", type=int, default=1, help="GATEWAY_PROCESSES to compare")
+    parser.add_argument("--max-lost", type=float, default=0.01, help="share of lost partials")
+    parser.add_argument("--find-capacity", action="store_true")
+    parser.add_argument("--processes-list", default="1,2,4", help="with --find-capacity")
+    parser.add_argument("--p99-ms", type=float, default=50.0, help="with --find-capacity")
+    parser.add_argument("--step", type=int, default=50, help="with --find-capacity")
+    parser.add_argument("--max-sessions", type=int, default=1000, help="with --find-capacity")
+    parser.add_argument("--no-pin", action="store_true", help="never pin with taskset")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the services")
     args = parser.parse_args()
-    levels = [int(n) for n in args.sessions.split(",")]
-    extra_env = dict(item.split("=", 1) for item in args.env)
-    results = []
+    extra = dict(item.split("=", 1) for item in args.env)
+    place = Placement.for_machine(pin=not args.no_pin)
     load_at_start = os.getloadavg()
-    with start_embedded_redis() as server, services(server.url, max(levels), extra_env) as svc:
-        url, gateway_pid, worker_pid = svc
-        client = redis.Redis.from_url(server.url)
-        pids = {"gateway": gateway_pid, "asr_worker": worker_pid, "redis": redis_pid(client)}
-        time.sleep(1.0)
-        idle_rss = proc_stats(gateway_pid)[1]
-        for sessions in levels:
-            clients = args.clients or max(1, math.ceil(sessions / 250))
-            results.append(run_level(url, pids, sessions, args.seconds, clients, client))
-            print(json.dumps(results[-1]), file=sys.stderr)
-            time.sleep(2.0)  # let the previous level's sockets close
-    report = {
-        "machine": {
-            "cores": os.cpu_count(),
-            "load_average_at_start": [round(x, 2) for x in load_at_start],
-            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-        },
-        "services_env": extra_env,
-        "gateway_rss_mb_idle": round(idle_rss / MB, 1),
-        "levels": results,
+    with start_embedded_redis() as server:
+        with contextlib.suppress(OSError):
+            redis_pid = int(redis.Redis.from_url(server.url).info("server")["process_id"])
+            if place.servers:
+                os.sched_setaffinity(redis_pid, _cpus(place.servers))
+        run = find_capacity if args.find_capacity else compare
+        report, problems = run(server.url, place, args, extra)
+    machine = {
+        "cores": place.cores,
+        "placement": place.note,
+        "load_average_at_start": [round(x, 2) for x in load_at_start],
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
     }
-    print(json.dumps(report, indent=2))
+    print(json.dumps({"machine": machine, "services_env": extra, **report}, indent=2))
+    if problems:
+        print(f"bench.capacity: FAILED: {'; '.join(problems)}", file=sys.stderr)
+        raise SystemExit(1)
+
+
+def _cpus(spec: str) -> set[int]:
+    first, last = (int(x) for x in spec.split("-"))
+    return set(range(first, last + 1))
 
 
 if __name__ == "__main__":

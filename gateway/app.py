@@ -71,6 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
             "status": "ok" if redis_ok else "degraded",
             "redis": "ok" if redis_ok else "unreachable",
             "sessions": len(app.state.sessions),
+            "gateway": app.state.relay.gateway_id,  # which process (GATEWAY_PROCESSES > 1)
         }
         return JSONResponse(body)
 
@@ -104,7 +105,7 @@ def create_app(settings: Settings) -> FastAPI:
         if not authenticator.origin_allowed(headers.get("origin"), headers.get("host")):
             await websocket.close(code=CLOSE_POLICY_VIOLATION)  # before accept: HTTP 403
             return
-        await websocket.accept()
+        await websocket.accept(headers=[(b"x-gateway-id", app.state.relay.gateway_id.encode())])
         if app.state.draining:
             await websocket.close(code=CLOSE_SERVICE_RESTART, reason="server restarting")
             return

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import gc
+import socket
 from collections.abc import Iterator
 from types import FrameType
 
@@ -39,6 +41,15 @@ class _GracefulServer(uvicorn.Server):
         begin_shutdown()  # losing Redis from now on is expected (compose down)
         super().handle_exit(sig, frame)
 
+    async def startup(self, sockets: list | None = None) -> None:  # type: ignore[override]
+        """After start, move everything the imports and the app made (tens of thousands of
+        long-lived objects) out of the collector's sight: a full collection then walks only
+        what sessions allocate, instead of pausing the event loop for 20-50 ms on this
+        machine (measured at 100 sessions) every few seconds of streaming."""
+        await super().startup(sockets)
+        gc.collect()
+        gc.freeze()
+
     async def shutdown(self, sockets: list | None = None) -> None:  # type: ignore[override]
         """Stop listening, drain the app's sessions (1012 + resume), then shut down."""
         begin_shutdown()
@@ -72,6 +83,22 @@ def gateway_server(settings: Settings, own_signals: bool = True) -> uvicorn.Serv
         proxy_headers=True,
     )
     return _GracefulServer(config, settings.gateway_drain_seconds, own_signals)
+
+
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A listening address several gateway processes bind at once (``GATEWAY_PROCESSES``).
+
+    With ``SO_REUSEPORT`` each process has its own accept queue and the kernel spreads new
+    connections over them by a hash of the addresses, so no process takes more than its
+    share while the others sleep (as with one shared socket, where whichever process
+    wakes first accepts). uvicorn listens on it (``Server.run(sockets=[...])``).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
 
 
 def page_url(host: str, port: int) -> str:

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     resume_window_seconds: int = Field(
         default=120, ge=5, description="how long a dropped session can be resumed"
     )
+    gateway_processes: int = Field(
+        default=1, ge=1, le=256, description="gateway processes sharing PORT (SO_REUSEPORT)"
+    )
     gateway_drain_seconds: float = Field(
         default=10.0, ge=0, description="SIGTERM: time for replies in progress to finish"
     )

@@ -42,6 +42,7 @@ MISTAKES = {
     "LOG_LEVEL=loud": ["LOG_LEVEL='loud'", "DEBUG, INFO, WARNING, ERROR, CRITICAL"],
     "LOG_FORMAT=xml": ["LOG_FORMAT='xml'", "'auto', 'json' or 'text'"],
     "WORKER_CONCURRENCY=0": ["WORKER_CONCURRENCY='0'", "greater than or equal to 1"],
+    "GATEWAY_PROCESSES=0": ["GATEWAY_PROCESSES='0'", "greater than or equal to 1"],
 }
 
 
