@@ -143,7 +143,8 @@ def make_asr_handler(
             llm_job = LlmJob(
                 job.session_id, job.turn_id, text, "speech", speech_end_ms, dict(job.options)
             )
-            job_stream = Append(keys.llm_jobs, llm_job, maxlen=settings.jobs_maxlen)
+            llm_jobs = keys.jobs_for("llm", job.session_id)
+            job_stream = Append(llm_jobs, llm_job, maxlen=settings.jobs_maxlen)
             outputs = [_to_client(settings, final), job_stream]
         await checkpoint.commit(outputs, done=1)
 

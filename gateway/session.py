@@ -386,9 +386,9 @@ class VoiceSession:
             created_ms=now_ms(),
             options=self.options.as_job_options(),
         )
-        await self.store.publish_turn(
-            self.session_id, number, self._keys.llm_jobs, job, self.settings.jobs_maxlen
-        )
+        stream = self._keys.jobs_for("llm", self.session_id)
+        maxlen = self.settings.jobs_maxlen
+        await self.store.publish_turn(self.session_id, number, stream, job, maxlen)
         self.delivery.expect(turn_id, "command")
 
     async def _on_audio(self, audio: AudioInput) -> None:
@@ -414,9 +414,9 @@ class VoiceSession:
             now_ms(),
             self.options.as_job_options(),
         )
-        await self.store.publish_turn(
-            self.session_id, number, self._keys.asr_jobs, job, self.settings.jobs_maxlen
-        )
+        stream = self._keys.jobs_for("asr", self.session_id)
+        maxlen = self.settings.jobs_maxlen
+        await self.store.publish_turn(self.session_id, number, stream, job, maxlen)
         return turn_id, self._keys.asr_input(self.session_id, turn_id)
 
     async def send_input(self, input_key: str, chunk: InputChunk) -> None:

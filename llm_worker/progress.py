@@ -33,7 +33,7 @@ class TurnProgress(StageProgress):
     def __init__(self, redis: aioredis.Redis, settings: Settings, job: LlmJob) -> None:
         super().__init__(redis, settings, job)
         self._job = job
-        self._tts_jobs = settings.keys.tts_jobs
+        self._tts_jobs = settings.keys.jobs_for("tts", job.session_id)
         self._tts_input = settings.keys.tts_input(job.session_id, job.turn_id)
         self._chars = 0  # characters of the (re)generated reply seen so far
         self.sentences = 0  # sentences of the (re)generated reply seen so far

@@ -80,58 +80,132 @@ Liveness:
 Shared caches:
 
 * ``{p}:news:feed:{sha1(url)}`` string, msgpack list of stories, TTL ``NEWS_CACHE_TTL``.
+
+Partitions and Redis Cluster (``JOB_PARTITIONS``, ``REDIS_CLUSTER``):
+
+With one Redis and the default ``JOB_PARTITIONS=1`` every name is exactly as above.
+``JOB_PARTITIONS=N`` on one Redis splits each work stream into ``{p}:{kind}:jobs:{i}``.
+On a Redis Cluster every key of a session (its per-session and per-turn keys) and the
+work streams of its partition carry one hash tag, the partition's: ``{p}:{<tag>}:reply:
+{session}``, ``{p}:{<tag>}:asr:jobs``, ``{p}:{<tag>}:dead``... A session's partition is
+``crc32(session) % N``, so the checkpoint commit (which appends to the reply stream and to
+the next stage's work stream) and the ack (XACK + XDEL + the turn's keys) each touch one
+slot. The N tags are chosen so their slots spread evenly over the 16384 slots (and so
+over the masters). The mux's doorbell gets one key per slot it reads,
+``{p}:wake:{owner}{<tag>}``. Changing ``JOB_PARTITIONS`` or the cluster option renames
+keys: do it with the work streams drained (sessions in their resume window are lost).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 ASR_GROUP = "asr"
 LLM_GROUP = "llm"
 TTS_GROUP = "tts"
 
 
+def partition_tags(partitions: int) -> tuple[str, ...]:
+    """One hash tag per partition, the i-th hashing into the i-th Nth of the slots."""
+    tags = []
+    for index in range(partitions):
+        low = index * REDIS_CLUSTER_HASH_SLOTS // partitions
+        high = (index + 1) * REDIS_CLUSTER_HASH_SLOTS // partitions
+        salt = 0
+        while not low <= key_slot(f"{index}.{salt}".encode()) < high:
+            salt += 1
+        tags.append(f"{index}.{salt}")
+    return tuple(tags)
+
+
+def hash_tag(key: str) -> str | None:
+    """The part of ``key`` Redis Cluster hashes (between the first ``{`` and ``}``)."""
+    start = key.find("{")
+    end = key.find("}", start + 1)
+    return key[start + 1 : end] if start >= 0 and end > start + 1 else None
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
-    """Key builder bound to one prefix."""
+    """Key builder bound to one prefix (and, for a cluster, to its partition tags)."""
 
     prefix: str = "vna"
+    partitions: int = 1
+    cluster: bool = False
+    _tags: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.cluster:
+            object.__setattr__(self, "_tags", partition_tags(self.partitions))
+
+    def partition(self, session_id: str) -> int:
+        """The work-stream partition (and, on a cluster, the slot) of a session."""
+        if self.partitions == 1:
+            return 0
+        return zlib.crc32(session_id.encode()) % self.partitions
+
+    def _scope(self, session_id: str) -> str:
+        """The prefix of a session's keys: the hash tag of its partition on a cluster."""
+        if not self.cluster:
+            return self.prefix
+        return f"{self.prefix}:{{{self._tags[self.partition(session_id)]}}}"
 
     # work streams -------------------------------------------------------------
-    def jobs(self, kind: str) -> str:
-        """The work stream of a stage kind; its consumer group is named after the kind."""
+    def jobs(self, kind: str, partition: int = 0) -> str:
+        """A work stream of a stage kind; its consumer group is named after the kind."""
+        if self.cluster:
+            return f"{self.prefix}:{{{self._tags[partition]}}}:{kind}:jobs"
+        if self.partitions > 1:
+            return f"{self.prefix}:{kind}:jobs:{partition}"
         return f"{self.prefix}:{kind}:jobs"
+
+    def job_streams(self, kind: str) -> tuple[str, ...]:
+        """Every partition's work stream of a kind (a worker reads them all)."""
+        return tuple(self.jobs(kind, index) for index in range(self.partitions))
+
+    def jobs_for(self, kind: str, session_id: str) -> str:
+        """The work stream that carries a session's jobs of a kind."""
+        return self.jobs(kind, self.partition(session_id))
 
     @property
     def asr_jobs(self) -> str:
-        return f"{self.prefix}:asr:jobs"
+        return self.jobs("asr")
 
     @property
     def llm_jobs(self) -> str:
-        return f"{self.prefix}:llm:jobs"
+        return self.jobs("llm")
 
     @property
     def tts_jobs(self) -> str:
-        return f"{self.prefix}:tts:jobs"
+        return self.jobs("tts")
 
     @property
     def dead_letters(self) -> str:
+        return self.dead_letters_of(0)
+
+    def dead_letters_of(self, partition: int) -> str:
+        """Where a partition's failed jobs go (on a cluster: next to its work streams)."""
+        if self.cluster:
+            return f"{self.prefix}:{{{self._tags[partition]}}}:dead"
         return f"{self.prefix}:dead"
 
     # per turn -------------------------------------------------------------------
     def asr_input(self, session_id: str, turn_id: str) -> str:
-        return f"{self.prefix}:asr:in:{session_id}:{turn_id}"
+        return f"{self._scope(session_id)}:asr:in:{session_id}:{turn_id}"
 
     def tts_input(self, session_id: str, turn_id: str) -> str:
-        return f"{self.prefix}:tts:in:{session_id}:{turn_id}"
+        return f"{self._scope(session_id)}:tts:in:{session_id}:{turn_id}"
 
     def checkpoint(self, kind: str, session_id: str, turn_id: str) -> str:
-        return f"{self.prefix}:ckpt:{kind}:{session_id}:{turn_id}"
+        return f"{self._scope(session_id)}:ckpt:{kind}:{session_id}:{turn_id}"
 
     # per session ----------------------------------------------------------------
     def reply(self, session_id: str) -> str:
-        return f"{self.prefix}:reply:{session_id}"
+        return f"{self._scope(session_id)}:reply:{session_id}"
 
     def held_reply(self, session_id: str) -> str:
         return f"{self.prefix}:held:{session_id}"
@@ -140,19 +214,19 @@ class Keys:
         return f"{self.prefix}:confirmed:{session_id}"
 
     def history(self, session_id: str) -> str:
-        return f"{self.prefix}:history:{session_id}"
+        return f"{self._scope(session_id)}:history:{session_id}"
 
     def news_state(self, session_id: str) -> str:
-        return f"{self.prefix}:news:state:{session_id}"
+        return f"{self._scope(session_id)}:news:state:{session_id}"
 
     def session(self, session_id: str) -> str:
-        return f"{self.prefix}:session:{session_id}"
+        return f"{self._scope(session_id)}:session:{session_id}"
 
     def language(self, session_id: str) -> str:
-        return f"{self.prefix}:lang:{session_id}"
+        return f"{self._scope(session_id)}:lang:{session_id}"
 
     def cancelled(self, session_id: str) -> str:
-        return f"{self.prefix}:cancelled:{session_id}"
+        return f"{self._scope(session_id)}:cancelled:{session_id}"
 
     def session_keys(self, session_id: str) -> tuple[str, ...]:
         """Keys that live and expire with the session (resume window)."""

@@ -26,7 +26,8 @@ ASR_PROVIDERS = ("pocketsphinx", "none", "echo")
 LLM_PROVIDERS = ("news", "openai", "echo")
 TTS_PROVIDERS = ("espeak", "edge", "openai")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
+CLUSTER_PARTITIONS = 16  # JOB_PARTITIONS on a Redis Cluster unless set
 # hosted chat services that never answer without a key (local servers may)
 HOSTS_NEEDING_KEYS = ("api.openai.com",)
 
@@ -37,8 +38,14 @@ class Settings(BaseSettings):
     # --- infrastructure ---
     redis_url: str | None = Field(
         default=None,
-        pattern=r"^(redis|rediss|unix)://\S*$",
+        pattern=r"^(redis|rediss|unix|redis\+cluster|rediss\+cluster)://\S*$",
         description="Redis/Valkey URL; unset = embedded server (voice-agent up)",
+    )
+    redis_cluster: bool = Field(
+        default=False, description="a Redis Cluster (also implied by a redis+cluster:// URL)"
+    )
+    job_partitions: int | None = Field(
+        default=None, ge=1, le=1024, description="work streams per stage; default 1, cluster 16"
     )
     redis_max_connections: int = Field(
         default=64, ge=4, description="connections per process; commands wait for a free one"
@@ -237,7 +244,22 @@ class Settings(BaseSettings):
                 f"LLM_PROVIDER=openai with {host} needs LLM_API_KEY (or OPENAI_API_KEY); "
                 "for a local server set LLM_BASE_URL"
             )
+        if self.cluster and self.redis_url and self.redis_url.startswith("unix:"):
+            raise ValueError("REDIS_CLUSTER=true needs a redis:// URL of a cluster node")
         return self
+
+    @property
+    def cluster(self) -> bool:
+        """Talking to a Redis Cluster: hash-tagged keys, partitioned work streams."""
+        url = self.redis_url or ""
+        return self.redis_cluster or url.startswith(("redis+cluster:", "rediss+cluster:"))
+
+    @property
+    def partitions(self) -> int:
+        """Work streams per stage kind (``JOB_PARTITIONS``)."""
+        if self.job_partitions is not None:
+            return self.job_partitions
+        return CLUSTER_PARTITIONS if self.cluster else 1
 
     @property
     def tts_engines(self) -> list[str]:
@@ -260,7 +282,7 @@ class Settings(BaseSettings):
 
     @cached_property
     def keys(self) -> Keys:
-        return Keys(self.stream_prefix)
+        return Keys(self.stream_prefix, self.partitions, self.cluster)
 
 
 def _has(secret: SecretStr | None) -> bool:
@@ -273,7 +295,8 @@ class SettingsError(ValueError):
 
 # what a value that failed its pattern should look like, in words
 _PATTERN_HINTS = {
-    "redis_url": "use redis://host:6379/0, rediss://... (TLS) or unix:///path",
+    "redis_url": "use redis://host:6379/0, rediss://... (TLS), unix:///path "
+    "or redis+cluster://node:6379 (a Redis Cluster)",
     "stream_prefix": "use 1-32 letters, digits, '_', '.' or '-'",
     "openai_base_url": "use an http(s):// URL",
     "llm_base_url": "use an http(s):// URL, e.g. http://localhost:11434/v1 for Ollama",
