@@ -6,6 +6,12 @@ all its turns. One blocked ``XREAD`` per stream would cost one Redis connection 
 per-process "doorbell" stream. Subscribing rings the doorbell, so a new stream joins the
 read at once. Ids are tracked per stream, never ``$``, so no entry is missed between
 two reads.
+
+On a Redis Cluster one ``XREAD`` may only name keys of one slot (any other is refused
+with ``CROSSSLOT``), so the followed streams are grouped by slot: one blocking read per
+slot, on a connection to that slot's master, each with its own doorbell in the slot
+(``<wake_key>{<tag>}``). The system's keys carry their partition's hash tag
+(``shared/keys.py``), so a process reads at most ``JOB_PARTITIONS`` slots.
 """
 
 from __future__ import annotations
@@ -16,13 +22,16 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from shared.keys import hash_tag
 from shared.lifecycle import shutting_down
 from shared.messages import InputChunk, MessageError, decode
 from shared.resp import bulk, round_trip
@@ -53,52 +62,93 @@ class _Subscription:
         self.packed_id = bulk(entry_id.encode())
 
 
+@dataclass(slots=True)
+class _ReadGroup:
+    """Streams read together by one blocking ``XREAD`` (all of them, or one slot's)."""
+
+    wake_key: str
+    wake_id: str = "0-0"  # the doorbell key is unique to this process: read all of it
+    subs: dict[str, _Subscription] = field(default_factory=dict)
+    packed_keys: bytes | None = None  # RESP of the followed keys, in subs order
+    task: asyncio.Task[None] | None = None
+
+
 class StreamMux:
     def __init__(self, redis: aioredis.Redis, wake_key: str, block_ms: int = 2000) -> None:
         self._redis = redis
         self._wake_key = wake_key
-        self._wake_id = "0-0"  # the doorbell key is unique to this process: read all of it
+        self._cluster = isinstance(redis, RedisCluster)
         # a BLOCK as long as the client's socket timeout (redis-py's default is 5 s) ends
         # in a timeout error instead of an empty reply, then a retry backoff that delays
         # the next entries: always block for well under the socket timeout
-        timeout = redis.connection_pool.connection_kwargs.get("socket_timeout")
+        if self._cluster:
+            timeout = redis.get_connection_kwargs().get("socket_timeout")  # type: ignore[attr-defined]
+        else:
+            timeout = redis.connection_pool.connection_kwargs.get("socket_timeout")
         self._block_ms = min(block_ms, int(timeout * 500)) if timeout else block_ms
-        self._subs: dict[str, _Subscription] = {}
-        self._packed_keys: bytes | None = None  # RESP of the followed keys, in _subs order
-        self._task: asyncio.Task[None] | None = None
+        self._groups: dict[int | None, _ReadGroup] = {}  # by slot (None: one Redis)
+        self._started = ""
         self._stopping = False
 
     @property
     def followed(self) -> int:
-        return len(self._subs)
+        return sum(len(group.subs) for group in self._groups.values())
 
     def start(self, name: str = "stream-mux") -> None:
-        self._task = asyncio.create_task(self._run(), name=name)
+        self._started = name
+        if not self._cluster:
+            self._group(None)
+        for slot, group in self._groups.items():
+            self._start_reader(slot, group)
+
+    def _slot(self, key: str) -> int | None:
+        return key_slot(key.encode()) if self._cluster else None
+
+    def _group(self, slot: int | None, key: str = "") -> _ReadGroup:
+        group = self._groups.get(slot)
+        if group is None:
+            wake_key = self._wake_key
+            if slot is not None:  # a doorbell in the same slot as ``key``
+                wake_key = f"{self._wake_key}{{{hash_tag(key) or key}}}"
+            group = self._groups[slot] = _ReadGroup(wake_key)
+            if self._started:
+                self._start_reader(slot, group)
+        return group
+
+    def _start_reader(self, slot: int | None, group: _ReadGroup) -> None:
+        if group.task is None:
+            name = self._started if slot is None else f"{self._started}-{slot}"
+            group.task = asyncio.create_task(self._run(group), name=name)
 
     async def stop(self) -> None:
         self._stopping = True
         # a cancellation that lands inside redis-py's read can come back as a connection
         # error, which the read loop retries: cancel again until the task is done
         deadline = time.monotonic() + _STOP_WAIT_S  # and never hang a shutdown
-        while self._task and not self._task.done() and time.monotonic() < deadline:
-            self._task.cancel()
-            await asyncio.wait([self._task], timeout=0.5)
+        tasks = [group.task for group in self._groups.values() if group.task]
+        while any(not task.done() for task in tasks) and time.monotonic() < deadline:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks, timeout=0.5)
         with contextlib.suppress(Exception):
             async with asyncio.timeout(_STOP_WAIT_S):
-                await self._redis.delete(self._wake_key)
+                for group in self._groups.values():  # one by one: their slots differ
+                    await self._redis.delete(group.wake_key)
 
     async def subscribe(self, key: str, deliver: Deliver, from_id: str = "0-0") -> None:
         """Call ``deliver(entry_id, fields)`` for every entry of ``key`` after ``from_id``."""
-        self._subs[key] = _Subscription(key, from_id, deliver)
-        self._packed_keys = None
+        group = self._group(self._slot(key), key)
+        group.subs[key] = _Subscription(key, from_id, deliver)
+        group.packed_keys = None
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.xadd(self._wake_key, {b"r": b"1"}, maxlen=16, approximate=False)
-            pipe.expire(self._wake_key, 3600)
+            pipe.xadd(group.wake_key, {b"r": b"1"}, maxlen=16, approximate=False)
+            pipe.expire(group.wake_key, 3600)
             await pipe.execute()
 
     def unsubscribe(self, key: str) -> None:
-        if self._subs.pop(key, None) is not None:
-            self._packed_keys = None
+        group = self._groups.get(self._slot(key))
+        if group is not None and group.subs.pop(key, None) is not None:
+            group.packed_keys = None
 
     async def follow(
         self, key: str, idle_timeout: float, from_id: str = "0-0"
@@ -129,11 +179,11 @@ class StreamMux:
         finally:
             self.unsubscribe(key)
 
-    async def _run(self) -> None:
+    async def _run(self, group: _ReadGroup) -> None:
         backoff = 0.05
         while not self._stopping:
             try:
-                await self._read_once()
+                await self._read_once(group)
                 backoff = 0.05
             except asyncio.CancelledError:
                 raise
@@ -149,16 +199,16 @@ class StreamMux:
                 await asyncio.sleep(backoff * (1 + random.random()))
                 backoff = min(backoff * 2, 2.0)
 
-    async def _read_once(self) -> None:
-        subs = dict(self._subs)
+    async def _read_once(self, group: _ReadGroup) -> None:
+        subs = dict(group.subs)
         started = time.monotonic()
-        result = await self._xread(subs)
+        result = await self._xread(group, subs)
         for key, entries in result:
-            if key == self._wake_key:
-                self._wake_id = entries[-1][0]
+            if key == group.wake_key:
+                group.wake_id = entries[-1][0]
                 continue
             sub = subs.get(key)
-            if sub is None or self._subs.get(key) is not sub:
+            if sub is None or group.subs.get(key) is not sub:
                 continue  # unsubscribed while we were reading
             for entry_id, fields in entries:
                 sub.advance(entry_id)
@@ -173,29 +223,36 @@ class StreamMux:
             if pause > 0.0002:
                 await asyncio.sleep(pause)
 
-    async def _xread(self, subs: dict[str, _Subscription]) -> list[tuple[str, list[Entry]]]:
+    async def _xread(
+        self, group: _ReadGroup, subs: dict[str, _Subscription]
+    ) -> list[tuple[str, list[Entry]]]:
         """``XREAD COUNT 256 BLOCK ms STREAMS wake *keys wake_id *ids``, packed by hand.
 
         redis-py packs every argument in Python on every call (about 6 ms for a thousand
         streams). Here the keys are packed once per change of the followed set, and each
         stream's id when it changes, so a read costs a join.
         """
-        if self._packed_keys is None:
-            self._packed_keys = b"".join(bulk(key.encode()) for key in subs)
+        if group.packed_keys is None:
+            group.packed_keys = b"".join(bulk(key.encode()) for key in subs)
         head = b"XREAD COUNT 256 BLOCK %d STREAMS" % self._block_ms
         parts = head.split(b" ")
         command = b"".join(
             [
                 b"*%d\r\n" % (len(parts) + 2 + 2 * len(subs)),
                 *(bulk(part) for part in parts),
-                bulk(self._wake_key.encode()),
-                self._packed_keys,
-                bulk(self._wake_id.encode()),
+                bulk(group.wake_key.encode()),
+                group.packed_keys,
+                bulk(group.wake_id.encode()),
                 *(sub.packed_id for sub in subs.values()),
             ]
         )
         (reply,) = await round_trip(
-            self._redis, command, 1, reply_timeout=self._block_ms / 1000 + 10, idempotent=True
+            self._redis,
+            command,
+            1,
+            reply_timeout=self._block_ms / 1000 + 10,
+            idempotent=True,
+            key=group.wake_key,
         )
         return _parse_xread(reply)
 

@@ -41,7 +41,7 @@ async def wait_for_redis(url: str | None, stop: asyncio.Event | None = None) -> 
     attempt = 1
     while True:
         probe = aioredis.Redis.from_url(
-            url or "redis://localhost:6379/0",
+            (url or "redis://localhost:6379/0").replace("+cluster://", "://", 1),
             retry=Retry(NoBackoff(), 0),
             socket_connect_timeout=LONGEST_WAIT_S,
         )
@@ -76,7 +76,9 @@ async def wait_for_redis(url: str | None, stop: asyncio.Event | None = None) -> 
 
 def retry_less(redis: aioredis.Redis) -> None:  # type: ignore[type-arg]
     """From now on a failed command is tried once more after 50 ms, then given up."""
-    pool = redis.connection_pool
+    pool = getattr(redis, "connection_pool", None)
+    if pool is None:  # a RedisCluster: its own retries stay as they are
+        return
     for connection in (*pool._available_connections, *pool._in_use_connections):
         connection.retry.update_retries(1)  # calls under way hold this object
     redis.set_retry(Retry(ConstantBackoff(0.05), 1))  # connections made from now on

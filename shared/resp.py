@@ -8,6 +8,11 @@ commands: the connection's ``Retry`` (jittered exponential backoff, set up in
 ``shared/streams.connect``) on connection and timeout errors, and a connection that
 failed or was cancelled mid-reply is closed before it goes back to the pool, so a late
 reply never reaches its next user.
+
+On a Redis Cluster (``RedisCluster`` client) a round trip goes to the master of the slot
+of ``key``, on one of that node's connections, under the cluster client's ``Retry``; all
+its commands must touch that slot (callers group by slot or node). A ``MOVED``/``ASK``
+reply (slots moving) makes the client re-read the slot map before it is returned.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import inspect
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -59,6 +65,7 @@ async def round_trip(
     *,
     reply_timeout: float | None = None,
     idempotent: bool,
+    key: str | None = None,
 ) -> list[Any]:
     """Send ``packed`` (one or more commands) on one pooled connection; their replies.
 
@@ -67,10 +74,53 @@ async def round_trip(
     always when ``idempotent`` (a read), otherwise only when they happen before the
     commands were sent, since writes whose reply was lost may have been applied already
     (retrying them could write an entry twice). ``reply_timeout`` bounds each reply's wait
-    (for a blocking read), in seconds.
+    (for a blocking read), in seconds. ``key``: on a cluster, a key of the commands' slot.
     """
+    if isinstance(redis, RedisCluster):
+        return await _cluster_round_trip(redis, packed, replies, reply_timeout, idempotent, key)
     pool = redis.connection_pool
     conn = await pool.get_connection(*_GET_CONNECTION_ARGS)
+    try:
+        return await _on_connection(conn, conn.retry, packed, replies, reply_timeout, idempotent)
+    finally:
+        await pool.release(conn)
+
+
+async def _cluster_round_trip(
+    redis: RedisCluster,
+    packed: bytes,
+    replies: int,
+    reply_timeout: float | None,
+    idempotent: bool,
+    key: str | None,
+) -> list[Any]:
+    if key is None:
+        raise ValueError("a round trip on a Redis Cluster needs the key of its slot")
+    await redis.initialize()  # learns the slot map once
+    node = redis.get_node_from_key(key)
+    conn = node.acquire_connection()
+    try:
+        results = await _on_connection(
+            conn, redis.retry, packed, replies, reply_timeout, idempotent
+        )
+    finally:
+        node.release(conn)
+    if any(isinstance(r, ResponseError) and str(r).startswith(_REDIRECTS) for r in results):
+        await redis.nodes_manager.initialize()  # slots moved: the next trip goes right
+    return results
+
+
+_REDIRECTS = ("MOVED", "ASK")
+
+
+async def _on_connection(
+    conn: Any,
+    retry: Any,
+    packed: bytes,
+    replies: int,
+    reply_timeout: float | None,
+    idempotent: bool,
+) -> list[Any]:
 
     async def attempt() -> list[Any]:
         await conn.send_packed_command(packed)
@@ -85,7 +135,7 @@ async def round_trip(
         await conn.disconnect(nowait=True)  # the next attempt connects afresh
 
     try:
-        return await conn.retry.call_with_retry(attempt, reconnect_later)
+        return await retry.call_with_retry(attempt, reconnect_later)
     except _SentButFailed as failed:
         await conn.disconnect(nowait=True)
         raise failed.error from None
@@ -94,8 +144,6 @@ async def round_trip(
         # (shutdown) must not hang on the socket's close handshake
         await conn.disconnect(nowait=True)
         raise
-    finally:
-        await pool.release(conn)
 
 
 async def _reply(conn: Any, reply_timeout: float | None) -> Any:

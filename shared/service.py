@@ -36,7 +36,7 @@ async def run_worker(build: WorkerBuilder, settings: Settings, stop: asyncio.Eve
     Shutdown order: stop reading, let in-flight jobs finish (or hand them back), then
     close Redis.
     """
-    redis = connect(settings.redis_url, settings.redis_max_connections)
+    redis = connect(settings.redis_url, settings.redis_max_connections, settings.cluster)
     impatient = asyncio.create_task(_retry_less_once(stop, redis), name="retry-less-on-stop")
     try:
         if not await wait_for_redis(settings.redis_url, stop):

@@ -13,6 +13,7 @@ import time
 import weakref
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -32,14 +33,34 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def connect(url: str | None, max_connections: int = 64) -> aioredis.Redis:
+def plain_url(url: str | None) -> str:
+    """``url`` as redis-py's clients take it (``redis+cluster://`` -> ``redis://``)."""
+    return (url or DEFAULT_REDIS_URL).replace("+cluster://", "://", 1)
+
+
+def is_cluster(redis: object) -> bool:
+    return isinstance(redis, RedisCluster)
+
+
+def connect(url: str | None, max_connections: int = 64, cluster: bool = False) -> aioredis.Redis:
     """A client with a bounded pool that retries transient errors with jittered backoff.
 
     The pool blocks (up to 10 s) when all its connections are busy instead of failing:
     under load, commands queue for a connection rather than erroring out. Blocking reads
     hold a connection each, and each process has only two (its stream mux and, in a
-    worker, its XREADGROUP).
+    worker, its XREADGROUP); on a cluster, one per slot read (``shared/mux.py``).
+
+    ``cluster`` (or a ``redis+cluster://`` URL): a ``RedisCluster`` client that learns
+    the slot map from the node in the URL and sends each command to its slot's master;
+    ``max_connections`` then bounds each node's connections.
     """
+    if cluster or (url or "").startswith(("redis+cluster:", "rediss+cluster:")):
+        return RedisCluster.from_url(  # type: ignore[return-value]
+            plain_url(url),
+            max_connections=max_connections,
+            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=2.0), retries=6),
+            socket_keepalive=True,
+        )
     pool = aioredis.BlockingConnectionPool.from_url(
         url or DEFAULT_REDIS_URL,
         max_connections=max_connections,
@@ -137,15 +158,55 @@ class WriteBatcher:
 
         The commands are packed here rather than through redis-py's pipeline, whose
         per-command bookkeeping in Python cost more than the writes themselves; they
-        are sent under the client's retry policy (``shared/resp.py``).
+        are sent under the client's retry policy (``shared/resp.py``). On a cluster the
+        batch splits by node: one round trip per node, all at once.
         """
+        if isinstance(self._redis, RedisCluster):
+            return await self._send_by_node(batch)
+        return await self._send_one(batch)
+
+    async def _send_by_node(self, batch: list[_Write]) -> list[object]:
+        cluster = self._redis
+        await cluster.initialize()  # type: ignore[union-attr]
+        by_node: dict[str, list[int]] = {}
+        for index, write in enumerate(batch):
+            node = cluster.get_node_from_key(write[0])  # type: ignore[union-attr]
+            by_node.setdefault(node.name, []).append(index)
+        groups = list(by_node.values())
+        sent = await asyncio.gather(
+            *(self._send_one([batch[i] for i in group]) for group in groups),
+            return_exceptions=True,
+        )
+        results: list[object] = [None] * len(batch)
+        for group, outcome in zip(groups, sent, strict=True):
+            for position, index in enumerate(group):
+                results[index] = (
+                    outcome if isinstance(outcome, BaseException) else outcome[position]
+                )
+        for index, result in enumerate(results):
+            if isinstance(result, ResponseError) and str(result).startswith(("MOVED", "ASK")):
+                # not written (the slot moved): once more through redis-py, which follows it
+                key, fields, maxlen, ttl, _future = batch[index]
+                results[index] = await self._redis.xadd(
+                    key,
+                    fields,
+                    maxlen=maxlen,
+                    approximate=True,  # type: ignore[arg-type]
+                )
+                if ttl:
+                    await self._redis.expire(key, ttl)
+        return results
+
+    async def _send_one(self, batch: list[_Write]) -> list[object]:
         packed: list[bytes] = []
         for key, fields, maxlen, ttl, _future in batch:
             packed.append(_pack_xadd(key.encode(), fields, maxlen))
             if ttl:
                 packed.append(pack(b"EXPIRE", key.encode(), b"%d" % ttl))
         self.round_trips += 1
-        replies = await round_trip(self._redis, b"".join(packed), len(packed), idempotent=False)
+        replies = await round_trip(
+            self._redis, b"".join(packed), len(packed), idempotent=False, key=batch[0][0]
+        )
         results: list[object] = []
         position = 0
         for _key, _fields, _maxlen, ttl, _future in batch:
