@@ -11,6 +11,11 @@ checkpoint and other per-turn keys the handler names in ``JobContext.cleanup``),
 streams hold only work in progress. On stop, claims stay fresh while in-flight turns
 finish; what is still running after the grace period is handed back: its idle time is
 set past ``RECLAIM_IDLE_MS`` so a live worker takes it over at its next upkeep round.
+
+With ``JOB_PARTITIONS`` > 1 a kind has several work streams (``Keys.job_streams``), each
+with the kind's group, and every worker reads them all: one ``XREADGROUP`` over all of
+them on one Redis, one per stream on a cluster (its streams are in different slots).
+Jobs are tracked by (stream, entry id): ids of different streams can be equal.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from shared.logs import session_id_var, turn_id_var
 from shared.messages import DeadLetter, MessageError, ReplyEvent, decode, encode
 from shared.mux import StreamMux
 from shared.settings import Settings
-from shared.streams import ReplyWriter, ensure_group
+from shared.streams import ReplyWriter, ensure_group, is_cluster
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +78,17 @@ def stage_worker(
     job_type: type[JobT],
     handler: Handler[JobT],
 ) -> StageWorker[JobT]:
-    """The worker of one stage kind (``asr``, ``llm``, ``tts``) on its job stream and group."""
-    stream = settings.keys.jobs(kind)
+    """The worker of one stage kind (``asr``, ``llm``, ``tts``) on its job streams and group."""
+    streams = settings.keys.job_streams(kind)
     return StageWorker(
-        redis, settings, kind=kind, stream=stream, group=kind, job_type=job_type, handler=handler
+        redis,
+        settings,
+        kind=kind,
+        stream=streams[0],
+        group=kind,
+        job_type=job_type,
+        handler=handler,
+        partitions=streams,
     )
 
 
@@ -100,11 +112,13 @@ class StageWorker(Generic[JobT]):
         group: str,
         job_type: type[JobT],
         handler: Handler[JobT],
+        partitions: tuple[str, ...] = (),
     ) -> None:
         self.redis = redis
         self.settings = settings
         self.kind = kind
         self.stream = stream
+        self.streams = partitions or (stream,)
         self.group = group
         self.job_type = job_type
         self.handler = handler
@@ -115,34 +129,21 @@ class StageWorker(Generic[JobT]):
         self.inputs = StreamMux(redis, settings.keys.mux_wake(self.consumer))
         self.control = ControlChannel(redis, settings.keys, settings.session_ttl_seconds)
         self._slots = asyncio.Semaphore(settings.worker_concurrency)
-        self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._in_flight: dict[tuple[str, str], asyncio.Task[None]] = {}  # (stream, id)
         self.handled = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then finish in-flight jobs within the grace period."""
-        await ensure_group(self.redis, self.stream, self.group)
+        await self._ensure_groups(self.streams)
         await self._heartbeat()
         self.inputs.start(f"{self.kind}-inputs")
         await self.control.start()
-        log.info("%s worker %s consuming %s", self.kind, self.consumer, self.stream)
+        log.info("%s worker %s consuming %s", self.kind, self.consumer, ", ".join(self.streams))
         upkeep = asyncio.create_task(self._upkeep(stop), name=f"{self.kind}-upkeep")
+        # one read over every stream on one Redis; one per stream (slot) on a cluster
+        reads = [(s,) for s in self.streams] if is_cluster(self.redis) else [self.streams]
         try:
-            await self._read_entries("0", block_ms=None)  # our own pending, after a restart
-            backoff = 0.05
-            while not stop.is_set():
-                try:
-                    await self._read_entries(">", block_ms=1000)
-                    backoff = 0.05
-                except ResponseError as exc:
-                    if "NOGROUP" not in str(exc):
-                        raise
-                    log.warning("%s group vanished (stream deleted?); recreating", self.kind)
-                    await ensure_group(self.redis, self.stream, self.group)
-                except (RedisConnectionError, RedisTimeoutError):
-                    if not (stop.is_set() or shutting_down()):  # expected while shutting down
-                        log.warning("%s worker lost Redis; retrying in %.2fs", self.kind, backoff)
-                    await asyncio.sleep(backoff * (1 + random.random()))
-                    backoff = min(backoff * 2, 5.0)
+            await asyncio.gather(*(self._read_loop(streams, stop) for streams in reads))
         finally:
             await self._drain()
             upkeep.cancel()
@@ -151,38 +152,67 @@ class StageWorker(Generic[JobT]):
             with contextlib.suppress(Exception):
                 await self.redis.zrem(self.settings.keys.heartbeats(self.kind), self.consumer)
 
-    async def _read_entries(self, start: str, block_ms: int | None) -> None:
+    async def _ensure_groups(self, streams: tuple[str, ...]) -> None:
+        for stream in streams:
+            await ensure_group(self.redis, stream, self.group)
+
+    async def _read_loop(self, streams: tuple[str, ...], stop: asyncio.Event) -> None:
+        await self._read_entries(streams, "0", block_ms=None)  # our own pending, after a restart
+        backoff = 0.05
+        while not stop.is_set():
+            try:
+                await self._read_entries(streams, ">", block_ms=1000)
+                backoff = 0.05
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                log.warning("%s group vanished (stream deleted?); recreating", self.kind)
+                await self._ensure_groups(streams)
+            except (RedisConnectionError, RedisTimeoutError):
+                if not (stop.is_set() or shutting_down()):  # expected while shutting down
+                    log.warning("%s worker lost Redis; retrying in %.2fs", self.kind, backoff)
+                await asyncio.sleep(backoff * (1 + random.random()))
+                backoff = min(backoff * 2, 5.0)
+
+    async def _read_entries(
+        self, streams: tuple[str, ...], start: str, block_ms: int | None
+    ) -> None:
         free = self._free_slots()
         if free == 0:
             await asyncio.sleep(0.01)
             return
         result = await self.redis.xreadgroup(
-            self.group, self.consumer, {self.stream: start}, count=free, block=block_ms
+            self.group, self.consumer, dict.fromkeys(streams, start), count=free, block=block_ms
         )
-        for _stream, entries in result or ():
+        if isinstance(result, dict):  # RESP3
+            result = list(result.items())
+        for raw_stream, entries in result or ():
+            stream = raw_stream.decode() if isinstance(raw_stream, bytes) else raw_stream
             for raw_id, fields in entries:
-                await self._start(raw_id.decode(), fields, deliveries=1)
+                await self._start(stream, raw_id.decode(), fields, deliveries=1)
 
     def _free_slots(self) -> int:
         return max(0, self.settings.worker_concurrency - len(self._in_flight))
 
     async def _start(
-        self, entry_id: str, fields: dict[bytes, bytes] | None, deliveries: int
+        self, stream: str, entry_id: str, fields: dict[bytes, bytes] | None, deliveries: int
     ) -> None:
-        if entry_id in self._in_flight:
+        job = (stream, entry_id)
+        if job in self._in_flight:
             return
         if not fields:  # trimmed away while pending: nothing left to do
-            await self.redis.xack(self.stream, self.group, entry_id)
+            await self.redis.xack(stream, self.group, entry_id)
             return
         await self._slots.acquire()
         task = asyncio.create_task(
-            self._handle(entry_id, fields, deliveries), name=f"{self.kind}-job-{entry_id}"
+            self._handle(stream, entry_id, fields, deliveries), name=f"{self.kind}-job-{entry_id}"
         )
-        self._in_flight[entry_id] = task
-        task.add_done_callback(lambda done: self._finished(entry_id, done))
+        self._in_flight[job] = task
+        task.add_done_callback(lambda done: self._finished(job, done))
 
-    def _finished(self, entry_id: str, task: asyncio.Task[None]) -> None:
-        self._in_flight.pop(entry_id, None)
+    def _finished(self, job: tuple[str, str], task: asyncio.Task[None]) -> None:
+        entry_id = job[1]
+        self._in_flight.pop(job, None)
         self._slots.release()
         if not task.cancelled() and (exc := task.exception()) is not None:
             # the job's own bookkeeping failed (Redis gone): it stays pending, so a live
@@ -200,17 +230,19 @@ class StageWorker(Generic[JobT]):
             return await self.control.check(session_id, turn_id)
         return self.control.is_cancelled(session_id, turn_id)
 
-    async def _handle(self, entry_id: str, fields: dict[bytes, bytes], deliveries: int) -> None:
+    async def _handle(
+        self, stream: str, entry_id: str, fields: dict[bytes, bytes], deliveries: int
+    ) -> None:
         try:
             job = decode(fields)
         except MessageError as exc:
-            await self._dead_letter(entry_id, f"undecodable: {exc}", fields)
+            await self._dead_letter(stream, entry_id, f"undecodable: {exc}", fields)
             return
         if not isinstance(job, self.job_type):
-            await self._dead_letter(entry_id, f"unexpected {type(job).__name__}", fields)
+            await self._dead_letter(stream, entry_id, f"unexpected {type(job).__name__}", fields)
             return
         if deliveries > self.settings.max_deliveries:
-            await self._dead_letter(entry_id, f"delivered {deliveries} times", fields)
+            await self._dead_letter(stream, entry_id, f"delivered {deliveries} times", fields)
             await self._tell_client(job, "this request failed repeatedly and was dropped")
             return
         started = time.perf_counter()
@@ -221,7 +253,7 @@ class StageWorker(Generic[JobT]):
         try:
             if await self._turn_cancelled(job, deliveries):
                 metrics.CANCELLED_WORK.labels(self.kind).inc()
-                await asyncio.shield(self._ack(entry_id, ctx.cleanup))
+                await asyncio.shield(self._ack(stream, entry_id, ctx.cleanup))
                 return
             await self.handler(job, ctx)
         except asyncio.CancelledError:
@@ -235,16 +267,17 @@ class StageWorker(Generic[JobT]):
             outcome = "failed"
             log.exception("%s job %s failed", self.kind, entry_id)
             await self._tell_client(job, f"the {self.kind} stage failed on this request")
-        await asyncio.shield(self._ack(entry_id, ctx.cleanup))
+        await asyncio.shield(self._ack(stream, entry_id, ctx.cleanup))
         metrics.JOBS.labels(self.kind, outcome).inc()
         metrics.JOB_SECONDS.labels(self.kind).observe(time.perf_counter() - started)
         self.handled += 1
 
-    async def _ack(self, entry_id: str, cleanup: list[str]) -> None:
-        """Acknowledge and delete the job entry, with the turn's keys that are now spent."""
+    async def _ack(self, stream: str, entry_id: str, cleanup: list[str]) -> None:
+        """Acknowledge and delete the job entry, with the turn's keys that are now spent
+        (on a cluster they share the stream's slot: ``shared/keys.py``)."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xack(self.stream, self.group, entry_id)
-            pipe.xdel(self.stream, entry_id)
+            pipe.xack(stream, self.group, entry_id)
+            pipe.xdel(stream, entry_id)
             if cleanup:
                 pipe.delete(*cleanup)
             await pipe.execute()
@@ -256,17 +289,19 @@ class StageWorker(Generic[JobT]):
             data = {"code": protocol.STAGE_FAILED, "message": message}
             await self.replies.emit(ReplyEvent("error", session_id, turn_id, data))
 
-    async def _dead_letter(self, entry_id: str, reason: str, fields: dict[bytes, bytes]) -> None:
+    async def _dead_letter(
+        self, stream: str, entry_id: str, reason: str, fields: dict[bytes, bytes]
+    ) -> None:
         log.warning("%s job %s dead-lettered: %s", self.kind, entry_id, reason)
         metrics.DEAD_LETTERS.labels(self.kind).inc()
         metrics.JOBS.labels(self.kind, "dead_lettered").inc()
-        letter = DeadLetter(self.stream, entry_id, reason, fields.get(b"m", b""))
+        letter = DeadLetter(stream, entry_id, reason, fields.get(b"m", b""))
+        partition = self.streams.index(stream) if stream in self.streams else 0
+        dead = self.settings.keys.dead_letters_of(partition)  # the stream's slot on a cluster
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(
-                self.settings.keys.dead_letters, encode(letter), maxlen=1000, approximate=True
-            )
-            pipe.xack(self.stream, self.group, entry_id)
-            pipe.xdel(self.stream, entry_id)
+            pipe.xadd(dead, encode(letter), maxlen=1000, approximate=True)
+            pipe.xack(stream, self.group, entry_id)
+            pipe.xdel(stream, entry_id)
             await pipe.execute()
 
     async def _upkeep(self, stop: asyncio.Event) -> None:
@@ -294,7 +329,7 @@ class StageWorker(Generic[JobT]):
                     continue
                 log.warning("%s group vanished (Redis restarted empty?); recreating", self.kind)
                 with contextlib.suppress(Exception):  # the read loop recreates it otherwise
-                    await ensure_group(self.redis, self.stream, self.group)
+                    await self._ensure_groups(self.streams)
             except Exception:  # anything else: try again next round, with the traceback
                 log.warning("%s upkeep failed", self.kind, exc_info=True)
 
@@ -307,16 +342,25 @@ class StageWorker(Generic[JobT]):
             await pipe.execute()
 
     async def _report_queue(self) -> None:
-        for group in await self.redis.xinfo_groups(self.stream):
-            if group["name"].decode() == self.group:
-                metrics.QUEUE_PENDING.labels(self.kind).set(group["pending"])
-                metrics.QUEUE_LAG.labels(self.kind).set(group.get("lag") or 0)
+        pending = lag = 0
+        for stream in self.streams:
+            for group in await self.redis.xinfo_groups(stream):
+                if group["name"].decode() == self.group:
+                    pending += group["pending"]
+                    lag += group.get("lag") or 0
+        metrics.QUEUE_PENDING.labels(self.kind).set(pending)
+        metrics.QUEUE_LAG.labels(self.kind).set(lag)
+
+    def _in_flight_by_stream(self, jobs: list[tuple[str, str]]) -> dict[str, list[str]]:
+        by_stream: dict[str, list[str]] = {}
+        for stream, entry_id in jobs:
+            by_stream.setdefault(stream, []).append(entry_id)
+        return by_stream
 
     async def _refresh_claims(self) -> None:
-        ids = list(self._in_flight)
-        if ids:
+        for stream, ids in self._in_flight_by_stream(list(self._in_flight)).items():
             await self.redis.xclaim(
-                self.stream,
+                stream,
                 self.group,
                 self.consumer,
                 min_idle_time=0,
@@ -325,29 +369,30 @@ class StageWorker(Generic[JobT]):
             )
 
     async def _reclaim(self) -> None:
-        free = self._free_slots()
-        if free == 0:
-            return
-        _next, claimed, *_deleted = await self.redis.xautoclaim(
-            self.stream,
-            self.group,
-            self.consumer,
-            self.settings.reclaim_idle_ms,
-            "0-0",
-            count=free,
-        )
-        if not claimed:
-            return
-        counts = await self._delivery_counts([raw_id for raw_id, _ in claimed])
-        for raw_id, fields in claimed:
-            entry_id = raw_id.decode()
-            log.info("%s worker %s reclaimed job %s", self.kind, self.consumer, entry_id)
-            metrics.RECLAIMS.labels(self.kind).inc()
-            await self._start(entry_id, fields, deliveries=counts.get(entry_id, 2))
+        for stream in self.streams:
+            free = self._free_slots()
+            if free == 0:
+                return
+            _next, claimed, *_deleted = await self.redis.xautoclaim(
+                stream,
+                self.group,
+                self.consumer,
+                self.settings.reclaim_idle_ms,
+                "0-0",
+                count=free,
+            )
+            if not claimed:
+                continue
+            counts = await self._delivery_counts(stream, [raw_id for raw_id, _ in claimed])
+            for raw_id, fields in claimed:
+                entry_id = raw_id.decode()
+                log.info("%s worker %s reclaimed job %s", self.kind, self.consumer, entry_id)
+                metrics.RECLAIMS.labels(self.kind).inc()
+                await self._start(stream, entry_id, fields, deliveries=counts.get(entry_id, 2))
 
-    async def _delivery_counts(self, ids: list[bytes]) -> dict[str, int]:
+    async def _delivery_counts(self, stream: str, ids: list[bytes]) -> dict[str, int]:
         lo, hi = min(ids), max(ids)
-        rows = await self.redis.xpending_range(self.stream, self.group, lo, hi, len(ids) + 50)
+        rows = await self.redis.xpending_range(stream, self.group, lo, hi, len(ids) + 50)
         return {row["message_id"].decode(): int(row["times_delivered"]) for row in rows}
 
     async def _drain(self) -> None:
@@ -355,7 +400,7 @@ class StageWorker(Generic[JobT]):
         if not tasks:
             return
         _done, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace_seconds)
-        handed_back = [entry_id for entry_id, task in self._in_flight.items() if task in pending]
+        handed_back = [job for job, task in self._in_flight.items() if task in pending]
         for task in pending:  # handed back: they stay pending and another worker reclaims them
             task.cancel()
         for task in pending:
@@ -364,26 +409,27 @@ class StageWorker(Generic[JobT]):
         if handed_back:
             await self._hand_back(handed_back)
 
-    async def _hand_back(self, entry_ids: list[str]) -> None:
+    async def _hand_back(self, jobs: list[tuple[str, str]]) -> None:
         """Make our unfinished jobs look idle at once, so a live worker reclaims them now."""
-        log.info("%s worker %s hands back %d job(s)", self.kind, self.consumer, len(entry_ids))
+        log.info("%s worker %s hands back %d job(s)", self.kind, self.consumer, len(jobs))
         try:
-            await self.redis.xclaim(
-                self.stream,
-                self.group,
-                self.consumer,
-                min_idle_time=0,
-                message_ids=entry_ids,
-                idle=self.settings.reclaim_idle_ms,
-                justid=True,
-            )
+            for stream, entry_ids in self._in_flight_by_stream(jobs).items():
+                await self.redis.xclaim(
+                    stream,
+                    self.group,
+                    self.consumer,
+                    min_idle_time=0,
+                    message_ids=entry_ids,
+                    idle=self.settings.reclaim_idle_ms,
+                    justid=True,
+                )
         except Exception as exc:  # the jobs stay pending: reclaimed after RECLAIM_IDLE_MS
             log.warning(
                 "%s worker %s could not hand back %d job(s) (%s: %s); another worker takes "
                 "them over once they have been idle for RECLAIM_IDLE_MS",
                 self.kind,
                 self.consumer,
-                len(entry_ids),
+                len(jobs),
                 type(exc).__name__,
                 exc,
                 exc_info=log.isEnabledFor(logging.DEBUG),

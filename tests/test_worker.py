@@ -162,7 +162,7 @@ async def test_a_failed_hand_back_is_logged_in_one_line(redis: Redis, caplog) ->
     )
     await redis.delete(STREAM)  # no group any more: the XCLAIM fails with NOGROUP
     with caplog.at_level("INFO", logger="shared.worker"):
-        await worker._hand_back(["1-0"])
+        await worker._hand_back([(STREAM, "1-0")])
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "could not hand back 1 job" in warnings[0].getMessage()
     assert "RECLAIM_IDLE_MS" in warnings[0].getMessage() and not warnings[0].exc_info
