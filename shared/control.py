@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 
 from shared.keys import Keys
 from shared.lifecycle import shutting_down
+from shared.streams import is_cluster
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +80,16 @@ class ControlChannel:
         """Record the cut durably, then tell every process."""
         key = self._keys.cancelled(session_id)
         self._remember(session_id, turn_id)
+        message = f"cancel {session_id} {turn_id}"
+        clustered = is_cluster(self._redis)  # a cluster pipeline refuses PUBLISH
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, turn_id, record.pack())
             pipe.expire(key, self._ttl)
-            pipe.publish(self._keys.control, f"cancel {session_id} {turn_id}")
+            if not clustered:
+                pipe.publish(self._keys.control, message)
             await pipe.execute()
+        if clustered:
+            await self._redis.publish(self._keys.control, message)
 
     async def confirm(self, session_id: str, turn_id: str) -> None:
         """A reply started before the end of speech is the one the user gets."""

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,9 +20,26 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.support.processes import free_port
-
 MASTERS = 3
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _cluster_ports(count: int) -> list[int]:
+    """Free ports whose cluster bus port (+10000) is free too (so at most 55535)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = random.randint(20000, 45000)
+        if port not in ports and _port_free(port) and _port_free(port + 10000):
+            ports.append(port)
+    return ports
 
 
 def _missing_binaries() -> str | None:
@@ -50,7 +69,7 @@ def local_cluster(workdir: Path) -> Iterator[str]:
         if os.environ.get("VNA_REQUIRE_CLUSTER") == "1":
             pytest.fail(f"VNA_REQUIRE_CLUSTER=1 but {missing}")
         pytest.skip(f"no local Redis Cluster: {missing}")
-    ports = [free_port() for _ in range(MASTERS)]
+    ports = _cluster_ports(MASTERS)
     servers: list[subprocess.Popen[bytes]] = []
     try:
         for port in ports:
