@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+from redis.cluster import RedisCluster
 
+from shared.keys import Keys
 from shared.messages import decode
 from tests.support import E2E_FEEDS, ROOT, free_port, wait_for_http
 
@@ -37,6 +39,22 @@ class Cluster:
     @property
     def prefix(self) -> str:
         return self.env.get("STREAM_PREFIX", "vna")
+
+    @property
+    def on_redis_cluster(self) -> bool:
+        return self.redis_url.startswith("redis+cluster://")
+
+    @property
+    def keys(self) -> Keys:
+        partitions = self.env.get("JOB_PARTITIONS") or (16 if self.on_redis_cluster else 1)
+        return Keys(self.prefix, int(partitions), self.on_redis_cluster)
+
+    def client(self) -> redis.Redis:
+        """A plain client, or a cluster client for a ``redis+cluster://`` URL."""
+        if self.on_redis_cluster:
+            url = self.redis_url.replace("+cluster://", "://", 1)
+            return RedisCluster.from_url(url)  # type: ignore[return-value]
+        return redis.Redis.from_url(self.redis_url)
 
     def start(self, name: str, **extra_env: str) -> subprocess.Popen[bytes]:
         """Start service ``name`` (``gateway`` or ``<kind><n>``, e.g. ``tts2``)."""
@@ -65,7 +83,7 @@ class Cluster:
 
     def wait_for_workers(self, names: list[str], limit_s: float = 60) -> None:
         """Until every named worker has written its heartbeat."""
-        client = redis.Redis.from_url(self.redis_url)
+        client = self.client()
         deadline = time.monotonic() + limit_s
         try:
             while time.monotonic() < deadline:
@@ -85,13 +103,14 @@ class Cluster:
 
     def owner(self, kind: str, limit_s: float = 10) -> str:
         """The worker process holding the (only) pending job of ``kind``."""
-        client = redis.Redis.from_url(self.redis_url)
+        client = self.client()
         deadline = time.monotonic() + limit_s
         try:
             while time.monotonic() < deadline:
-                rows = client.xpending_range(f"{self.prefix}:{kind}:jobs", kind, "-", "+", 10)
-                if rows:
-                    return str(rows[0]["consumer"].decode().rsplit("-", 1)[0])
+                for stream in self.keys.job_streams(kind):
+                    rows = client.xpending_range(stream, kind, "-", "+", 10)
+                    if rows:
+                        return str(rows[0]["consumer"].decode().rsplit("-", 1)[0])
                 time.sleep(0.02)
         finally:
             client.close()
@@ -99,9 +118,9 @@ class Cluster:
 
     def reply_events(self, session_id: str) -> list[str]:
         """The event names in a session's reply stream so far."""
-        client = redis.Redis.from_url(self.redis_url)
+        client = self.client()
         try:
-            entries = client.xrange(f"{self.prefix}:reply:{session_id}")
+            entries = client.xrange(self.keys.reply(session_id))
         finally:
             client.close()
         return [decode(fields).event for _id, fields in entries]  # type: ignore[union-attr]

@@ -6,6 +6,8 @@
   stand in for the news sites).
 * ``system``: the whole product (``voice-agent up``) as a real subprocess on its own port,
   using database 1 of the test server and the fixture feeds.
+* ``redis_cluster_url``: a local 3-master Redis Cluster (``tests/support/redis_cluster.py``)
+  for the whole session, started by the first test that asks for it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from tests.support import (  # noqa: F401
     running_system,
     wait_for_http,
 )
+from tests.support.redis_cluster import local_cluster
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +52,14 @@ def redis_server() -> Iterator[EmbeddedRedis | str]:
 @pytest.fixture(scope="session")
 def redis_url(redis_server: EmbeddedRedis | str) -> str:
     return redis_server if isinstance(redis_server, str) else redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``redis+cluster://127.0.0.1:PORT`` of a local 3-master cluster (skips without
+    redis-server; ``VNA_REQUIRE_CLUSTER=1`` makes that a failure)."""
+    with local_cluster(tmp_path_factory.mktemp("redis-cluster")) as url:
+        yield url
 
 
 @pytest.fixture

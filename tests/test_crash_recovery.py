@@ -116,13 +116,21 @@ async def follow_sentences(redis_url: str, key: str) -> list[str]:
         await client.aclose()
 
 
+@pytest.mark.parametrize("backend", ["redis", "redis-cluster"])
 async def test_kill_tts_worker_mid_reply(
-    redis_url: str, fixture_http: str, tmp_path: Path, slow_model: StandIn
+    request: pytest.FixtureRequest,
+    backend: str,
+    fixture_http: str,
+    tmp_path: Path,
+    slow_model: StandIn,
 ) -> None:
+    """Also on a 3-master Redis Cluster: hash-tagged keys, partitioned work streams."""
+    if backend == "redis":
+        url = f"{request.getfixturevalue('redis_url')}/2"
+    else:
+        url = request.getfixturevalue("redis_cluster_url")
     env = {**RECOVERY, **model_env(slow_model), "STREAM_PREFIX": "crash-tts"}
-    with running_cluster(
-        f"{redis_url}/2", fixture_http, tmp_path, ["llm1", "tts1", "tts2"], **env
-    ) as cluster:
+    with running_cluster(url, fixture_http, tmp_path, ["llm1", "tts1", "tts2"], **env) as cluster:
         async with VoiceClient.connect(cluster.ws_url) as client:
             await client.send_command("what's the news")
             victim, resumed, turn = await kill_mid_turn(cluster, client, Turn(), "tts", "tts_chunk")
