@@ -23,6 +23,7 @@ NOT_SETTINGS = {
     "TEST_REDIS_URL",  # the test suite's Redis
     "VNA_SCREENSHOT",  # the browser test's screenshot
     "VNA_REQUIRE_BROWSER",  # CI: the browser test must run
+    "VNA_REQUIRE_CLUSTER",  # CI: the Redis Cluster tests must run
     "DEBIAN_FRONTEND",
     "ASR_PROVIDERS",  # the choices, constants in shared/settings.py
     "LLM_PROVIDERS",
