@@ -33,7 +33,7 @@ import yaml
 from jsonschema import Draft201909Validator
 
 from shared.keys import ASR_GROUP, LLM_GROUP, TTS_GROUP, Keys
-from shared.settings import Settings
+from shared.settings import Settings, load_settings
 from tests.audio_checks import speech_16k
 from tests.support import E2E_FEEDS, ROOT, free_port
 from voice_agent.client import VoiceClient
@@ -87,8 +87,14 @@ def test_compose_matches_the_compose_spec_schema() -> None:
     assert not validator.is_valid(typo), "the schema must reject unknown keys"
 
 
-def test_services_run_real_entry_points_with_known_settings() -> None:
+def default_stack() -> dict:
+    """The services a plain ``docker compose up`` starts (no profile)."""
     services = load_yaml("compose.yaml")["services"]
+    return {name: service for name, service in services.items() if "profiles" not in service}
+
+
+def test_services_run_real_entry_points_with_known_settings() -> None:
+    services = default_stack()
     assert set(services) == {"redis", "gateway", "asr_worker", "llm_worker", "tts_worker"}
     for name, service in services.items():
         if name == "redis":
@@ -102,7 +108,7 @@ def test_services_run_real_entry_points_with_known_settings() -> None:
 
 
 def test_workers_can_scale_and_the_store_keeps_its_streams() -> None:
-    services = load_yaml("compose.yaml")["services"]
+    services = default_stack()
     for name in ("asr_worker", "llm_worker", "tts_worker"):
         assert not {"container_name", "ports"} & set(services[name]), name
     gateway = services["gateway"]
@@ -244,3 +250,17 @@ async def test_compose_services_run_as_processes_share_work_and_stop_cleanly(
     # every service shuts down gracefully and exits 0 (the gateway too: see gateway_server)
     assert codes == [0] * 5, codes
     assert "Application shutdown complete" in deployment.logs[0].read_text()
+
+
+def test_cluster_profile_runs_every_service_on_a_three_node_cluster() -> None:
+    services = load_yaml("compose.yaml")["services"]
+    cluster = {name: s for name, s in services.items() if s.get("profiles") == ["cluster"]}
+    nodes = [name for name, s in cluster.items() if "--cluster-enabled" in s.get("command", [])]
+    assert len(nodes) == 3, nodes
+    apps = {name: s for name, s in cluster.items() if s.get("build") == "."}
+    assert {" ".join(s["command"]) for s in apps.values()} == {
+        f"python -m {m}" for m in ("gateway", "asr_worker", "llm_worker", "tts_worker")
+    }
+    for name, service in apps.items():
+        assert service["environment"]["REDIS_URL"].startswith("redis+cluster://valkey-1:"), name
+        assert load_settings(redis_url=service["environment"]["REDIS_URL"]).cluster
