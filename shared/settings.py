@@ -246,6 +246,11 @@ class Settings(BaseSettings):
             )
         if self.cluster and self.redis_url and self.redis_url.startswith("unix:"):
             raise ValueError("REDIS_CLUSTER=true needs a redis:// URL of a cluster node")
+        if self.cluster and not _cluster_transactions():
+            raise ValueError(
+                "REDIS_CLUSTER=true needs a redis-py whose asyncio cluster pipelines run "
+                "transactions (the installed one refuses MULTI): pip install -U redis"
+            )
         return self
 
     @property
@@ -283,6 +288,13 @@ class Settings(BaseSettings):
     @cached_property
     def keys(self) -> Keys:
         return Keys(self.stream_prefix, self.partitions, self.cluster)
+
+
+def _cluster_transactions() -> bool:
+    """Single-slot MULTI on a cluster: newer redis-py releases only."""
+    from redis.asyncio import cluster
+
+    return hasattr(cluster, "TransactionStrategy")
 
 
 def _has(secret: SecretStr | None) -> bool:
