@@ -187,7 +187,7 @@ class EarlyReplies:
         options = {**self._job_options(), "held": True, "reply_turn": attempt.turn_id}
         job = LlmJob(self._session_id, attempt_id, text, "speech", now_ms(), options)
         await self._redis.xadd(
-            self._keys.llm_jobs,
+            self._keys.jobs_for("llm", self._session_id),
             encode(job),  # type: ignore[arg-type]
             maxlen=self._settings.jobs_maxlen,
             approximate=True,

@@ -78,27 +78,27 @@ class ControlChannel:
 
     async def cancel(self, session_id: str, turn_id: str, record: CancelRecord) -> None:
         """Record the cut durably, then tell every process."""
-        key = self._keys.cancelled(session_id)
         self._remember(session_id, turn_id)
-        message = f"cancel {session_id} {turn_id}"
-        clustered = is_cluster(self._redis)  # a cluster pipeline refuses PUBLISH
+        key = self._keys.cancelled(session_id)
+        await self._record_and_tell(key, turn_id, record.pack(), f"cancel {session_id} {turn_id}")
+
+    async def confirm(self, session_id: str, turn_id: str) -> None:
+        """A reply started before the end of speech is the one the user gets."""
+        key = self._keys.confirmed(session_id)
+        await self._record_and_tell(key, turn_id, 1, f"confirm {session_id} {turn_id}")
+
+    async def _record_and_tell(self, key: str, field: str, value: object, message: str) -> None:
+        """HSET with its TTL and PUBLISH in one MULTI; on a cluster, whose pipelines refuse
+        PUBLISH, the PUBLISH follows the MULTI."""
+        clustered = is_cluster(self._redis)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, turn_id, record.pack())
+            pipe.hset(key, field, value)  # type: ignore[arg-type]
             pipe.expire(key, self._ttl)
             if not clustered:
                 pipe.publish(self._keys.control, message)
             await pipe.execute()
         if clustered:
             await self._redis.publish(self._keys.control, message)
-
-    async def confirm(self, session_id: str, turn_id: str) -> None:
-        """A reply started before the end of speech is the one the user gets."""
-        key = self._keys.confirmed(session_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, turn_id, 1)
-            pipe.expire(key, self._ttl)
-            pipe.publish(self._keys.control, f"confirm {session_id} {turn_id}")
-            await pipe.execute()
 
     async def announce_takeover(self, session_id: str, connection_id: str) -> None:
         """A connection resumed ``session_id``: older connections to it must close."""

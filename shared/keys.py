@@ -92,8 +92,12 @@ work streams of its partition carry one hash tag, the partition's: ``{p}:{<tag>}
 the next stage's work stream) and the ack (XACK + XDEL + the turn's keys) each touch one
 slot. The N tags are chosen so their slots spread evenly over the 16384 slots (and so
 over the masters). The mux's doorbell gets one key per slot it reads,
-``{p}:wake:{owner}{<tag>}``. Changing ``JOB_PARTITIONS`` or the cluster option renames
-keys: do it with the work streams drained (sessions in their resume window are lost).
+``{p}:wake:{owner}{<tag>}``. An early reply's scratch agent session ``<session>~<turn>``
+hashes as its session (it is copied and renamed onto the session's keys). The news cache
+is read with one MGET, so on a cluster its keys share the tag ``{news}``
+(``{p}:{news}:feed:{sha1(url)}``). Changing ``JOB_PARTITIONS`` or the cluster option
+renames keys: do it with the work streams drained (sessions in their resume window are
+lost).
 """
 
 from __future__ import annotations
@@ -146,7 +150,9 @@ class Keys:
         """The work-stream partition (and, on a cluster, the slot) of a session."""
         if self.partitions == 1:
             return 0
-        return zlib.crc32(session_id.encode()) % self.partitions
+        # an early reply's scratch agent state (``<session>~<turn>``) stays with its session
+        owner = session_id.split("~", 1)[0]
+        return zlib.crc32(owner.encode()) % self.partitions
 
     def _scope(self, session_id: str) -> str:
         """The prefix of a session's keys: the hash tag of its partition on a cluster."""
@@ -208,10 +214,10 @@ class Keys:
         return f"{self._scope(session_id)}:reply:{session_id}"
 
     def held_reply(self, session_id: str) -> str:
-        return f"{self.prefix}:held:{session_id}"
+        return f"{self._scope(session_id)}:held:{session_id}"
 
     def confirmed(self, session_id: str) -> str:
-        return f"{self.prefix}:confirmed:{session_id}"
+        return f"{self._scope(session_id)}:confirmed:{session_id}"
 
     def history(self, session_id: str) -> str:
         return f"{self._scope(session_id)}:history:{session_id}"
@@ -254,4 +260,6 @@ class Keys:
     # caches -------------------------------------------------------------------------
     def news_feed(self, url: str) -> str:
         digest = hashlib.sha1(url.encode(), usedforsecurity=False).hexdigest()
+        if self.cluster:  # one slot for the whole cache: the agent reads it with MGET
+            return f"{self.prefix}:{{news}}:feed:{digest}"
         return f"{self.prefix}:news:feed:{digest}"

@@ -45,7 +45,8 @@ def all_keys_of(keys: Keys, session_id: str) -> list[str]:
     per_turn += [keys.checkpoint(kind, session_id, "t1") for kind in ("asr", "llm", "tts")]
     streams = [keys.jobs_for(kind, session_id) for kind in ("asr", "llm", "tts")]
     dead = keys.dead_letters_of(keys.partition(session_id))
-    return [*keys.session_keys(session_id), *per_turn, *streams, dead]
+    early = [keys.confirmed(session_id), keys.news_state(f"{session_id}~t2")]
+    return [*keys.session_keys(session_id), *per_turn, *streams, dead, *early]
 
 
 async def test_keys_of_a_session_share_a_slot_and_sessions_spread_over_masters(
@@ -65,6 +66,8 @@ async def test_keys_of_a_session_share_a_slot_and_sessions_spread_over_masters(
         assert len(slots) == 1, (session_id, slots)
         assert nodes.exists(keys.reply(session_id)) and nodes.exists(keys.session(session_id))
         masters.add(nodes.get_node_from_key(keys.reply(session_id)).name)
+    feeds = [f"https://news.example/{topic}.xml" for topic in ("a", "b", "c", "d")]
+    assert len({nodes.cluster_keyslot(keys.news_feed(url)) for url in feeds}) == 1  # one MGET
     many = [f"session-{n}" for n in range(60)]  # the partitions, over every master
     masters |= {nodes.get_node_from_key(keys.reply(s)).name for s in many}
     assert len(masters) == 3, masters
@@ -89,6 +92,8 @@ async def test_concurrent_typed_requests_in_several_slots(on_cluster: System) ->
         assert indexes == list(range(len(indexes))) and len(indexes) >= 2
         assert turn.complete["total_chunks_sent"] == len(indexes)
         assert decode_mp3(turn.audio)[1] > 2.0
+    log = on_cluster.log_path.read_text(errors="replace")
+    assert "CROSSSLOT" not in log and "news cache read failed" not in log
 
 
 async def test_spoken_request_gets_partials_transcript_and_reply(on_cluster: System) -> None:
