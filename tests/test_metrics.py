@@ -72,9 +72,12 @@ async def test_a_worker_alone_serves_its_metrics_on_metrics_port(redis_url: str)
             await publish_job(redis, "vna:llm:jobs", job, 100)
             text = await _scrape_until(
                 f"http://127.0.0.1:{port}/metrics",
+                # the queue gauges are sampled on their own beat: a sample taken while the
+                # job was still pending may be the latest for a moment; wait for the next
                 lambda t: (
                     _value(t, "vna_jobs_total", stage="llm", outcome="ok")
-                    and _value(t, "vna_queue_pending", stage="llm") is not None
+                    and _value(t, "vna_queue_pending", stage="llm") == 0
+                    and _value(t, "vna_queue_lag", stage="llm") == 0
                 ),
             )
     finally:
