@@ -70,6 +70,11 @@ async def _stored(system, session_id: str) -> tuple[list[ReplyEvent], int]:
     """The session's reply stream and how many exchanges its history holds."""
     redis = aioredis.Redis.from_url(system.redis_url)
     try:
+        # the client has its reply before the LLM worker is done with the turn (it keeps
+        # the history once the attempt's verdict is in, then acknowledges the job): wait
+        # for the acknowledgement, bounded by the test's timeout
+        while (await redis.xpending(Keys().jobs("llm"), "llm"))["pending"]:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
         entries = await redis.xrange(Keys().reply(session_id))
         history = await ConversationMemory(redis, Keys(), 8, 60).load(session_id)
     finally:
