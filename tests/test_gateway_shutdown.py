@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import pytest
 import websockets
 
 from tests.openai_standin import ChatScript, StandIn, running_standin
-from tests.support import ROOT, free_port, wait_for_http
+from tests.support import ServiceProcesses, free_port, wait_for_http
 from tests.test_gateway_limits import closed_before_any_event, running_gateway
 from voice_agent.client import VoiceClient
 
@@ -48,33 +47,17 @@ def cluster(redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
             "LLM_API_KEY": standin.api_key,
             "HOST": "127.0.0.1",
         }
-        procs: list[subprocess.Popen[bytes]] = []
-
-        def start(module: str, **extra: str) -> subprocess.Popen[bytes]:
-            log = open(tmp_path / f"{module}-{len(procs)}.log", "wb")
-            proc = subprocess.Popen(
-                [sys.executable, "-m", module],
-                cwd=ROOT,
-                env={**env, **extra},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-            procs.append(proc)
-            return proc
-
-        start("llm_worker")
-        start("tts_worker")
-        ports = [free_port(), free_port()]
-        gateways = [start("gateway", PORT=str(port), GATEWAY_DRAIN_SECONDS="0.5") for port in ports]
-        try:
+        with ServiceProcesses(env, tmp_path) as services:
+            services.start("llm_worker")
+            services.start("tts_worker")
+            ports = [free_port(), free_port()]
+            gateways = [
+                services.start("gateway", PORT=str(port), GATEWAY_DRAIN_SECONDS="0.5")
+                for port in ports
+            ]
             for port, proc in zip(ports, gateways, strict=True):
                 wait_for_http(f"http://127.0.0.1:{port}/ready", proc)
             yield Cluster(gateways, [f"ws://127.0.0.1:{port}/ws/voice" for port in ports])
-        finally:
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.kill()
-                proc.wait(10)
 
 
 async def test_sigterm_closes_with_1012_and_the_reply_resumes_on_another_gateway(

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.openai_standin import ChatScript, StandIn, running_standin
-from tests.support import ROOT, free_port, wait_for_http
+from tests.support import ROOT, ServiceProcesses, free_port, wait_for_http
 from voice_agent import talk as talk_module
 from voice_agent.client import VoiceClient
 
@@ -230,25 +230,11 @@ def test_a_restart_mid_reply_resumes_on_its_own(redis_url: str, tmp_path: Path) 
             "HOST": "127.0.0.1",
             "GATEWAY_DRAIN_SECONDS": "0.3",
         }
-        procs: list[subprocess.Popen[bytes]] = []
-
-        def start(module: str, **extra: str) -> subprocess.Popen[bytes]:
-            log = open(tmp_path / f"{module}-{len(procs)}.log", "wb")
-            proc = subprocess.Popen(
-                [sys.executable, "-m", module],
-                cwd=ROOT,
-                env={**env, **extra},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-            procs.append(proc)
-            return proc
-
-        try:
-            start("llm_worker")
-            start("tts_worker")
+        with ServiceProcesses(env, tmp_path) as services:
+            services.start("llm_worker")
+            services.start("tts_worker")
             ports = [free_port(), free_port()]
-            gateways = [start("gateway", PORT=str(port)) for port in ports]
+            gateways = [services.start("gateway", PORT=str(port)) for port in ports]
             for port, proc in zip(ports, gateways, strict=True):
                 wait_for_http(f"http://127.0.0.1:{port}/ready", proc)
             forwarder = Forwarder(ports[0])
@@ -265,11 +251,6 @@ def test_a_restart_mid_reply_resumes_on_its_own(redis_url: str, tmp_path: Path) 
             gateways[0].send_signal(signal.SIGTERM)
             out, err = talking.communicate(timeout=120)
             forwarder.listener.close()
-        finally:
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.kill()
-                proc.wait(10)
     assert talking.returncode == 0, err
     assert "resuming the reply" in err
     assert "agent: Story 1" in out and "Story 8" in out

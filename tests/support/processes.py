@@ -101,3 +101,34 @@ def running_system(
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+class ServiceProcesses:
+    """Services started one by one as ``python -m MODULE`` (logs in ``log_dir``); on exit,
+    whatever still runs is killed and every process waited for."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self._env = env
+        self._log_dir = log_dir
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, module: str, **extra: str) -> subprocess.Popen[bytes]:
+        with open(self._log_dir / f"{module}-{len(self.procs)}.log", "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", module],
+                cwd=ROOT,
+                env={**self._env, **extra},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.procs.append(proc)
+        return proc
+
+    def __enter__(self) -> ServiceProcesses:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(10)
