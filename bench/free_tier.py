@@ -25,15 +25,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
 import json
 import os
 import statistics
 import subprocess
-import threading
 import time
 import uuid
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -42,24 +39,12 @@ import websockets
 import yaml
 
 from tests.audio_checks import speech_16k
-from tests.support import E2E_FEEDS, free_port
+from tests.support import E2E_FEEDS, free_port, serve_fixtures
 from voice_agent.client import Turn, VoiceClient
 
 ROOT = Path(__file__).resolve().parent.parent
 
 MB = 1024 * 1024
-
-
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-def serve_fixtures() -> str:
-    handler = functools.partial(QuietHandler, directory=str(ROOT / "tests/fixtures"))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_address[1]}"
 
 
 def free_service() -> tuple[str, dict[str, str]]:

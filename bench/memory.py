@@ -38,10 +38,9 @@ from bench.memory_all_in_one import (
     measure_all_in_one,
     rss,
     run_turns,
-    serve_fixtures,
 )
 from shared.embedded_redis import start_embedded_redis
-from tests.support import E2E_FEEDS, free_port, wait_for_http
+from tests.support import E2E_FEEDS, free_port, serve_fixtures, wait_for_http
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
 import json
 import os
 import signal
@@ -25,14 +24,13 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.audio_checks import speech_16k
-from tests.support import E2E_FEEDS, free_port
+from tests.support import E2E_FEEDS, free_port, serve_fixtures
 from voice_agent.client import VoiceClient
 
 try:
@@ -100,18 +98,6 @@ class Sampler:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
-
-
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-def serve_fixtures() -> str:
-    handler = functools.partial(QuietHandler, directory=str(ROOT / "tests/fixtures"))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_address[1]}"
 
 
 @contextlib.contextmanager

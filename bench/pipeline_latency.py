@@ -13,19 +13,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
 import json
 import os
 import signal
 import statistics
 import subprocess
 import sys
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from tests.audio_checks import speech_16k, word_error_rate
-from tests.support import E2E_FEEDS, free_port, wait_for_http
+from tests.support import E2E_FEEDS, free_port, serve_fixtures, wait_for_http
 from voice_agent.client import VoiceClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,19 +40,11 @@ UTTERANCES = [
 COMMANDS = ["technology news", "sports headlines", "tell me more about the first story"]
 
 
-def _serve_fixtures() -> str:
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(ROOT / "tests/fixtures"))
-    handler.log_message = lambda *a, **k: None  # type: ignore[method-assign]
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_address[1]}"
-
-
 @contextlib.contextmanager
 def running_system(**settings: str):
     """``voice-agent up`` on the fixture feeds (and ``settings``); embedded Redis unless
     ``REDIS_URL`` is among them. Yields (WebSocket URL, pid)."""
-    base = _serve_fixtures()
+    base = serve_fixtures()
     port = free_port()
     feeds = ",".join(f"{s.split('=')[0]}={base}{s.split('=')[1]}" for s in E2E_FEEDS)
     env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "NEWS_FEEDS": feeds}

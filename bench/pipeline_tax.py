@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from asr_worker.providers import create_asr_engine
-from bench.pipeline_latency import _serve_fixtures, running_system
+from bench.pipeline_latency import running_system
 from llm_worker.news import NewsAgent, parse_feed_sources
 from llm_worker.sentences import SentenceSplitter
 from llm_worker.speech_text import speech_text
@@ -29,7 +29,7 @@ from shared.engines import AgentRequest, Voice
 from shared.settings import load_settings
 from shared.streams import connect
 from tests.audio_checks import speech_16k
-from tests.support import E2E_FEEDS
+from tests.support import E2E_FEEDS, serve_fixtures
 from tts_worker.espeak_engine import EspeakEngine
 from tts_worker.mp3 import Mp3Encoder
 from voice_agent.client import VoiceClient
@@ -134,7 +134,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    feeds_base = _serve_fixtures()
+    feeds_base = serve_fixtures()
     with start_embedded_redis() as cache, running_system() as (ws_url, _pid):
         report = asyncio.run(measure(ws_url, cache.url, feeds_base, args.rounds))
     print(json.dumps(report, indent=2))

@@ -12,28 +12,14 @@
 
 from __future__ import annotations
 
-import functools
 import os
-import threading
 from collections.abc import AsyncIterator, Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import redis.asyncio as aioredis
 
 from shared.embedded_redis import EmbeddedRedis, start_embedded_redis
-
-# the helpers live in tests.support (benchmarks use them too); these names stay importable
-# from here for tests written before the move
-from tests.support import (  # noqa: F401
-    E2E_FEEDS,
-    FIXTURES,
-    ROOT,
-    System,
-    free_port,
-    running_system,
-    wait_for_http,
-)
+from tests.support import System, fixture_server, running_system
 from tests.support.redis_cluster import local_cluster
 
 
@@ -70,20 +56,10 @@ async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     await client.aclose()
 
 
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="session")
 def fixture_http() -> Iterator[str]:
-    handler = functools.partial(_QuietHandler, directory=str(FIXTURES))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with fixture_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

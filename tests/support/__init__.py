@@ -2,6 +2,7 @@
 subprocess (``running_system``), the fixture feeds. Benchmarks import it as
 ``tests.support`` (run them from the repository root: ``python -m bench.NAME``)."""
 
+from tests.support.fixture_http import fixture_server, serve_fixtures
 from tests.support.processes import (
     E2E_FEEDS,
     FIXTURES,
@@ -19,7 +20,9 @@ __all__ = [
     "ROOT",
     "ServiceProcesses",
     "System",
+    "fixture_server",
     "free_port",
     "running_system",
+    "serve_fixtures",
     "wait_for_http",
 ]
