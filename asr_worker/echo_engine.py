@@ -27,6 +27,7 @@ class _EchoStream:
 
 class EchoAsrEngine:
     name = "echo"
+    blocking = False  # open_stream() is trivial too
     sample_rate = 16000
 
     def open_stream(self) -> _EchoStream:

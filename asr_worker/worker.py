@@ -101,16 +101,17 @@ def make_asr_handler(
         # guesses); the external transcriber's final, or else a notice in that language
         foreign = unsupported_language(engine, job.options, settings)
         unheard = foreign if external is None else None
-        stream: AsrStream = (
-            IgnoredSpeech() if foreign else await asyncio.to_thread(engine.open_stream)
-        )
+        stream: AsrStream = IgnoredSpeech() if foreign else await _open_stream(engine)
         audio = bytearray() if external else None
         try:
             text, cancelled, speech_end_ms, preempted = await _transcribe(
                 redis, settings, job, ctx, stream, audio, checkpoint
             )
         finally:
-            await asyncio.to_thread(stream.close)
+            if getattr(stream, "blocking", True):
+                await asyncio.to_thread(stream.close)
+            else:
+                stream.close()
         if cancelled:
             return
         if external and audio:
@@ -149,6 +150,14 @@ def make_asr_handler(
         await checkpoint.commit(outputs, done=1)
 
     return handle
+
+
+async def _open_stream(engine: AsrEngine) -> AsrStream:
+    """On a thread (a recogniser may load a model), unless the engine says opening is
+    trivial (echo): a hundred utterances opening at once then cost no thread hops."""
+    if getattr(engine, "blocking", True):
+        return await asyncio.to_thread(engine.open_stream)
+    return engine.open_stream()
 
 
 def _complete(stream: AsrStream, partial: str) -> bool | None:

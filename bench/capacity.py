@@ -245,7 +245,8 @@ def run_level(
             cpu_before = {p: cpu_seconds(p) for pids in stack.pids.values() for p in pids}
             cpu_before |= {p.pid: cpu_seconds(p.pid) for p in gen.procs}
             wall = time.monotonic()
-            gen.tell(f"GO {time.monotonic() + 0.3}")
+            begin = wall + 0.3
+            gen.tell(f"GO {begin}")
             gen.expect(b"DONE")
             window = time.monotonic() - wall
             cpu = {p: cpu_seconds(p) - before for p, before in cpu_before.items()}
@@ -257,7 +258,8 @@ def run_level(
         finally:
             _stop([p for p in gen.procs if p.poll() is None])
         outputs = [json.loads(Path(out).read_text()) for out in gen.outs]
-    latencies = [ms for out in outputs for ms in out["latencies"]]
+    timed = [(sent_at - begin, ms) for out in outputs for sent_at, ms in out["latencies"]]
+    latencies = [ms for _at, ms in timed]
     sent = sum(out["sent"] for out in outputs)
     relayed = len(latencies)
     result: dict[str, object] = {
@@ -270,6 +272,7 @@ def run_level(
         "relay_ms_p90": pct(latencies, 0.90),
         "relay_ms_p99": pct(latencies, 0.99),
         "relay_ms_max": pct(latencies, 1.0),
+        "relay_ms_p99_by_second": _p99_by_second(timed),
     }
     for role, pids in stack.pids.items():
         used = sum(cpu[p] for p in pids)
@@ -290,6 +293,15 @@ def run_level(
     result["failures"], result["failure_kinds"] = len(failures), sorted(set(failures))[:5]
     result["window_seconds"] = round(window, 1)
     return result
+
+
+def _p99_by_second(timed: list[tuple[float, float]]) -> list[float | None]:
+    """Relay p99 of the frames sent in each second of the window: a stall shows where
+    it happened (e.g. every utterance opening at once in the first second)."""
+    seconds: dict[int, list[float]] = {}
+    for at, ms in timed:
+        seconds.setdefault(max(0, int(at)), []).append(ms)
+    return [pct(seconds.get(n, []), 0.99) for n in range(max(seconds, default=-1) + 1)]
 
 
 def lost_share(level: dict) -> float:

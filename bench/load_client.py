@@ -57,7 +57,7 @@ class _Session:
         self.reader: asyncio.Task[None] | None = None
 
 
-async def _read(session: _Session, latencies: list[float], errors: list[str]) -> None:
+async def _read(session: _Session, latencies: list[list[float]], errors: list[str]) -> None:
     assert session.ws is not None
     with contextlib.suppress(websockets.ConnectionClosed):
         async for frame in session.ws:
@@ -66,7 +66,8 @@ async def _read(session: _Session, latencies: list[float], errors: list[str]) ->
             if name == "partial_transcription" and not event["data"]["is_final"]:
                 started = session.sent_at.pop(event["data"]["text"], None)
                 if started is not None:
-                    latencies.append(round((time.monotonic() - started) * 1000, 2))
+                    now = time.monotonic()
+                    latencies.append([round(started, 4), round((now - started) * 1000, 2)])
             elif name == "error":
                 errors.append(event["data"]["code"])
 

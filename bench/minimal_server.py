@@ -18,7 +18,8 @@ import sys
 import uvloop
 from websockets.asyncio.server import ServerConnection, serve
 
-from shared.streams import connect, write_batcher
+from shared.streams import connect
+from shared.write_batcher import write_batcher
 
 CONNECTED = json.dumps({"event": "connected", "data": {}})
 

@@ -21,7 +21,8 @@ import time
 
 from shared.embedded_redis import start_embedded_redis
 from shared.mux import StreamMux
-from shared.streams import WriteBatcher, connect
+from shared.streams import connect
+from shared.write_batcher import WriteBatcher
 
 AUDIO = b"\x00" * 3200  # one 100 ms frame of 16 kHz PCM
 

@@ -186,7 +186,7 @@ class ReplyDelivery:
             log.warning("session %s outbox full; closing slow client", self.session_id)
             self.close(*CLOSE_SLOW_READER)
             return
-        metrics.EVENTS.labels("out", event.event).inc()
+        metrics.count_event("out", event.event)
         if event.event == "error":
             metrics.ERRORS.labels(event.data.get("code", "unknown")).inc()
 

@@ -94,6 +94,8 @@ class VoiceSession:
         )
         self._held: deque[VoiceCommand | AudioInput] = deque()
         self._releaser: asyncio.Task[None] | None = None
+        self._last_frame_at = 0.0  # loop time of the client's last frame (idle timeout)
+        self._idle_timer: asyncio.TimerHandle | None = None
         self._limits = SessionLimits(
             settings.audio_rate_limit, settings.audio_burst_seconds, settings.commands_per_minute
         )
@@ -208,30 +210,48 @@ class VoiceSession:
     # --- inbound ---------------------------------------------------------------------
 
     async def _receive_loop(self, sender: asyncio.Task[None]) -> None:
-        while not sender.done() and not self.delivery.closing:
-            try:
-                async with asyncio.timeout(self.settings.websocket_timeout):
+        loop = asyncio.get_running_loop()
+        self._last_frame_at = loop.time()
+        self._idle_timer = loop.call_later(self.settings.websocket_timeout, self._check_idle)
+        try:
+            while not sender.done() and not self.delivery.closing:
+                try:
                     message = await self.ws.receive()
-            except TimeoutError:
-                self.delivery.close(1000, "idle timeout")
-                await asyncio.wait([sender], timeout=2.0)
-                return
-            except (RuntimeError, WebSocketDisconnect):
-                return  # closed by our sender (takeover, restart, slow client)
-            if message["type"] == "websocket.disconnect":
-                return
-            try:
-                await self._handle_frame(message.get("text"), message.get("bytes"))
-            except ProtocolError as exc:
-                self._refuse(exc.code, exc.message)
-            except RedisError:
-                log.warning("Redis unavailable while handling a client frame")
-                self._refuse(protocol.UNAVAILABLE, "the service is briefly unavailable; try again")
-            if self.delivery.outbox.control_backlog > CONTROL_LIMIT // 2:
-                # frames that arrived together are handled without a pause: let the sender
-                # hand the answers to the socket, so only a client that does not read
-                # reaches the limit
-                await asyncio.sleep(0)
+                except (RuntimeError, WebSocketDisconnect):
+                    return  # closed by our sender (takeover, restart, slow client, idle)
+                if message["type"] == "websocket.disconnect":
+                    return
+                self._last_frame_at = loop.time()
+                try:
+                    await self._handle_frame(message.get("text"), message.get("bytes"))
+                except ProtocolError as exc:
+                    self._refuse(exc.code, exc.message)
+                except RedisError:
+                    log.warning("Redis unavailable while handling a client frame")
+                    self._refuse(
+                        protocol.UNAVAILABLE, "the service is briefly unavailable; try again"
+                    )
+                if self.delivery.outbox.control_backlog > CONTROL_LIMIT // 2:
+                    # frames that arrived together are handled without a pause: let the
+                    # sender hand the answers to the socket, so only a client that does
+                    # not read reaches the limit
+                    await asyncio.sleep(0)
+        finally:
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+
+    def _check_idle(self) -> None:
+        """``WEBSOCKET_TIMEOUT`` without a frame from the client: close with 1000. One
+        timer per connection, re-armed only when it fires (a timeout around every
+        receive cost more than the rest of a frame's handling but the VAD). The close
+        ends the receive loop when the client answers it; a client that is gone
+        altogether is dropped by the WebSocket pings (``gateway/server.py``)."""
+        loop = asyncio.get_running_loop()
+        remaining = self._last_frame_at + self.settings.websocket_timeout - loop.time()
+        if remaining > 0:
+            self._idle_timer = loop.call_later(remaining, self._check_idle)
+        else:
+            self.delivery.close(1000, "idle timeout")
 
     def _refuse(self, code: str, message: str) -> None:
         turn = self._speech.current.turn_id if self._speech.current else None
@@ -252,7 +272,7 @@ class VoiceSession:
             pcm = data or b""
             protocol.check_pcm(pcm)
             event = AudioInput(pcm=pcm, is_final=False)
-        metrics.EVENTS.labels("in", _event_name(event, text is None)).inc()
+        metrics.count_event("in", _event_name(event, text is None))
         if isinstance(event, Ping):
             self.delivery.control(protocol.server_frame("pong", {"server_ms": now_ms()}))
         elif isinstance(event, Cancel):

@@ -24,6 +24,8 @@ from shared.control import CancelRecord
 from shared.keys import Keys
 from shared.messages import Message, MessageError, ReplyEvent, decode, encode
 from shared.protocol import event_id_key
+from shared.resp import pack
+from shared.write_batcher import pack_xadd, write_batcher
 
 
 class ResumeRefused(Exception):
@@ -103,13 +105,23 @@ class SessionStore:
     async def publish_turn(
         self, session_id: str, turn: int, stream: str, job: Message, maxlen: int
     ) -> None:
-        """Publish a turn's first job and count the turn, in one round trip."""
+        """Publish a turn's first job and count the turn, in the process's shared write
+        pipeline (a hundred utterances may open at once). The session's key and its work
+        stream share a slot on a cluster (``shared/keys.py``)."""
         key = self._keys.session(session_id)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.xadd(stream, encode(job), maxlen=maxlen, approximate=True)
-            pipe.hset(key, "turns", turn)
-            pipe.expire(key, self._ttl)
-            await pipe.execute()
+        fields = encode(job)
+        packed = pack_xadd(stream.encode(), fields, maxlen)
+        packed += pack(b"HSET", key.encode(), b"turns", b"%d" % turn)
+        packed += pack(b"EXPIRE", key.encode(), b"%d" % self._ttl)
+
+        async def through_redis_py() -> object:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.xadd(stream, fields, maxlen=maxlen, approximate=True)
+                pipe.hset(key, "turns", turn)
+                pipe.expire(key, self._ttl)
+                return (await pipe.execute())[0]
+
+        await write_batcher(self._redis).call(stream, packed, 3, through_redis_py)
 
     async def detach(self, session_id: str) -> None:
         """The client went away: keep the session for the resume window only."""

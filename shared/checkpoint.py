@@ -20,8 +20,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from shared.messages import FIELD, Message, encode
+from shared.resp import pack
+from shared.write_batcher import write_batcher
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -82,6 +85,8 @@ class TurnCheckpoint:
         self._redis = redis
         self._ttl = ttl_seconds
         self._script = redis.register_script(_COMMIT)
+        self._sha = self._script.sha.encode()
+        self._batcher = write_batcher(redis)
         self.fields: dict[str, str] = {}
         self.version = 0
 
@@ -91,8 +96,17 @@ class TurnCheckpoint:
         return self.version > 0
 
     async def load(self) -> TurnCheckpoint:
-        raw = await self._redis.hgetall(self.key)
-        self.fields = {k.decode(): v.decode() for k, v in raw.items()}
+        """Read the checkpoint, in the shared pipeline (every job start reads one)."""
+
+        async def through_redis_py() -> object:
+            return await self._redis.hgetall(self.key)
+
+        raw = await self._batcher.call(
+            self.key, pack(b"HGETALL", self.key.encode()), 1, through_redis_py
+        )
+        if isinstance(raw, list):  # RESP2, as sent raw: a flat list of names and values
+            raw = dict(zip(raw[::2], raw[1::2], strict=True))
+        self.fields = {k.decode(): v.decode() for k, v in raw.items()}  # type: ignore[union-attr]
         self.version = int(self.fields.get("v", 0))
         return self
 
@@ -103,18 +117,40 @@ class TurnCheckpoint:
         return self.fields.get(name, default)
 
     async def commit(self, appends: Sequence[Append] = (), **fields: object) -> None:
-        """Append ``appends`` and set ``fields``, atomically and only if still ours."""
+        """Append ``appends`` and set ``fields``, atomically and only if still ours.
+
+        Sent as an ``EVALSHA`` in the process's shared write pipeline
+        (``shared/write_batcher.py``): an ASR worker commits a partial per audio chunk
+        of every utterance it hears, and one round trip per commit would cost more than
+        the recognition. A Redis that does not know the script yet (first use, or after
+        a restart) answers ``NOSCRIPT``; that commit then goes through redis-py's
+        script, which loads it.
+        """
         args: list[object] = [self.version, self._ttl, len(fields)]
         for name, value in fields.items():
             args += [name, value]
         for append in appends:
             args += [append.maxlen, append.ttl, encode(append.message)[FIELD]]
         keys = [self.key, *(append.key for append in appends)]
-        result = await self._script(keys=keys, args=args)
-        if int(result) < 0:
+        words = [b"EVALSHA", self._sha, b"%d" % len(keys), *map(_as_bytes, [*keys, *args])]
+
+        async def through_redis_py() -> object:
+            return await self._script(keys=keys, args=args)
+
+        try:
+            result = await self._batcher.call(self.key, pack(*words), 1, through_redis_py)
+        except NoScriptError:
+            result = await through_redis_py()
+        if int(result) < 0:  # type: ignore[call-overload]
             raise StaleTurn(f"{self.key} was taken over by another worker")
-        self.version = int(result)
+        self.version = int(result)  # type: ignore[call-overload]
         self.fields.update({name: str(value) for name, value in fields.items()})
+
+
+def _as_bytes(value: object) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode()
 
 
 class StageProgress:

@@ -7,6 +7,9 @@ process exposes everything through the gateway (one registry per process).
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 VOICE_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10)
@@ -69,6 +72,17 @@ PROVIDER_FALLBACKS = Counter(
     "switches to the next engine of a fallback chain",
     ["stage", "from_provider", "to_provider"],
 )
+
+
+@functools.lru_cache(maxsize=512)
+def _event_counter(direction: str, event: str) -> Any:
+    return EVENTS.labels(direction, event)
+
+
+def count_event(direction: str, event: str) -> None:
+    """``EVENTS`` + 1, with the labelled child cached: ``labels()`` on every frame was 4%
+    of the gateway's time at 100 sessions (py-spy)."""
+    _event_counter(direction, event).inc()
 
 
 def observe_ms(histogram_child: object, milliseconds: float) -> None:

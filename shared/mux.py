@@ -34,7 +34,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from shared.keys import hash_tag
 from shared.lifecycle import shutting_down
 from shared.messages import InputChunk, MessageError, decode
-from shared.resp import bulk, round_trip
+from shared.resp import bulk, pack, round_trip
+from shared.write_batcher import write_batcher
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class _ReadGroup:
     wake_id: str = "0-0"  # the doorbell key is unique to this process: read all of it
     subs: dict[str, _Subscription] = field(default_factory=dict)
     packed_keys: bytes | None = None  # RESP of the followed keys, in subs order
+    ringing: bool = False  # a doorbell ring the reader has not seen yet
     task: asyncio.Task[None] | None = None
 
 
@@ -136,14 +138,31 @@ class StreamMux:
                     await self._redis.delete(group.wake_key)
 
     async def subscribe(self, key: str, deliver: Deliver, from_id: str = "0-0") -> None:
-        """Call ``deliver(entry_id, fields)`` for every entry of ``key`` after ``from_id``."""
+        """Call ``deliver(entry_id, fields)`` for every entry of ``key`` after ``from_id``.
+
+        Rings the doorbell unless it was rung since the reader took its list of streams:
+        that ring ends the read, and the next one takes every stream subscribed by then
+        (a hundred utterances opening at once ring about once).
+        """
         group = self._group(self._slot(key), key)
         group.subs[key] = _Subscription(key, from_id, deliver)
         group.packed_keys = None
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.xadd(group.wake_key, {b"r": b"1"}, maxlen=16, approximate=False)
-            pipe.expire(group.wake_key, 3600)
-            await pipe.execute()
+        if group.ringing:
+            return
+        group.ringing = True
+        wake = group.wake_key.encode()
+        ring = pack(b"XADD", wake, b"MAXLEN", b"16", b"*", b"r", b"1")
+        ring += pack(b"EXPIRE", wake, b"3600")
+
+        async def through_redis_py() -> object:
+            await self._redis.xadd(group.wake_key, {b"r": b"1"}, maxlen=16, approximate=False)
+            return await self._redis.expire(group.wake_key, 3600)
+
+        try:
+            await write_batcher(self._redis).call(group.wake_key, ring, 2, through_redis_py)
+        except BaseException:
+            group.ringing = False  # not rung: the next subscription tries again
+            raise
 
     def unsubscribe(self, key: str) -> None:
         group = self._groups.get(self._slot(key))
@@ -155,17 +174,35 @@ class StreamMux:
     ) -> AsyncIterator[tuple[str, InputChunk]]:
         """Yield a turn's ``InputChunk``s in order until (and including) the end marker.
 
-        Raises ``InputIdle`` after ``idle_timeout`` seconds without a new entry.
+        Raises ``InputIdle`` after ``idle_timeout`` seconds without a new entry. One
+        timer per follow, re-armed only when it fires (not a timeout per entry: an ASR
+        worker follows every utterance it hears, ten entries a second each).
         """
-        queue: asyncio.Queue[Entry] = asyncio.Queue()
-        await self.subscribe(key, lambda *entry: queue.put_nowait(entry), from_id)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Entry | None] = asyncio.Queue()
+        last_entry = loop.time()
+
+        def on_entry(entry_id: str, fields: dict[bytes, bytes]) -> None:
+            nonlocal last_entry
+            last_entry = loop.time()
+            queue.put_nowait((entry_id, fields))
+
+        def check_idle() -> None:
+            nonlocal timer
+            remaining = last_entry + idle_timeout - loop.time()
+            if remaining > 0:
+                timer = loop.call_later(remaining, check_idle)
+            else:
+                queue.put_nowait(None)
+
+        timer = loop.call_later(idle_timeout, check_idle)
+        await self.subscribe(key, on_entry, from_id)
         try:
             while True:
-                try:
-                    async with asyncio.timeout(idle_timeout):
-                        entry_id, fields = await queue.get()
-                except TimeoutError:
-                    raise InputIdle(f"no input on {key} for {idle_timeout:.0f}s") from None
+                entry = await queue.get()
+                if entry is None:
+                    raise InputIdle(f"no input on {key} for {idle_timeout:.0f}s")
+                entry_id, fields = entry
                 try:
                     message = decode(fields)
                 except MessageError:
@@ -177,6 +214,7 @@ class StreamMux:
                 if message.end:
                     return
         finally:
+            timer.cancel()
             self.unsubscribe(key)
 
     async def _run(self, group: _ReadGroup) -> None:
@@ -201,6 +239,7 @@ class StreamMux:
 
     async def _read_once(self, group: _ReadGroup) -> None:
         subs = dict(group.subs)
+        group.ringing = False  # this read has every stream so far; later ones ring again
         started = time.monotonic()
         result = await self._xread(group, subs)
         for key, entries in result:

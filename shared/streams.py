@@ -7,10 +7,8 @@ only ever trimmed, never expired (an expired key would drop its consumer group).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-import weakref
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -22,7 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.keys import Keys
 from shared.messages import Message, ReplyEvent, encode
-from shared.resp import pack, round_trip
+from shared.write_batcher import write_batcher
 
 log = logging.getLogger(__name__)
 
@@ -92,150 +90,6 @@ async def append_with_ttl(
 ) -> None:
     """XADD to a stream that has no group, refreshing its TTL in the same round trip."""
     await write_batcher(redis).xadd(key, encode(message), maxlen=maxlen, ttl=ttl_seconds)
-
-
-_Write = tuple[str, dict[bytes, bytes], int | None, int | None, "asyncio.Future[bytes]"]
-
-
-class WriteBatcher:
-    """Sends the stream writes of every task of a process in shared pipelines.
-
-    A gateway with a thousand sessions makes ten thousand audio XADDs a second; sent one
-    by one, each costs a pool checkout and its own round trip, and under load callers
-    queue for connections. Here each caller's XADD (with its EXPIRE, if any) joins a
-    list that one flush task sends as a single pipeline: at low load that is one round
-    trip as before; under load every write made while the last pipeline was in flight
-    goes out in the next one. One pipeline at a time and callers that await their own
-    write keep each stream's entries in the order they were written.
-    """
-
-    MAX_BATCH = 1024
-
-    def __init__(self, redis: aioredis.Redis) -> None:
-        self._redis = redis
-        self._pending: list[_Write] = []
-        self._flusher: asyncio.Task[None] | None = None
-        self.round_trips = 0
-
-    async def xadd(
-        self,
-        key: str,
-        fields: dict[bytes, bytes],
-        maxlen: int | None = None,
-        ttl: int | None = None,
-    ) -> bytes:
-        """XADD (trimmed approximately to ``maxlen``), then EXPIRE ``ttl``; the entry id."""
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._pending.append((key, fields, maxlen, ttl, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="redis-write-batcher")
-        return await future
-
-    async def _flush(self) -> None:
-        while self._pending:
-            batch = self._pending[: self.MAX_BATCH]
-            del self._pending[: self.MAX_BATCH]
-            try:
-                results = await self._send(batch)
-            except BaseException as exc:
-                error = exc if isinstance(exc, Exception) else RedisConnectionError("cancelled")
-                for *_, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            for (*_, future), result in zip(batch, results, strict=True):
-                if future.done():
-                    continue
-                if isinstance(result, Exception):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
-
-    async def _send(self, batch: list[_Write]) -> list[object]:
-        """One round trip for the whole batch; per write, its XADD's reply or error.
-
-        The commands are packed here rather than through redis-py's pipeline, whose
-        per-command bookkeeping in Python cost more than the writes themselves; they
-        are sent under the client's retry policy (``shared/resp.py``). On a cluster the
-        batch splits by node: one round trip per node, all at once.
-        """
-        if isinstance(self._redis, RedisCluster):
-            return await self._send_by_node(batch)
-        return await self._send_one(batch)
-
-    async def _send_by_node(self, batch: list[_Write]) -> list[object]:
-        cluster = self._redis
-        await cluster.initialize()  # type: ignore[union-attr]
-        by_node: dict[str, list[int]] = {}
-        for index, write in enumerate(batch):
-            node = cluster.get_node_from_key(write[0])  # type: ignore[union-attr]
-            by_node.setdefault(node.name, []).append(index)
-        groups = list(by_node.values())
-        sent = await asyncio.gather(
-            *(self._send_one([batch[i] for i in group]) for group in groups),
-            return_exceptions=True,
-        )
-        results: list[object] = [None] * len(batch)
-        for group, outcome in zip(groups, sent, strict=True):
-            for position, index in enumerate(group):
-                results[index] = (
-                    outcome if isinstance(outcome, BaseException) else outcome[position]
-                )
-        for index, result in enumerate(results):
-            if isinstance(result, ResponseError) and str(result).startswith(("MOVED", "ASK")):
-                # not written (the slot moved): once more through redis-py, which follows it
-                key, fields, maxlen, ttl, _future = batch[index]
-                results[index] = await self._redis.xadd(
-                    key,
-                    fields,
-                    maxlen=maxlen,
-                    approximate=True,  # type: ignore[arg-type]
-                )
-                if ttl:
-                    await self._redis.expire(key, ttl)
-        return results
-
-    async def _send_one(self, batch: list[_Write]) -> list[object]:
-        packed: list[bytes] = []
-        for key, fields, maxlen, ttl, _future in batch:
-            packed.append(_pack_xadd(key.encode(), fields, maxlen))
-            if ttl:
-                packed.append(pack(b"EXPIRE", key.encode(), b"%d" % ttl))
-        self.round_trips += 1
-        replies = await round_trip(
-            self._redis, b"".join(packed), len(packed), idempotent=False, key=batch[0][0]
-        )
-        results: list[object] = []
-        position = 0
-        for _key, _fields, _maxlen, ttl, _future in batch:
-            reply = replies[position]
-            expired = replies[position + 1] if ttl else None
-            position += 2 if ttl else 1
-            results.append(expired if isinstance(expired, Exception) else reply)
-        return results
-
-
-def _pack_xadd(key: bytes, fields: dict[bytes, bytes], maxlen: int | None) -> bytes:
-    args = [b"XADD", key]
-    if maxlen is not None:
-        args += [b"MAXLEN", b"~", b"%d" % maxlen]
-    args.append(b"*")
-    for name, value in fields.items():
-        args += [name, value]
-    return pack(*args)
-
-
-_batchers: weakref.WeakKeyDictionary[aioredis.Redis, WriteBatcher] = weakref.WeakKeyDictionary()
-
-
-def write_batcher(redis: aioredis.Redis) -> WriteBatcher:
-    """The process's one ``WriteBatcher`` for ``redis`` (all its callers share pipelines)."""
-    batcher = _batchers.get(redis)
-    if batcher is None:
-        batcher = _batchers[redis] = WriteBatcher(redis)
-    return batcher
 
 
 class StreamAppender:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from redis.asyncio import Redis
 
 from shared.checkpoint import Append, StaleTurn, TurnCheckpoint
 from shared.messages import ReplyEvent, decode
+from shared.write_batcher import write_batcher
 
 
 async def test_output_and_progress_are_written_together(redis: Redis) -> None:
@@ -27,3 +30,28 @@ async def test_a_worker_that_lost_the_turn_cannot_write(redis: Redis) -> None:
         await stalled.commit([Append("reply:s2", ReplyEvent("tts_chunk", "s2", "t2"))], chunks=1)
     assert await redis.xlen("reply:s2") == 1
     assert await redis.ttl("reply:s2") == -1  # ttl 0: a stream that must never expire
+
+
+async def test_commits_of_many_turns_share_round_trips_and_survive_a_script_flush(
+    redis: Redis,
+) -> None:
+    """An ASR worker commits a partial per audio chunk of every utterance: the commits of
+    concurrent turns go out in shared pipelines; a Redis that forgot the script (restart,
+    ``SCRIPT FLUSH``) gets it again instead of failing the turn."""
+    batcher = write_batcher(redis)
+    before = batcher.round_trips
+
+    async def turn(n: int) -> None:
+        checkpoint = await TurnCheckpoint(redis, f"ck:many:{n}", 60).load()
+        for seq in range(1, 11):
+            event = ReplyEvent("partial_transcription", "s", f"t{n}", {"text": str(seq)})
+            await checkpoint.commit([Append(f"reply:many:{n}", event, ttl=60)], heard=seq)
+            if n == 0 and seq == 5:
+                await redis.script_flush()
+
+    await asyncio.gather(*(turn(n) for n in range(40)))
+    for n in range(40):
+        texts = [decode(f).data["text"] for _id, f in await redis.xrange(f"reply:many:{n}")]
+        assert texts == [str(seq) for seq in range(1, 11)], "each turn's commits, in order, once"
+        assert (await TurnCheckpoint(redis, f"ck:many:{n}", 60).load()).number("heard") == 10
+    assert 0 < batcher.round_trips - before <= 100, "400 commits of 40 turns share round trips"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 import redis.asyncio as aioredis
 
-from shared.mux import StreamMux
+from shared.messages import InputChunk, encode
+from shared.mux import InputIdle, StreamMux
 
 
 async def test_many_streams_are_followed_in_order_through_one_reader(redis_url: str) -> None:
@@ -55,3 +57,56 @@ async def test_idle_longer_than_the_socket_timeout_is_no_error(redis_url: str, c
         await redis.delete("test:idle")
         await redis.aclose()
     assert not [r for r in caplog.records if r.name == "shared.mux"], "no read failed"
+
+
+async def test_follow_ends_only_after_idle_timeout_without_entries(redis_url: str) -> None:
+    """Entries arriving closer together than the idle timeout keep a follow going (over a
+    span several times that timeout); then silence ends it with ``InputIdle``."""
+    redis = aioredis.Redis.from_url(redis_url)
+    mux = StreamMux(redis, "test:wake3")
+    key = "test:follow-idle"
+    mux.start()
+    heard: list[int] = []
+
+    async def writer() -> None:
+        for seq in range(15):  # 15 entries 0.1 s apart: 1.5 s, past the idle timeout
+            await redis.xadd(key, encode(InputChunk(seq=seq, audio=b"\0\0")))
+            await asyncio.sleep(0.1)
+
+    writing = asyncio.create_task(writer())
+    try:
+        with pytest.raises(InputIdle):
+            async for _entry_id, chunk in mux.follow(key, idle_timeout=1.0):
+                heard.append(chunk.seq)
+        await writing
+    finally:
+        await mux.stop()
+        await redis.delete(key)
+        await redis.aclose()
+    assert heard == list(range(15)), "no idle timeout while entries kept coming"
+
+
+async def test_a_burst_of_subscriptions_rings_the_doorbell_about_once(redis_url: str) -> None:
+    """A hundred utterances opening at once: every stream is followed, with a handful of
+    doorbell rings (one XADD each) instead of one per subscription."""
+    redis = aioredis.Redis.from_url(redis_url)
+    mux = StreamMux(redis, "test:wake4")
+    keys = [f"test:burst:{n}" for n in range(100)]
+    got: set[str] = set()
+    mux.start()
+    try:
+        await mux.subscribe("test:burst:first", lambda *_: None)  # the reader is blocked
+        xadds_before = (await redis.info("commandstats"))["cmdstat_xadd"]["calls"]
+        await asyncio.gather(
+            *(mux.subscribe(key, lambda _id, _f, key=key: got.add(key)) for key in keys)
+        )
+        rings = (await redis.info("commandstats"))["cmdstat_xadd"]["calls"] - xadds_before
+        for key in keys:
+            await redis.xadd(key, {"m": "1"})
+        while len(got) < len(keys):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    finally:
+        await mux.stop()
+        await redis.delete(*keys)
+        await redis.aclose()
+    assert rings <= 3, f"{rings} doorbell rings for 100 subscriptions"

@@ -6,7 +6,7 @@ import asyncio
 
 from redis.asyncio import Redis
 
-from shared.streams import WriteBatcher
+from shared.write_batcher import WriteBatcher
 
 
 async def test_concurrent_writes_share_round_trips_in_order(redis: Redis) -> None:

@@ -1,0 +1,182 @@
+"""One pipeline for the writes of every task of a process.
+
+A gateway with a thousand sessions makes ten thousand audio XADDs a second, and an ASR
+worker commits a checkpointed partial per audio chunk of every utterance it hears; sent
+one by one, each costs a pool checkout, redis-py's per-command bookkeeping and its own
+round trip, and under load callers queue for connections. Here each caller's command
+joins a list that one flush task sends as a single pipeline: at low load that is one
+round trip as before; under load every write made while the last pipeline was in
+flight goes out in the next one. One pipeline at a time, and callers that await their
+own write, keep each stream's entries (and each turn's commits) in the order written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from shared.resp import pack, round_trip
+
+Resend = Callable[[], Awaitable[object]]
+
+
+@dataclass(slots=True)
+class _Command:
+    """Packed command(s) on one key's slot; the caller gets the first error among their
+    replies, else the first reply. ``resend`` runs it alone through redis-py, which
+    follows a slot that moved (``MOVED``/``ASK`` on a cluster)."""
+
+    key: str
+    packed: bytes
+    replies: int
+    future: asyncio.Future[object]
+    resend: Resend
+
+
+class WriteBatcher:
+    """Sends the writes of every task of a process in shared pipelines (see module doc)."""
+
+    MAX_BATCH = 1024
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+        self._pending: list[_Command] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self.round_trips = 0
+
+    async def xadd(
+        self,
+        key: str,
+        fields: dict[bytes, bytes],
+        maxlen: int | None = None,
+        ttl: int | None = None,
+    ) -> bytes:
+        """XADD (trimmed approximately to ``maxlen``), then EXPIRE ``ttl``; the entry id."""
+        packed = pack_xadd(key.encode(), fields, maxlen)
+        if ttl:
+            packed += pack(b"EXPIRE", key.encode(), b"%d" % ttl)
+
+        async def resend() -> object:
+            entry_id = await self._redis.xadd(key, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+            if ttl:
+                await self._redis.expire(key, ttl)
+            return entry_id
+
+        return await self.call(key, packed, 2 if ttl else 1, resend)  # type: ignore[return-value]
+
+    async def call(self, key: str, packed: bytes, replies: int, resend: Resend) -> object:
+        """Send ``packed`` (``replies`` commands, all on ``key``'s slot) in the next pipeline.
+
+        Returns the first reply; raises the first command error among the replies. Not
+        retried once sent (a lost reply may mean it was applied), like any write here.
+        """
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Command(key, packed, replies, future, resend))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="redis-write-batcher")
+        return await future
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch = self._pending[: self.MAX_BATCH]
+            del self._pending[: self.MAX_BATCH]
+            try:
+                results = await self._send(batch)
+            except BaseException as exc:
+                error = exc if isinstance(exc, Exception) else RedisConnectionError("cancelled")
+                for command in batch:
+                    if not command.future.done():
+                        command.future.set_exception(error)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for command, result in zip(batch, results, strict=True):
+                if command.future.done():
+                    continue
+                if isinstance(result, Exception):
+                    command.future.set_exception(result)
+                else:
+                    command.future.set_result(result)
+
+    async def _send(self, batch: list[_Command]) -> list[object]:
+        """One round trip for the whole batch; per command, its reply or error.
+
+        The commands are packed by the callers rather than through redis-py's pipeline,
+        whose per-command bookkeeping in Python cost more than the writes themselves;
+        they are sent under the client's retry policy (``shared/resp.py``). On a cluster
+        the batch splits by node: one round trip per node, all at once.
+        """
+        if isinstance(self._redis, RedisCluster):
+            return await self._send_by_node(batch)
+        return await self._send_one(batch)
+
+    async def _send_by_node(self, batch: list[_Command]) -> list[object]:
+        cluster = self._redis
+        await cluster.initialize()  # type: ignore[union-attr]
+        by_node: dict[str, list[int]] = {}
+        for index, command in enumerate(batch):
+            node = cluster.get_node_from_key(command.key)  # type: ignore[union-attr]
+            by_node.setdefault(node.name, []).append(index)
+        groups = list(by_node.values())
+        sent = await asyncio.gather(
+            *(self._send_one([batch[i] for i in group]) for group in groups),
+            return_exceptions=True,
+        )
+        results: list[object] = [None] * len(batch)
+        for group, outcome in zip(groups, sent, strict=True):
+            for position, index in enumerate(group):
+                results[index] = (
+                    outcome if isinstance(outcome, BaseException) else outcome[position]
+                )
+        for index, result in enumerate(results):
+            if isinstance(result, ResponseError) and str(result).startswith(("MOVED", "ASK")):
+                results[index] = await batch[index].resend()  # not applied: the slot moved
+        return results
+
+    async def _send_one(self, batch: list[_Command]) -> list[object]:
+        self.round_trips += 1
+        total = sum(command.replies for command in batch)
+        replies = await round_trip(
+            self._redis,
+            b"".join([command.packed for command in batch]),
+            total,
+            idempotent=False,
+            key=batch[0].key,
+        )
+        results: list[object] = []
+        position = 0
+        for command in batch:
+            own = replies[position : position + command.replies]
+            position += command.replies
+            error = next((reply for reply in own if isinstance(reply, Exception)), None)
+            results.append(error if error is not None else own[0])
+        return results
+
+
+def pack_xadd(key: bytes, fields: dict[bytes, bytes], maxlen: int | None) -> bytes:
+    """XADD trimmed approximately to ``maxlen`` (None: untrimmed), as RESP."""
+    args = [b"XADD", key]
+    if maxlen is not None:
+        args += [b"MAXLEN", b"~", b"%d" % maxlen]
+    args.append(b"*")
+    for name, value in fields.items():
+        args += [name, value]
+    return pack(*args)
+
+
+_batchers: weakref.WeakKeyDictionary[aioredis.Redis, WriteBatcher] = weakref.WeakKeyDictionary()
+
+
+def write_batcher(redis: aioredis.Redis) -> WriteBatcher:
+    """The process's one ``WriteBatcher`` for ``redis`` (all its callers share pipelines)."""
+    batcher = _batchers.get(redis)
+    if batcher is None:
+        batcher = _batchers[redis] = WriteBatcher(redis)
+    return batcher
