@@ -210,6 +210,8 @@ class ControlChannel:
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
+                if is_cluster(self._redis):  # its pub/sub routes by a slot map it does not
+                    await self._redis.initialize()  # load itself (redis-py#4296): KeyError
                 await pubsub.subscribe(self._keys.control)
                 self._subscribed.set()
                 delay = 0.05

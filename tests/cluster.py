@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 
 from shared.keys import Keys
@@ -55,6 +57,13 @@ class Cluster:
             url = self.redis_url.replace("+cluster://", "://", 1)
             return RedisCluster.from_url(url)  # type: ignore[return-value]
         return redis.Redis.from_url(self.redis_url)
+
+    def async_client(self) -> aioredis.Redis:
+        """The asyncio counterpart of ``client``."""
+        if self.on_redis_cluster:
+            url = self.redis_url.replace("+cluster://", "://", 1)
+            return AsyncRedisCluster.from_url(url)  # type: ignore[return-value]
+        return aioredis.Redis.from_url(self.redis_url)
 
     def start(self, name: str, **extra_env: str) -> subprocess.Popen[bytes]:
         """Start service ``name`` (``gateway`` or ``<kind><n>``, e.g. ``tts2``)."""

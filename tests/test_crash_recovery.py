@@ -1,7 +1,8 @@
 """``kill -9`` of a worker in the middle of a turn, with a second worker of its kind running:
 the survivor takes the turn over and the client still gets the whole reply, its chunks
-numbered without a gap or a repeat. Real processes, real Redis, real engines; the LLM is
-the local OpenAI stand-in, slowed down so that the turn is still going when we kill."""
+numbered without a gap or a repeat. Real processes, real engines, on one Redis and on a
+local 3-master Redis Cluster; the LLM is the local OpenAI stand-in, slowed down so that the
+turn is still going when we kill."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis.asyncio as aioredis
 
 from llm_worker.sentences import SentenceSplitter
 from llm_worker.speech_text import speech_text
@@ -32,6 +32,15 @@ REPLY = (
     "Train fares will rise next year. That is all for now, want to hear more?"
 )
 RECOVERY = {"RECLAIM_IDLE_MS": "1000", "ASR_PROVIDER": "none"}
+BACKENDS = ["redis", "redis-cluster"]
+
+
+def backend_url(request: pytest.FixtureRequest, backend: str) -> str:
+    """Database 2 of the session's single Redis, or the local 3-master Redis Cluster
+    (hash-tagged keys, partitioned work streams)."""
+    if backend == "redis":
+        return f"{request.getfixturevalue('redis_url')}/2"
+    return str(request.getfixturevalue("redis_cluster_url"))
 
 
 @pytest.fixture
@@ -93,14 +102,19 @@ def assert_complete_reply(turn: Turn) -> None:
     assert seconds > words / 4.5, (words, seconds)  # every sentence was spoken
 
 
+def report_recovery(kill: str, backend: str, resumed: tuple[float, float]) -> None:
+    """One JSON line (shown with ``-s``): how long the client waited after the kill."""
+    print(json.dumps({"kill": kill, "backend": backend, "kill_to_next_event_and_chunk_s": resumed}))
+
+
 def expected_sentences(text: str) -> list[str]:
     splitter = SentenceSplitter()
     return [s for s in map(speech_text, splitter.push(text) + splitter.flush()) if s]
 
 
-async def follow_sentences(redis_url: str, key: str) -> list[str]:
+async def follow_sentences(cluster: Cluster, key: str) -> list[str]:
     """Every sentence appended to a reply's TTS input stream, until its end marker."""
-    client = aioredis.Redis.from_url(redis_url)
+    client = cluster.async_client()
     last, sentences = "0-0", []
     try:
         while True:
@@ -116,7 +130,7 @@ async def follow_sentences(redis_url: str, key: str) -> list[str]:
         await client.aclose()
 
 
-@pytest.mark.parametrize("backend", ["redis", "redis-cluster"])
+@pytest.mark.parametrize("backend", BACKENDS)
 async def test_kill_tts_worker_mid_reply(
     request: pytest.FixtureRequest,
     backend: str,
@@ -124,12 +138,8 @@ async def test_kill_tts_worker_mid_reply(
     tmp_path: Path,
     slow_model: StandIn,
 ) -> None:
-    """Also on a 3-master Redis Cluster: hash-tagged keys, partitioned work streams."""
-    if backend == "redis":
-        url = f"{request.getfixturevalue('redis_url')}/2"
-    else:
-        url = request.getfixturevalue("redis_cluster_url")
     env = {**RECOVERY, **model_env(slow_model), "STREAM_PREFIX": "crash-tts"}
+    url = backend_url(request, backend)
     with running_cluster(url, fixture_http, tmp_path, ["llm1", "tts1", "tts2"], **env) as cluster:
         async with VoiceClient.connect(cluster.ws_url) as client:
             await client.send_command("what's the news")
@@ -138,21 +148,25 @@ async def test_kill_tts_worker_mid_reply(
         assert "resuming speech at chunk" in cluster.log(survivor)
     assert_complete_reply(turn)
     assert turn.reply_text == REPLY
-    print(json.dumps({"kill": "tts", "kill_to_next_event_and_chunk_s": resumed}))
+    report_recovery("tts", backend, resumed)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 async def test_kill_llm_worker_mid_reply(
-    redis_url: str, fixture_http: str, tmp_path: Path, slow_model: StandIn
+    request: pytest.FixtureRequest,
+    backend: str,
+    fixture_http: str,
+    tmp_path: Path,
+    slow_model: StandIn,
 ) -> None:
     env = {**RECOVERY, **model_env(slow_model), "STREAM_PREFIX": "crash-llm"}
-    with running_cluster(
-        f"{redis_url}/2", fixture_http, tmp_path, ["llm1", "llm2", "tts1"], **env
-    ) as cluster:
+    url = backend_url(request, backend)
+    with running_cluster(url, fixture_http, tmp_path, ["llm1", "llm2", "tts1"], **env) as cluster:
         async with VoiceClient.connect(cluster.ws_url) as client:
             await client.send_command("what's the news")
             first = await client.next_event(20)
-            key = f"crash-llm:tts:in:{client.session_id}:{first['data']['turn_id']}"
-            sentences = asyncio.create_task(follow_sentences(cluster.redis_url, key))
+            key = cluster.keys.tts_input(client.session_id, first["data"]["turn_id"])
+            sentences = asyncio.create_task(follow_sentences(cluster, key))
             turn = Turn(turn_id=first["data"]["turn_id"], events=[first])
             _victim, resumed, turn = await kill_mid_turn(cluster, client, turn, "llm", "tts_chunk")
             spoken = await asyncio.wait_for(sentences, 10)
@@ -161,12 +175,13 @@ async def test_kill_llm_worker_mid_reply(
     deltas = "".join(d["text"] for d in turn.of("agent_response") if not d["is_final"])
     assert deltas.strip() == REPLY and turn.reply_text == REPLY  # no delta repeated or lost
     assert spoken == expected_sentences(REPLY)  # each sentence spoken once, in order
-    print(json.dumps({"kill": "llm", "kill_to_next_event_and_chunk_s": resumed}))
+    report_recovery("llm", backend, resumed)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("engine", ["pocketsphinx", "echo"])
 async def test_kill_asr_worker_mid_utterance(
-    redis_url: str, fixture_http: str, tmp_path: Path, engine: str
+    request: pytest.FixtureRequest, backend: str, fixture_http: str, tmp_path: Path, engine: str
 ) -> None:
     """pocketsphinx: the real recogniser; echo: partials count the audio chunks heard, so
     the partials and the final transcript show exactly which audio was heard how often."""
@@ -174,7 +189,8 @@ async def test_kill_asr_worker_mid_utterance(
     env = {"RECLAIM_IDLE_MS": "1000", "STREAM_PREFIX": f"crash-asr-{engine}"}
     env |= {"ASR_PROVIDER": engine, "LLM_PROVIDER": "echo", "END_OF_SPEECH_MS": "0"}
     workers = ["asr1", "asr2", "llm1", "tts1"]
-    with running_cluster(f"{redis_url}/2", fixture_http, tmp_path, workers, **env) as cluster:
+    url = backend_url(request, backend)
+    with running_cluster(url, fixture_http, tmp_path, workers, **env) as cluster:
         async with VoiceClient.connect(cluster.ws_url) as client:
             sending = asyncio.create_task(client.send_audio(pcm, realtime=True))
             _victim, resumed, turn = await kill_mid_turn(
@@ -189,4 +205,4 @@ async def test_kill_asr_worker_mid_utterance(
         chunks = -(-len(pcm) // 3200)
         assert partials == [str(n) for n in range(1, chunks + 1)], partials
         assert turn.transcript == f"echo {chunks} chunks"
-    print(json.dumps({"kill": f"asr-{engine}", "kill_to_next_event_and_chunk_s": resumed}))
+    report_recovery(f"asr-{engine}", backend, resumed)

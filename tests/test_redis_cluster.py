@@ -126,3 +126,15 @@ async def test_dropped_socket_resumes_exactly(on_cluster: System) -> None:
         assert turn.complete["total_chunks_sent"] == seen + 1 + len(chunks)
         follow_up = await again.ask("tell me more about the first story")
         assert follow_up.complete and not follow_up.errors
+
+
+async def test_resume_on_a_new_connection_closes_the_old_one(on_cluster: System) -> None:
+    """The takeover reaches the old connection over the control channel (pub/sub), which
+    the gateway subscribes before any other command has taught its client the slot map."""
+    async with VoiceClient.connect(on_cluster.ws_url) as first:
+        async with VoiceClient.connect(f"{on_cluster.ws_url}?{first.resume_query()}") as second:
+            assert second.connected["resumed"] is True
+            while (await first.next_event(30))["event"] != "_closed":
+                pass
+            assert first.ws.close_code == 1000, first.ws.close_code
+            assert first.ws.close_reason == "session resumed on another connection"
