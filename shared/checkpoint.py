@@ -15,6 +15,8 @@ took the turn over) finds the version moved on; its write is refused and it stop
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
@@ -123,33 +125,63 @@ class TurnCheckpoint:
         (``shared/write_batcher.py``): an ASR worker commits a partial per audio chunk
         of every utterance it hears, and one round trip per commit would cost more than
         the recognition. A Redis that does not know the script yet (first use, or after
-        a restart) answers ``NOSCRIPT``; that commit then goes through redis-py's
-        script, which loads it.
+        a restart) answers ``NOSCRIPT`` to every commit of that moment: the script is
+        loaded once for all of them (``_load_script``) and they are sent again.
         """
         args: list[object] = [self.version, self._ttl, len(fields)]
         for name, value in fields.items():
             args += [name, value]
-        for append in appends:
-            args += [append.maxlen, append.ttl, encode(append.message)[FIELD]]
+        payloads = [encode(append.message)[FIELD] for append in appends]
+        for append, payload in zip(appends, payloads, strict=True):
+            args += [append.maxlen, append.ttl, payload]
         keys = [self.key, *(append.key for append in appends)]
-        words = [b"EVALSHA", self._sha, b"%d" % len(keys), *map(_as_bytes, [*keys, *args])]
+        # packed here, numbers straight to bytes: a commit per audio chunk adds up
+        words = [b"EVALSHA", self._sha, b"%d" % len(keys), *(key.encode() for key in keys)]
+        words += [b"%d" % self.version, b"%d" % self._ttl, b"%d" % len(fields)]
+        for name, value in fields.items():
+            words += [name.encode(), _as_bytes(value)]
+        for append, payload in zip(appends, payloads, strict=True):
+            words += [b"%d" % append.maxlen, b"%d" % append.ttl, payload]
 
         async def through_redis_py() -> object:
             return await self._script(keys=keys, args=args)
 
+        packed = pack(*words)
         try:
-            result = await self._batcher.call(self.key, pack(*words), 1, through_redis_py)
+            result = await self._batcher.call(self.key, packed, 1, through_redis_py)
         except NoScriptError:
-            result = await through_redis_py()
+            await _load_script(self._redis)
+            try:
+                result = await self._batcher.call(self.key, packed, 1, through_redis_py)
+            except NoScriptError:  # a node that still lacks it (a cluster's): redis-py's way
+                result = await through_redis_py()
         if int(result) < 0:  # type: ignore[call-overload]
             raise StaleTurn(f"{self.key} was taken over by another worker")
         self.version = int(result)  # type: ignore[call-overload]
         self.fields.update({name: str(value) for name, value in fields.items()})
 
 
+_loading: weakref.WeakKeyDictionary[aioredis.Redis, asyncio.Future[object]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _load_script(redis: aioredis.Redis) -> None:
+    """One ``SCRIPT LOAD`` for every commit that found the script missing at once: the
+    first commits of a hundred turns (or of every turn in flight after a Redis restart)
+    would otherwise each load it through redis-py, a burst that stalled the worker's
+    first second for 200-350 ms in the capacity bench."""
+    loading = _loading.get(redis)
+    if loading is None or loading.done():
+        loading = _loading[redis] = asyncio.ensure_future(redis.script_load(_COMMIT))
+    await asyncio.shield(loading)
+
+
 def _as_bytes(value: object) -> bytes:
     if isinstance(value, bytes):
         return value
+    if isinstance(value, int):
+        return b"%d" % value
     return str(value).encode()
 
 

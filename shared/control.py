@@ -171,6 +171,15 @@ class ControlChannel:
         if len(self._cancelled) > 10_000:
             self._cancelled = {k: t for k, t in self._cancelled.items() if t > now}
 
+    def _hear_safely(self, message: str) -> None:
+        """One message that fails (a takeover handler's bug, a malformed line) is logged
+        and skipped: the listener itself must never end, or this process stops hearing
+        every cancel and takeover from then on."""
+        try:
+            self._hear(message)
+        except Exception:
+            log.warning("control message %r not handled", message[:200], exc_info=True)
+
     def _hear(self, message: str) -> None:
         kind, _, rest = message.partition(" ")
         session_id, _, detail = rest.partition(" ")
@@ -219,7 +228,7 @@ class ControlChannel:
                     message = await pubsub.get_message(timeout=5.0)
                     if message and message.get("type") == "message":
                         data = message["data"]
-                        self._hear(data.decode() if isinstance(data, bytes) else str(data))
+                        self._hear_safely(data.decode() if isinstance(data, bytes) else str(data))
             except (RedisError, OSError) as exc:
                 self._subscribed.clear()
                 if self._stopping:

@@ -103,9 +103,14 @@ _BY_TYPE: dict[str, type[Any]] = {
 }
 
 
+_FIELD_NAMES: dict[type[Any], tuple[str, ...]] = {
+    cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in _BY_TYPE.values()
+}
+
+
 def encode(message: Message) -> dict[bytes, bytes]:
     """Stream entry fields for ``message`` (pass to XADD)."""
-    body = {f.name: getattr(message, f.name) for f in dataclasses.fields(message)}
+    body = {name: getattr(message, name) for name in _FIELD_NAMES[type(message)]}
     body["type"] = message.TYPE
     body["v"] = SCHEMA_VERSION
     return {FIELD: msgpack.packb(body, use_bin_type=True)}

@@ -34,7 +34,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from shared.keys import hash_tag
 from shared.lifecycle import shutting_down
 from shared.messages import InputChunk, MessageError, decode
-from shared.resp import bulk, pack, round_trip
+from shared.resp import Lane, bulk, pack
 from shared.write_batcher import write_batcher
 
 log = logging.getLogger(__name__)
@@ -71,8 +71,9 @@ class _ReadGroup:
     wake_id: str = "0-0"  # the doorbell key is unique to this process: read all of it
     subs: dict[str, _Subscription] = field(default_factory=dict)
     packed_keys: bytes | None = None  # RESP of the followed keys, in subs order
-    ringing: bool = False  # a doorbell ring the reader has not seen yet
+    ringing: bool = False  # rung since the reader took its list of streams
     task: asyncio.Task[None] | None = None
+    lane: Lane | None = None  # the reader's connection, kept between reads
 
 
 class StreamMux:
@@ -136,6 +137,10 @@ class StreamMux:
             async with asyncio.timeout(_STOP_WAIT_S):
                 for group in self._groups.values():  # one by one: their slots differ
                     await self._redis.delete(group.wake_key)
+        for group in self._groups.values():
+            if group.lane is not None:
+                with contextlib.suppress(Exception):
+                    await group.lane.release()
 
     async def subscribe(self, key: str, deliver: Deliver, from_id: str = "0-0") -> None:
         """Call ``deliver(entry_id, fields)`` for every entry of ``key`` after ``from_id``.
@@ -285,8 +290,9 @@ class StreamMux:
                 *(sub.packed_id for sub in subs.values()),
             ]
         )
-        (reply,) = await round_trip(
-            self._redis,
+        if group.lane is None:
+            group.lane = Lane(self._redis)
+        (reply,) = await group.lane.round_trip(
             command,
             1,
             reply_timeout=self._block_ms / 1000 + 10,

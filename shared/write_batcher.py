@@ -22,7 +22,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from shared.resp import pack, round_trip
+from shared.resp import Lane, pack
 
 Resend = Callable[[], Awaitable[object]]
 
@@ -49,6 +49,7 @@ class WriteBatcher:
         self._redis = redis
         self._pending: list[_Command] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._lane = Lane(redis)  # one flush at a time: one connection, kept
         self.round_trips = 0
 
     async def xadd(
@@ -143,8 +144,7 @@ class WriteBatcher:
     async def _send_one(self, batch: list[_Command]) -> list[object]:
         self.round_trips += 1
         total = sum(command.replies for command in batch)
-        replies = await round_trip(
-            self._redis,
+        replies = await self._lane.round_trip(
             b"".join([command.packed for command in batch]),
             total,
             idempotent=False,

@@ -21,7 +21,13 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TESTS = ["tests/test_resp.py", "tests/test_streams.py", "tests/test_mux.py", "tests/test_worker.py"]
+TESTS = [
+    "tests/test_resp.py",
+    "tests/test_streams.py",
+    "tests/test_mux.py",
+    "tests/test_checkpoint.py",
+    "tests/test_worker.py",
+]
 
 
 def redis_floor() -> str:

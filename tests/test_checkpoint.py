@@ -40,6 +40,8 @@ async def test_commits_of_many_turns_share_round_trips_and_survive_a_script_flus
     ``SCRIPT FLUSH``) gets it again instead of failing the turn."""
     batcher = write_batcher(redis)
     before = batcher.round_trips
+    await redis.script_flush()  # the first commits of all 40 turns find no script
+    loads_before = await _script_loads(redis)
 
     async def turn(n: int) -> None:
         checkpoint = await TurnCheckpoint(redis, f"ck:many:{n}", 60).load()
@@ -55,3 +57,10 @@ async def test_commits_of_many_turns_share_round_trips_and_survive_a_script_flus
         assert texts == [str(seq) for seq in range(1, 11)], "each turn's commits, in order, once"
         assert (await TurnCheckpoint(redis, f"ck:many:{n}", 60).load()).number("heard") == 10
     assert 0 < batcher.round_trips - before <= 100, "400 commits of 40 turns share round trips"
+    loads = await _script_loads(redis) - loads_before
+    assert loads <= 4, f"{loads} SCRIPT LOADs: once per flush, not once per turn"
+
+
+async def _script_loads(redis: Redis) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_script|load", {}).get("calls", 0))

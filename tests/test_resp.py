@@ -11,8 +11,9 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shared.resp import pack, round_trip
+from shared.resp import Lane, pack, round_trip
 from shared.streams import connect
 
 
@@ -93,3 +94,31 @@ async def test_command_errors_come_back_in_place(client: aioredis.Redis) -> None
         client, pack(b"LPUSH", b"str", b"1") + pack(b"PING"), 2, idempotent=False
     )
     assert "WRONGTYPE" in str(replies[0]) and replies[1] == b"PONG"
+
+
+async def test_a_lane_reconnects_before_writing_on_a_connection_the_server_closed(
+    client: aioredis.Redis,
+) -> None:
+    """A kept connection the server dropped while it sat idle (a restart, a timeout) is
+    replaced before the next write is sent: the write lands, no error, nothing lost."""
+    lane = Lane(client)
+    assert await lane.round_trip(pack(b"CLIENT", b"ID"), 1, idempotent=True)
+    (lane_id,) = await lane.round_trip(pack(b"CLIENT", b"ID"), 1, idempotent=True)
+    await client.client_kill_filter(_id=lane_id)
+    await client.ping()  # the kill is through; the lane's socket now reads EOF
+    replies = await lane.round_trip(pack(b"RPUSH", b"kept", b"1"), 1, idempotent=False)
+    assert replies == [1] and await client.lrange("kept", 0, -1) == [b"1"]
+    (new_id,) = await lane.round_trip(pack(b"CLIENT", b"ID"), 1, idempotent=True)
+    assert new_id != lane_id
+    await lane.release()
+
+
+async def test_a_lane_reply_past_its_deadline_fails_and_leaves_nothing_behind(
+    client: aioredis.Redis,
+) -> None:
+    lane = Lane(client)
+    with pytest.raises(RedisTimeoutError):
+        await lane.round_trip(pack(b"BLPOP", b"slow", b"0"), 1, reply_timeout=0.2, idempotent=False)
+    await client.rpush("slow", "would answer the abandoned BLPOP")
+    assert await lane.round_trip(pack(b"ECHO", b"mine"), 1, idempotent=False) == [b"mine"]
+    await lane.release()

@@ -166,3 +166,27 @@ async def test_a_failed_hand_back_is_logged_in_one_line(redis: Redis, caplog) ->
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "could not hand back 1 job" in warnings[0].getMessage()
     assert "RECLAIM_IDLE_MS" in warnings[0].getMessage() and not warnings[0].exc_info
+
+
+async def test_the_ack_deletes_the_entry_and_the_keys_the_turn_left(redis: Redis) -> None:
+    """Acked in one MULTI with the per-turn keys the handler named (``ctx.cleanup``), for
+    every job of a burst that ends at once."""
+    finished = asyncio.Event()
+    handled = 0
+
+    async def handler(job: LlmJob, ctx: JobContext) -> None:
+        nonlocal handled
+        await redis.set(f"spent:{job.turn_id}", "x")
+        ctx.cleanup.append(f"spent:{job.turn_id}")
+        handled += 1
+        if handled == 20:
+            finished.set()
+
+    async with running(redis, handler, worker_concurrency=20):
+        for n in range(20):
+            await publish_job(redis, STREAM, LlmJob("s", f"t{n}", str(n)), 100)
+        await finished.wait()
+        while (await redis.xpending(STREAM, GROUP))["pending"]:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    assert await redis.xlen(STREAM) == 0
+    assert not [key async for key in redis.scan_iter("spent:*")], "per-turn keys deleted"
