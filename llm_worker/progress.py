@@ -85,9 +85,13 @@ class TurnProgress(StageProgress):
         if not self.checkpoint.number("error"):
             await self.checkpoint.commit([self._reply("error", data)], error=1)
 
-    async def finish(self, reply_text: str, timings: dict[str, int], lang: str = "en") -> None:
+    async def finish(
+        self, reply_text: str, timings: dict[str, int], lang: str = "en", cancelled: bool = False
+    ) -> None:
         """The final text (with the language it is in), then the end of the sentence
-        stream, in one step."""
+        stream, in one step. ``cancelled``: the client cut the reply; the end marker says
+        so, and the TTS stage ends the turn without a ``streaming_complete`` of its own
+        even if its copy of the cancel has not reached it yet."""
         data: dict[str, object] = {
             "text": reply_text,
             "is_final": True,
@@ -95,7 +99,7 @@ class TurnProgress(StageProgress):
             "timings": timings,
         }
         last = max(self.sentences, self.checkpoint.number("sentences"))
-        end = InputChunk(last + 1, end=True)
+        end = InputChunk(last + 1, end=True, cancelled=cancelled)
         await self.checkpoint.commit(
             [self._reply("agent_response", data), self._sentence(end)], done=1, reply=reply_text
         )

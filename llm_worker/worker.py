@@ -129,7 +129,7 @@ def make_llm_handler(redis: aioredis.Redis, settings: Settings, agent: ReplyAgen
             metrics.observe_ms(metrics.STAGE_LATENCY.labels("llm", agent.name, measure), value)
         # the final text goes out before the end marker, so it always precedes the
         # reply's streaming_complete in the session's reply stream
-        await progress.finish(reply_text, timings, lang)
+        await progress.finish(reply_text, timings, lang, cancelled=ctx.cancelled(job))
         if early is None or await early.settle(ctx.control, wait_s):
             turn_id = early.reply_turn if early else job.turn_id
             await memory.append(job.session_id, job.text, reply_text, turn_id, sink.sentences)

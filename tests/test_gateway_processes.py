@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -38,10 +39,24 @@ def two_gateways(redis_url: str) -> Iterator[str]:
     proc = subprocess.Popen([sys.executable, "-m", "gateway"], cwd=ROOT, env=env)
     try:
         wait_for_http(f"http://127.0.0.1:{port}/health", proc)
+        _wait_for_both(port)
         yield f"127.0.0.1:{port}"
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0  # the supervisor stops both and exits cleanly
+
+
+def _wait_for_both(port: int) -> None:
+    """Until both processes listen: the first one up answers /health while the second is
+    still starting, and every connection would land on the first (a busy machine)."""
+    seen: set[str] = set()
+    for _poll in range(3000):  # a hang guard (60 s), not a speed goal
+        with httpx.Client() as fresh:  # a new connection: any listening process may take it
+            seen.add(fresh.get(f"http://127.0.0.1:{port}/health", timeout=10).json()["gateway"])
+        if len(seen) == 2:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the second gateway process never answered")
 
 
 def test_new_connections_reach_both_processes(two_gateways: str) -> None:

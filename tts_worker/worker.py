@@ -130,10 +130,12 @@ def make_tts_handler(redis: aioredis.Redis, settings: Settings, engine: TtsEngin
         voice = voice_for(job, settings)
         speaker = for_reply(engine)
         input_key = keys.tts_input(job.session_id, job.turn_id)
+        cut = False  # the end marker says the client cut the reply (the LLM heard it first)
         async for entry_id, chunk in ctx.inputs.follow(
             input_key, settings.input_idle_timeout, from_id=progress.resume_after
         ):
             if chunk.cancelled or ctx.cancelled(job):
+                cut = True
                 break
             if chunk.text:
                 audio.sentence = chunk.seq
@@ -147,7 +149,7 @@ def make_tts_handler(redis: aioredis.Redis, settings: Settings, engine: TtsEngin
                     await progress.sentence_done(entry_id, audio.audio_ms)
             if chunk.end:
                 break
-        if ctx.cancelled(job):
+        if cut or ctx.cancelled(job):
             metrics.CANCELLED_WORK.labels("tts").inc()
             return  # the gateway already told the client how the reply ended
         await audio.finish()
