@@ -81,3 +81,24 @@ async def test_sentence_cut_by_a_crash_is_spoken_again_with_numbering_going_on(
     clean_seconds = clean / 2 / espeak.sample_rate
     # everything once, plus the first half of sentence two again (minus encoder tails)
     assert clean_seconds < seconds < clean_seconds + 1.5, (clean_seconds, seconds)
+
+
+async def test_an_end_marker_that_says_cancelled_ends_the_turn_without_completing_it(
+    redis: Redis,
+) -> None:
+    """The LLM heard the client's cancel and ended the sentence stream before this worker
+    heard the cancel itself (no control channel here at all): no ``streaming_complete``."""
+    settings = load_settings(stream_prefix="cutend", audio_chunk_size=512)
+    input_key = settings.keys.tts_input("s", "t1")
+    await redis.xadd(input_key, encode(InputChunk(1, text=SENTENCES[0])))
+    await redis.xadd(input_key, encode(InputChunk(2, end=True, cancelled=True)))
+    mux = StreamMux(redis, settings.keys.mux_wake("test-cut"))
+    mux.start()
+    try:
+        context = JobContext("1-0", 1, None, mux)  # type: ignore[arg-type]
+        await make_tts_handler(redis, settings, EspeakEngine())(TtsJob("s", "t1", 0), context)
+    finally:
+        await mux.stop()
+    events = [decode(f) for _, f in await redis.xrange(settings.keys.reply("s"))]
+    assert [e.event for e in events if e.event == "tts_chunk"], "the sentence was spoken"  # type: ignore[union-attr]
+    assert "streaming_complete" not in [e.event for e in events]  # type: ignore[union-attr]
