@@ -128,25 +128,20 @@ class TurnCheckpoint:
         a restart) answers ``NOSCRIPT`` to every commit of that moment: the script is
         loaded once for all of them (``_load_script``) and they are sent again.
         """
-        args: list[object] = [self.version, self._ttl, len(fields)]
-        for name, value in fields.items():
-            args += [name, value]
-        payloads = [encode(append.message)[FIELD] for append in appends]
-        for append, payload in zip(appends, payloads, strict=True):
-            args += [append.maxlen, append.ttl, payload]
+        # the arguments packed once, numbers straight to bytes (a commit per audio chunk
+        # adds up); redis-py's fallback takes the same bytes
         keys = [self.key, *(append.key for append in appends)]
-        # packed here, numbers straight to bytes: a commit per audio chunk adds up
-        words = [b"EVALSHA", self._sha, b"%d" % len(keys), *(key.encode() for key in keys)]
-        words += [b"%d" % self.version, b"%d" % self._ttl, b"%d" % len(fields)]
+        args = [b"%d" % self.version, b"%d" % self._ttl, b"%d" % len(fields)]
         for name, value in fields.items():
-            words += [name.encode(), _as_bytes(value)]
-        for append, payload in zip(appends, payloads, strict=True):
-            words += [b"%d" % append.maxlen, b"%d" % append.ttl, payload]
+            args += [name.encode(), _as_bytes(value)]
+        for append in appends:
+            args += [b"%d" % append.maxlen, b"%d" % append.ttl, encode(append.message)[FIELD]]
+        words = [b"EVALSHA", self._sha, b"%d" % len(keys), *(key.encode() for key in keys)]
 
         async def through_redis_py() -> object:
             return await self._script(keys=keys, args=args)
 
-        packed = pack(*words)
+        packed = pack(*words, *args)
         try:
             result = await self._batcher.call(self.key, packed, 1, through_redis_py)
         except NoScriptError:

@@ -93,18 +93,24 @@ async def test_a_burst_of_subscriptions_rings_the_doorbell_about_once(redis_url:
     mux = StreamMux(redis, "test:wake4")
     keys = [f"test:burst:{n}" for n in range(100)]
     got: set[str] = set()
+    all_heard = asyncio.Event()
+
+    def heard(key: str) -> None:
+        got.add(key)
+        if len(got) == len(keys):
+            all_heard.set()
+
     mux.start()
     try:
         await mux.subscribe("test:burst:first", lambda *_: None)  # the reader is blocked
         xadds_before = (await redis.info("commandstats"))["cmdstat_xadd"]["calls"]
         await asyncio.gather(
-            *(mux.subscribe(key, lambda _id, _f, key=key: got.add(key)) for key in keys)
+            *(mux.subscribe(key, lambda _id, _f, key=key: heard(key)) for key in keys)
         )
         rings = (await redis.info("commandstats"))["cmdstat_xadd"]["calls"] - xadds_before
         for key in keys:
             await redis.xadd(key, {"m": "1"})
-        while len(got) < len(keys):  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
+        await all_heard.wait()
     finally:
         await mux.stop()
         await redis.delete(*keys)

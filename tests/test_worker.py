@@ -182,11 +182,10 @@ async def test_the_ack_deletes_the_entry_and_the_keys_the_turn_left(redis: Redis
         if handled == 20:
             finished.set()
 
-    async with running(redis, handler, worker_concurrency=20):
+    async with running(redis, handler, worker_concurrency=20) as worker:
         for n in range(20):
             await publish_job(redis, STREAM, LlmJob("s", f"t{n}", str(n)), 100)
         await finished.wait()
-        while (await redis.xpending(STREAM, GROUP))["pending"]:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
+        await _wait_for(lambda: worker.handled == 20)  # counted once acked
     assert await redis.xlen(STREAM) == 0
     assert not [key async for key in redis.scan_iter("spent:*")], "per-turn keys deleted"
