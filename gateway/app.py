@@ -37,7 +37,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = connect(settings.redis_url, settings.redis_max_connections, settings.cluster)
-        relay = ReplyRelay(redis, settings.keys)
+        relay = ReplyRelay(redis, settings.keys, push=settings.stream_push)
         relay.start()
         control = ControlChannel(redis, settings.keys, settings.session_ttl_seconds)
         await control.start()

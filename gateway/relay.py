@@ -23,10 +23,10 @@ Deliver = Callable[[ReplyEvent, str], None]
 
 
 class ReplyRelay:
-    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, redis: aioredis.Redis, keys: Keys, push: bool = True) -> None:
         self._keys = keys
         self.gateway_id = uuid.uuid4().hex[:12]
-        self._mux = StreamMux(redis, keys.mux_wake(f"gw-{self.gateway_id}"))
+        self._mux = StreamMux(redis, keys.mux_wake(f"gw-{self.gateway_id}"), push=push)
         self._owners: dict[str, Deliver] = {}
 
     def start(self) -> None:

@@ -15,31 +15,33 @@ took the turn over) finds the version moved on; its write is refused and it stop
 
 from __future__ import annotations
 
-import asyncio
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
+from shared.bells import bell_verbs
 from shared.messages import FIELD, Message, encode
 from shared.resp import pack
-from shared.write_batcher import write_batcher
+from shared.write_batcher import load_script, write_batcher
 
 if TYPE_CHECKING:
     from shared.settings import Settings
 
 # KEYS[1] checkpoint hash, KEYS[2..] streams (one entry each)
 # ARGV[1] expected version, ARGV[2] checkpoint TTL, ARGV[3] number of field/value pairs,
-# then the pairs, then per stream: maxlen ("0" = untrimmed), ttl ("0" = none), payload
+# ARGV[4] PUBLISH or SPUBLISH, to push each entry to the stream's readers
+# (``shared/bells.py``), then the pairs, then per
+# stream: maxlen ("0" = untrimmed), ttl ("0" = none), payload
 _COMMIT = """
 local version = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 if version ~= tonumber(ARGV[1]) then return -1 end
 local pairs_count = tonumber(ARGV[3])
 local set = {'v', version + 1}
-local i = 4
+local i = 5
 for _ = 1, pairs_count do
   set[#set + 1] = ARGV[i]
   set[#set + 1] = ARGV[i + 1]
@@ -48,14 +50,15 @@ end
 redis.call('HSET', KEYS[1], unpack(set))
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 for k = 2, #KEYS do
-  local maxlen, ttl, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local maxlen, ttl, payload, id = ARGV[i], ARGV[i + 1], ARGV[i + 2], nil
   i = i + 3
   if maxlen ~= '0' then
-    redis.call('XADD', KEYS[k], 'MAXLEN', '~', maxlen, '*', 'm', payload)
+    id = redis.call('XADD', KEYS[k], 'MAXLEN', '~', maxlen, '*', 'm', payload)
   else
-    redis.call('XADD', KEYS[k], '*', 'm', payload)
+    id = redis.call('XADD', KEYS[k], '*', 'm', payload)
   end
   if ttl ~= '0' then redis.call('EXPIRE', KEYS[k], ttl) end
+  redis.pcall(ARGV[4], KEYS[k], id .. ' ' .. payload)
 end
 return version + 1
 """
@@ -89,6 +92,7 @@ class TurnCheckpoint:
         self._script = redis.register_script(_COMMIT)
         self._sha = self._script.sha.encode()
         self._batcher = write_batcher(redis)
+        self._bell = bell_verbs(isinstance(redis, RedisCluster))[0]
         self.fields: dict[str, str] = {}
         self.version = 0
 
@@ -126,12 +130,12 @@ class TurnCheckpoint:
         of every utterance it hears, and one round trip per commit would cost more than
         the recognition. A Redis that does not know the script yet (first use, or after
         a restart) answers ``NOSCRIPT`` to every commit of that moment: the script is
-        loaded once for all of them (``_load_script``) and they are sent again.
+        loaded once for all of them (``load_script``) and they are sent again.
         """
         # the arguments packed once, numbers straight to bytes (a commit per audio chunk
         # adds up); redis-py's fallback takes the same bytes
         keys = [self.key, *(append.key for append in appends)]
-        args = [b"%d" % self.version, b"%d" % self._ttl, b"%d" % len(fields)]
+        args = [b"%d" % self.version, b"%d" % self._ttl, b"%d" % len(fields), self._bell]
         for name, value in fields.items():
             args += [name.encode(), _as_bytes(value)]
         for append in appends:
@@ -145,7 +149,7 @@ class TurnCheckpoint:
         try:
             result = await self._batcher.call(self.key, packed, 1, through_redis_py)
         except NoScriptError:
-            await _load_script(self._redis)
+            await load_script(self._redis, _COMMIT)
             try:
                 result = await self._batcher.call(self.key, packed, 1, through_redis_py)
             except NoScriptError:  # a node that still lacks it (a cluster's): redis-py's way
@@ -154,22 +158,6 @@ class TurnCheckpoint:
             raise StaleTurn(f"{self.key} was taken over by another worker")
         self.version = int(result)  # type: ignore[call-overload]
         self.fields.update({name: str(value) for name, value in fields.items()})
-
-
-_loading: weakref.WeakKeyDictionary[aioredis.Redis, asyncio.Future[object]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-async def _load_script(redis: aioredis.Redis) -> None:
-    """One ``SCRIPT LOAD`` for every commit that found the script missing at once: the
-    first commits of a hundred turns (or of every turn in flight after a Redis restart)
-    would otherwise each load it through redis-py, a burst that stalled the worker's
-    first second for 200-350 ms in the capacity bench."""
-    loading = _loading.get(redis)
-    if loading is None or loading.done():
-        loading = _loading[redis] = asyncio.ensure_future(redis.script_load(_COMMIT))
-    await asyncio.shield(loading)
 
 
 def _as_bytes(value: object) -> bytes:

@@ -7,6 +7,13 @@ per-process "doorbell" stream. Subscribing rings the doorbell, so a new stream j
 read at once. Ids are tracked per stream, never ``$``, so no entry is missed between
 two reads.
 
+With ``push`` (``STREAM_PUSH``, the default) the reader does not poll: every append is
+also pushed over pub/sub with its id (``shared/bells.py``), and the mux delivers the
+pushes as they come. It reads a stream only to catch up, once its subscription is
+confirmed and after the pub/sub connection was lost; pushes that arrive meanwhile are
+held and delivered after that read, newer ids only. No entry waits for a read, and a
+hundred followed streams cost Redis nothing between entries.
+
 On a Redis Cluster one ``XREAD`` may only name keys of one slot (any other is refused
 with ``CROSSSLOT``), so the followed streams are grouped by slot: one blocking read per
 slot, on a connection to that slot's master, each with its own doorbell in the slot
@@ -31,9 +38,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from shared.bells import BellListener
 from shared.keys import hash_tag
 from shared.lifecycle import shutting_down
-from shared.messages import InputChunk, MessageError, decode
+from shared.messages import FIELD, InputChunk, MessageError, decode
 from shared.resp import Lane, bulk, pack
 from shared.write_batcher import write_batcher
 
@@ -58,9 +66,16 @@ class _Subscription:
     last_id: str
     deliver: Deliver
     packed_id: bytes = b""  # last_id as a RESP bulk string, for the next XREAD
+    packed_key: bytes = b""
+    # with push: Redis confirmed the subscription (every later entry will be pushed), and
+    # a read sent since then caught up; pushes that come while catching up wait here
+    confirmed: bool = False
+    synced: bool = False
+    held: list[tuple[str, bytes]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.packed_id = bulk(self.last_id.encode())
+        self.packed_key = bulk(self.key.encode())
 
     def advance(self, entry_id: str) -> None:
         self.last_id = entry_id
@@ -78,12 +93,20 @@ class _ReadGroup:
     ringing: bool = False  # rung since the reader took its list of streams
     task: asyncio.Task[None] | None = None
     lane: Lane | None = None  # the reader's connection, kept between reads
+    # with push
+    bells: BellListener | None = None
+    bells_task: asyncio.Task[None] | None = None
+    rung: dict[str, None] = field(default_factory=dict)  # streams to catch up, in order
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class StreamMux:
-    def __init__(self, redis: aioredis.Redis, wake_key: str, block_ms: int = 2000) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, wake_key: str, block_ms: int = 2000, push: bool = True
+    ) -> None:
         self._redis = redis
         self._wake_key = wake_key
+        self._push = push
         self._cluster = isinstance(redis, RedisCluster)
         # a BLOCK as long as the client's socket timeout (redis-py's default is 5 s) ends
         # in a timeout error instead of an empty reply, then a retry backoff that delays
@@ -118,6 +141,14 @@ class StreamMux:
             if slot is not None:  # a doorbell in the same slot as ``key``
                 wake_key = f"{self._wake_key}{{{hash_tag(key) or key}}}"
             group = self._groups[slot] = _ReadGroup(wake_key)
+            if self._push:
+                group.bells = BellListener(
+                    self._redis,
+                    key or wake_key,
+                    lambda key, payload: self._on_push(group, key, payload),
+                    lambda key: self._on_subscribed(group, key),
+                    lambda: self._on_lost(group),
+                )
             if self._started:
                 self._start_reader(slot, group)
         return group
@@ -126,13 +157,20 @@ class StreamMux:
         if group.task is None:
             name = self._started if slot is None else f"{self._started}-{slot}"
             group.task = asyncio.create_task(self._run(group), name=name)
+        if group.bells is not None and group.bells_task is None:
+            group.bells_task = asyncio.create_task(group.bells.run(), name=f"{name}-bells")
 
     async def stop(self) -> None:
         self._stopping = True
         # a cancellation that lands inside redis-py's read can come back as a connection
         # error, which the read loop retries: cancel again until the task is done
         deadline = time.monotonic() + _STOP_WAIT_S  # and never hang a shutdown
-        tasks = [group.task for group in self._groups.values() if group.task]
+        tasks = [
+            task
+            for group in self._groups.values()
+            for task in (group.task, group.bells_task)
+            if task is not None
+        ]
         while any(not task.done() for task in tasks) and time.monotonic() < deadline:
             for task in tasks:
                 task.cancel()
@@ -156,6 +194,9 @@ class StreamMux:
         group = self._group(self._slot(key), key)
         group.subs[key] = _Subscription(key, from_id, deliver)
         group.packed_keys = None
+        if group.bells is not None:
+            group.bells.add(key)  # read from ``from_id`` once Redis confirms it
+            return
         if group.ringing:
             return
         group.ringing = True
@@ -177,6 +218,45 @@ class StreamMux:
         group = self._groups.get(self._slot(key))
         if group is not None and group.subs.pop(key, None) is not None:
             group.packed_keys = None
+            if group.bells is not None:
+                group.bells.remove(key)
+
+    @staticmethod
+    def _ring(group: _ReadGroup, key: str) -> None:
+        group.rung[key] = None
+        group.wakeup.set()
+
+    def _on_push(self, group: _ReadGroup, key: str, payload: bytes) -> None:
+        sub = group.subs.get(key)
+        if sub is None:
+            return
+        raw_id, _, value = payload.partition(b" ")
+        entry_id = raw_id.decode()
+        if not sub.synced:
+            if sub.confirmed:  # a catch-up read is under way: after it
+                sub.held.append((entry_id, value))
+            return  # else the read that follows the confirmation has it
+        if _newer(entry_id, sub.last_id):  # not delivered by a catch-up read already
+            sub.advance(entry_id)
+            sub.deliver(entry_id, {FIELD: value})
+
+    def _on_subscribed(self, group: _ReadGroup, key: str) -> None:
+        sub = group.subs.get(key)
+        if sub is not None:
+            sub.confirmed, sub.synced = True, False
+            self._ring(group, key)
+
+    def _on_lost(self, group: _ReadGroup) -> None:
+        for sub in group.subs.values():  # until each is subscribed again and caught up
+            sub.confirmed = sub.synced = False
+            sub.held.clear()
+
+    async def wait_listening(self) -> None:
+        """Until every bell listener is connected (tests; startup needs no wait: a
+        subscription reads its stream once confirmed)."""
+        for group in list(self._groups.values()):
+            if group.bells is not None:
+                await group.bells.connected.wait()
 
     async def follow(
         self, key: str, idle_timeout: float, from_id: str = "0-0"
@@ -230,7 +310,7 @@ class StreamMux:
         backoff = 0.05
         while not self._stopping:
             try:
-                await self._read_once(group)
+                await (self._read_rung(group) if group.bells else self._read_once(group))
                 backoff = 0.05
             except asyncio.CancelledError:
                 raise
@@ -271,6 +351,58 @@ class StreamMux:
             if pause > 0.0002:
                 await asyncio.sleep(pause)
 
+    async def _read_rung(self, group: _ReadGroup) -> None:
+        """Catch up the streams that asked for it (a confirmed subscription, more than
+        one read's worth of entries), without blocking; then deliver what was held."""
+        await group.wakeup.wait()
+        group.wakeup.clear()
+        rung, group.rung = group.rung, {}
+        subs = {key: sub for key in rung if (sub := group.subs.get(key)) is not None}
+        if not subs:
+            return
+        for sub in subs.values():
+            sub.held.clear()  # pushed before this read was sent: the read has them
+        command = b"".join(
+            [
+                b"*%d\r\n$5\r\nXREAD\r\n$5\r\nCOUNT\r\n$3\r\n256\r\n$7\r\nSTREAMS\r\n"
+                % (4 + 2 * len(subs)),
+                *(sub.packed_key for sub in subs.values()),
+                *(sub.packed_id for sub in subs.values()),
+            ]
+        )
+        if group.lane is None:
+            group.lane = Lane(self._redis)
+        syncing = [sub for sub in subs.values() if sub.confirmed]
+        try:
+            (reply,) = await group.lane.round_trip(
+                command, 1, idempotent=True, key=next(iter(subs))
+            )
+        except BaseException:
+            for key in subs:  # read them again once Redis is back
+                self._ring(group, key)
+            raise
+        full: set[str] = set()
+        for key, entries in _parse_xread(reply):
+            sub = subs.get(key)
+            if sub is None or group.subs.get(key) is not sub:
+                continue  # unsubscribed while we were reading
+            for entry_id, fields in entries:
+                if _newer(entry_id, sub.last_id):  # a push may have delivered it
+                    sub.advance(entry_id)
+                    sub.deliver(entry_id, fields)
+            if len(entries) == 256:  # COUNT: there is more
+                full.add(key)
+                self._ring(group, key)
+        for sub in syncing:
+            if sub.key in full or group.subs.get(sub.key) is not sub or not sub.confirmed:
+                continue
+            sub.synced = True
+            held, sub.held = sub.held, []
+            for entry_id, value in held:
+                if _newer(entry_id, sub.last_id):
+                    sub.advance(entry_id)
+                    sub.deliver(entry_id, {FIELD: value})
+
     async def _xread(
         self, group: _ReadGroup, subs: dict[str, _Subscription]
     ) -> list[tuple[str, list[Entry]]]:
@@ -304,6 +436,13 @@ class StreamMux:
             key=group.wake_key,
         )
         return _parse_xread(reply)
+
+
+def _newer(entry_id: str, than: str) -> bool:
+    """Stream ids compare as (milliseconds, sequence)."""
+    ms, _, seq = entry_id.partition("-")
+    than_ms, _, than_seq = than.partition("-")
+    return (int(ms), int(seq or 0)) > (int(than_ms), int(than_seq or 0))
 
 
 def _parse_xread(reply: object) -> list[tuple[str, list[Entry]]]:

@@ -191,6 +191,11 @@ class Settings(BaseSettings):
     session_ttl_seconds: int = Field(default=900, ge=10)
     jobs_maxlen: int = Field(default=10_000, ge=100)
     reply_maxlen: int = Field(default=2_000, ge=100)
+    stream_push: bool = Field(
+        default=True,
+        description="readers of reply and input streams wake on their writers' pub/sub "
+        "bells (false: they poll with a paced XREAD BLOCK)",
+    )
 
     @field_validator("log_level")
     @classmethod

@@ -128,7 +128,9 @@ class StageWorker(Generic[JobT]):
         self.replies = ReplyWriter(
             redis, settings.keys, settings.session_ttl_seconds, settings.reply_maxlen
         )
-        self.inputs = StreamMux(redis, settings.keys.mux_wake(self.consumer))
+        self.inputs = StreamMux(
+            redis, settings.keys.mux_wake(self.consumer), push=settings.stream_push
+        )
         self.control = ControlChannel(redis, settings.keys, settings.session_ttl_seconds)
         self._slots = asyncio.Semaphore(settings.worker_concurrency)
         self._in_flight: dict[tuple[str, str], asyncio.Task[None]] = {}  # (stream, id)

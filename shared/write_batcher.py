@@ -20,11 +20,28 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
+from shared.bells import bell_verbs
+from shared.messages import FIELD
 from shared.resp import Lane, pack
 
 Resend = Callable[[], Awaitable[object]]
+
+# An append that pushes its entry to the stream's readers (``shared/bells.py``).
+# KEYS[1] stream; ARGV[1] maxlen ("0": untrimmed), ARGV[2] TTL ("0": none), ARGV[3]
+# PUBLISH or SPUBLISH, ARGV[4] the entry's one field's value
+APPEND_SCRIPT = """
+local id
+if ARGV[1] ~= '0' then
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'm', ARGV[4])
+else
+  id = redis.call('XADD', KEYS[1], '*', 'm', ARGV[4])
+end
+if ARGV[2] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+redis.pcall(ARGV[3], KEYS[1], id .. ' ' .. ARGV[4])
+return id
+"""
 
 
 @dataclass(slots=True)
@@ -50,6 +67,9 @@ class WriteBatcher:
         self._pending: list[_Command] = []
         self._flusher: asyncio.Task[None] | None = None
         self._lane = Lane(redis)  # one flush at a time: one connection, kept
+        self._publish = bell_verbs(isinstance(redis, RedisCluster))[0]
+        self._append = redis.register_script(APPEND_SCRIPT)
+        self._append_sha = self._append.sha.encode()
         self.round_trips = 0
 
     async def xadd(
@@ -59,7 +79,28 @@ class WriteBatcher:
         maxlen: int | None = None,
         ttl: int | None = None,
     ) -> bytes:
-        """XADD (trimmed approximately to ``maxlen``), then EXPIRE ``ttl``; the entry id."""
+        """XADD (trimmed approximately to ``maxlen``), then EXPIRE ``ttl``; the entry id.
+
+        A message entry (its one field ``FIELD``) is also pushed to the stream's readers
+        (``APPEND_SCRIPT``, ``shared/bells.py``).
+        """
+        if len(fields) != 1 or FIELD not in fields:
+            return await self._plain_xadd(key, fields, maxlen, ttl)
+        args = [b"%d" % (maxlen or 0), b"%d" % (ttl or 0), self._publish, fields[FIELD]]
+
+        async def resend() -> object:
+            return await self._append(keys=[key], args=args)
+
+        packed = pack(b"EVALSHA", self._append_sha, b"1", key.encode(), *args)
+        try:
+            return await self.call(key, packed, 1, resend)  # type: ignore[return-value]
+        except NoScriptError:  # first use, or Redis restarted: load once, send again
+            await load_script(self._redis, APPEND_SCRIPT)
+            return await self.call(key, packed, 1, resend)  # type: ignore[return-value]
+
+    async def _plain_xadd(
+        self, key: str, fields: dict[bytes, bytes], maxlen: int | None, ttl: int | None
+    ) -> bytes:
         packed = pack_xadd(key.encode(), fields, maxlen)
         if ttl:
             packed += pack(b"EXPIRE", key.encode(), b"%d" % ttl)
@@ -172,6 +213,23 @@ def pack_xadd(key: bytes, fields: dict[bytes, bytes], maxlen: int | None) -> byt
 
 
 _batchers: weakref.WeakKeyDictionary[aioredis.Redis, WriteBatcher] = weakref.WeakKeyDictionary()
+
+
+_loading: weakref.WeakKeyDictionary[aioredis.Redis, dict[str, asyncio.Future[object]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def load_script(redis: aioredis.Redis, text: str) -> None:
+    """One ``SCRIPT LOAD`` for every write that found ``text`` missing at once: the first
+    writes of a hundred turns (or of every turn in flight after a Redis restart) would
+    otherwise each load it through redis-py, a burst that stalled an ASR worker's first
+    second for 200-350 ms in the capacity bench."""
+    loading = _loading.setdefault(redis, {})
+    future = loading.get(text)
+    if future is None or future.done():
+        future = loading[text] = asyncio.ensure_future(redis.script_load(text))
+    await asyncio.shield(future)
 
 
 def write_batcher(redis: aioredis.Redis) -> WriteBatcher:

@@ -1,4 +1,4 @@
-"""StreamMux: one XREAD for many streams, against the real server."""
+"""StreamMux against the real server: pushed entries (the default) and paced polling."""
 
 from __future__ import annotations
 
@@ -7,13 +7,23 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 
-from shared.messages import InputChunk, encode
+from shared.messages import FIELD, InputChunk, encode
 from shared.mux import InputIdle, StreamMux
+from shared.resp import Lane
+from shared.write_batcher import write_batcher
 
 
-async def test_many_streams_are_followed_in_order_through_one_reader(redis_url: str) -> None:
+async def _append(redis: aioredis.Redis, key: str, value: bytes) -> bytes:
+    """As the system writes a followed stream: appended and pushed (``shared/bells.py``)."""
+    return await write_batcher(redis).xadd(key, {FIELD: value})
+
+
+@pytest.mark.parametrize("push", [True, False], ids=["push", "poll"])
+async def test_many_streams_are_followed_in_order_through_one_reader(
+    redis_url: str, push: bool
+) -> None:
     redis = aioredis.Redis.from_url(redis_url)
-    mux = StreamMux(redis, "test:wake")
+    mux = StreamMux(redis, "test:wake", push=push)
     got: dict[str, list[bytes]] = {}
     mux.start()
     try:
@@ -24,13 +34,13 @@ async def test_many_streams_are_followed_in_order_through_one_reader(redis_url: 
             )
         for seq in range(3):
             for key in keys:
-                await redis.xadd(key, {"m": f"{key}/{seq}"})
+                await _append(redis, key, f"{key}/{seq}".encode())
         while sum(map(len, got.values())) < 3 * len(keys):  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         mux.unsubscribe(keys[0])
-        await redis.xadd(keys[0], {"m": "after unsubscribe"})
+        await _append(redis, keys[0], b"after unsubscribe")
         # a later entry on a followed stream proves the mux has read past the first one
-        await redis.xadd(keys[1], {"m": "marker"})
+        await _append(redis, keys[1], b"marker")
         while got[keys[1]][-1] != b"marker":  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         got[keys[1]].pop()
@@ -44,7 +54,7 @@ async def test_many_streams_are_followed_in_order_through_one_reader(redis_url: 
 async def test_idle_longer_than_the_socket_timeout_is_no_error(redis_url: str, caplog) -> None:
     """A BLOCK as long as the socket timeout used to end in an error and a retry backoff."""
     redis = aioredis.Redis.from_url(redis_url, socket_timeout=0.5)
-    mux = StreamMux(redis, "test:wake2")
+    mux = StreamMux(redis, "test:wake2", push=False)
     arrived = asyncio.Event()
     mux.start()
     try:
@@ -59,18 +69,21 @@ async def test_idle_longer_than_the_socket_timeout_is_no_error(redis_url: str, c
     assert not [r for r in caplog.records if r.name == "shared.mux"], "no read failed"
 
 
-async def test_follow_ends_only_after_idle_timeout_without_entries(redis_url: str) -> None:
+@pytest.mark.parametrize("push", [True, False], ids=["push", "poll"])
+async def test_follow_ends_only_after_idle_timeout_without_entries(
+    redis_url: str, push: bool
+) -> None:
     """Entries arriving closer together than the idle timeout keep a follow going (over a
     span several times that timeout); then silence ends it with ``InputIdle``."""
     redis = aioredis.Redis.from_url(redis_url)
-    mux = StreamMux(redis, "test:wake3")
+    mux = StreamMux(redis, "test:wake3", push=push)
     key = "test:follow-idle"
     mux.start()
     heard: list[int] = []
 
     async def writer() -> None:
         for seq in range(15):  # 15 entries 0.1 s apart: 1.5 s, past the idle timeout
-            await redis.xadd(key, encode(InputChunk(seq=seq, audio=b"\0\0")))
+            await write_batcher(redis).xadd(key, encode(InputChunk(seq=seq, audio=b"\0\0")))
             await asyncio.sleep(0.1)
 
     writing = asyncio.create_task(writer())
@@ -90,7 +103,7 @@ async def test_a_burst_of_subscriptions_rings_the_doorbell_about_once(redis_url:
     """A hundred utterances opening at once: every stream is followed, with a handful of
     doorbell rings (one XADD each) instead of one per subscription."""
     redis = aioredis.Redis.from_url(redis_url)
-    mux = StreamMux(redis, "test:wake4")
+    mux = StreamMux(redis, "test:wake4", push=False)
     keys = [f"test:burst:{n}" for n in range(100)]
     got: set[str] = set()
     all_heard = asyncio.Event()
@@ -116,3 +129,161 @@ async def test_a_burst_of_subscriptions_rings_the_doorbell_about_once(redis_url:
         await redis.delete(*keys)
         await redis.aclose()
     assert rings <= 3, f"{rings} doorbell rings for 100 subscriptions"
+
+
+async def _follow_while_writing(
+    redis: aioredis.Redis, mux: StreamMux, key: str, before: int, during: int, midway=None
+) -> list[int]:
+    """Entries 0..before-1 already in ``key``, then ``during`` more appended while the mux
+    subscribes and catches up (and ``midway()`` runs halfway); the numbers delivered."""
+    for start in range(0, before, 500):
+        batch = range(start, min(start + 500, before))
+        await asyncio.gather(*(_append(redis, key, b"%d" % n) for n in batch))
+    got: list[int] = []
+    done = asyncio.Event()
+    total = before + during
+
+    def deliver(_entry_id: str, fields: dict[bytes, bytes]) -> None:
+        got.append(int(fields[FIELD]))
+        if len(got) >= total:
+            done.set()
+
+    await mux.subscribe(key, deliver)
+    for start in range(before, total, 25):  # 25 appends per pipeline, while catching up
+        batch = range(start, min(start + 25, total))
+        await asyncio.gather(*(_append(redis, key, b"%d" % n) for n in batch))
+        if midway is not None and start <= before + during // 2 < start + 25:
+            await midway()
+    await done.wait()
+    await _append(redis, key, b"-1")  # a marker: nothing is delivered after it but itself
+    while got[-1] != -1:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    return got[:-1]
+
+
+async def test_pushes_during_catch_up_are_held_then_delivered_once_in_order(
+    redis_url: str,
+) -> None:
+    """A subscription to a stream with more than one read's worth of entries (COUNT 256)
+    while a writer keeps appending: every entry once, in order, though pushes arrive
+    before, during and after the catch-up reads."""
+    redis = aioredis.Redis.from_url(redis_url)
+    mux = StreamMux(redis, "test:wake5")
+    mux.start()
+    try:
+        got = await _follow_while_writing(redis, mux, "test:push:catchup", 3000, 2000)
+    finally:
+        await mux.stop()
+        await redis.delete("test:push:catchup")
+        await redis.aclose()
+    assert got == list(range(5000))
+
+
+async def test_a_lost_push_connection_loses_no_entry(redis_url: str) -> None:
+    """Redis drops the pub/sub connection mid-stream (as on a restart or an output buffer
+    limit): the mux subscribes again, catches up from the stream, and delivers every
+    entry once, in order."""
+    redis = aioredis.Redis.from_url(redis_url)
+    mux = StreamMux(redis, "test:wake6")
+    mux.start()
+
+    async def kill_pubsub() -> None:  # this mux's pub/sub connection, no other
+        bells = mux._groups[None].bells
+        assert bells is not None and bells._conn is not None
+        host, port = bells._conn._writer.get_extra_info("sockname")[:2]
+        await redis.execute_command("CLIENT", "KILL", "ADDR", f"{host}:{port}")
+
+    try:
+        got = await _follow_while_writing(redis, mux, "test:push:lost", 10, 2000, kill_pubsub)
+    finally:
+        await mux.stop()
+        await redis.delete("test:push:lost")
+        await redis.aclose()
+    assert got == list(range(2010))
+
+
+async def test_pushed_entries_need_no_reads(redis_url: str) -> None:
+    """Once caught up, entries arrive by push alone: a hundred of them on twenty streams
+    cost Redis no XREAD (a polling reader makes one per batch)."""
+    redis = aioredis.Redis.from_url(redis_url)
+    mux = StreamMux(redis, "test:wake7")
+    keys = [f"test:push:noread:{n}" for n in range(20)]
+    got: list[bytes] = []
+    caught_up = asyncio.Event()
+    all_heard = asyncio.Event()
+
+    def deliver(_entry_id: str, fields: dict[bytes, bytes]) -> None:
+        got.append(fields[FIELD])
+        if len(got) == len(keys):
+            caught_up.set()
+        if len(got) == len(keys) * 6:
+            all_heard.set()
+
+    mux.start()
+    try:
+        for key in keys:
+            await _append(redis, key, b"first")
+            await mux.subscribe(key, deliver)
+        await caught_up.wait()  # each stream's catch-up read delivered its first entry
+        reads_before = (await redis.info("commandstats"))["cmdstat_xread"]["calls"]
+        for _ in range(5):
+            for key in keys:
+                await _append(redis, key, b"next")
+        await all_heard.wait()
+        reads = (await redis.info("commandstats"))["cmdstat_xread"]["calls"] - reads_before
+    finally:
+        await mux.stop()
+        await redis.delete(*keys)
+        await redis.aclose()
+    assert reads == 0, f"{reads} XREADs for 100 pushed entries"
+
+
+async def test_entries_pushed_while_the_catch_up_read_is_in_flight_come_after_it(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race the held pushes exist for, made certain: entries appended after Redis ran
+    the catch-up XREAD but pushed before its reply is handled are delivered after the
+    read's entries, in order, once each."""
+    redis = aioredis.Redis.from_url(redis_url)
+    mux = StreamMux(redis, "test:wake8")
+    key = "test:push:race"
+    for n in range(5):
+        await _append(redis, key, b"%d" % n)
+    got: list[int] = []
+    all_heard = asyncio.Event()
+
+    def deliver(_entry_id: str, fields: dict[bytes, bytes]) -> None:
+        got.append(int(fields[FIELD]))
+        if len(got) >= 10:
+            all_heard.set()
+
+    original = Lane.round_trip
+    raced = False
+
+    async def racing_round_trip(self: Lane, packed: bytes, *args, **kwargs):
+        nonlocal raced
+        reply = await original(self, packed, *args, **kwargs)
+        if b"XREAD" in packed and not raced:
+            raced = True
+            for n in range(5, 10):  # written after the read ran
+                await _append(redis, key, b"%d" % n)
+            sub = mux._groups[None].subs[key]
+            async with asyncio.timeout(10):
+                while len(sub.held) < 5:  # noqa: ASYNC110 (pushes reach the mux before the reply)
+                    await asyncio.sleep(0.005)
+        return reply
+
+    monkeypatch.setattr(Lane, "round_trip", racing_round_trip)
+    mux.start()
+    try:
+        await mux.subscribe(key, deliver)
+        await all_heard.wait()
+        await _append(redis, key, b"-1")
+        while got[-1] != -1:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    finally:
+        await mux.stop()
+        await redis.delete(key)
+        await redis.aclose()
+    assert raced
+    assert got == [*range(10), -1]
