@@ -19,6 +19,7 @@ from gateway.session import VoiceSession
 from gateway.session_store import SessionStore
 from gateway.web import add_voice_page
 from shared import metrics, protocol
+from shared.checkpoint import preload_scripts
 from shared.control import ControlChannel
 from shared.settings import Settings
 from shared.streams import connect
@@ -39,6 +40,7 @@ def create_app(settings: Settings) -> FastAPI:
         redis = connect(settings.redis_url, settings.redis_max_connections, settings.cluster)
         relay = ReplyRelay(redis, settings.keys, push=settings.stream_push)
         relay.start()
+        await preload_scripts(redis)
         control = ControlChannel(redis, settings.keys, settings.session_ttl_seconds)
         await control.start()
         app.state.redis, app.state.relay, app.state.sessions = redis, relay, set()

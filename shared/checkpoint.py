@@ -15,18 +15,20 @@ took the turn over) finds the version moved on; its write is refused and it stop
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
 
 from shared.bells import bell_verbs
 from shared.messages import FIELD, Message, encode
 from shared.resp import pack
-from shared.write_batcher import load_script, write_batcher
+from shared.write_batcher import APPEND_SCRIPT, load_script, write_batcher
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -158,6 +160,16 @@ class TurnCheckpoint:
             raise StaleTurn(f"{self.key} was taken over by another worker")
         self.version = int(result)  # type: ignore[call-overload]
         self.fields.update({name: str(value) for name, value in fields.items()})
+
+
+async def preload_scripts(redis: aioredis.Redis) -> None:
+    """Load the write scripts at start-up: otherwise the first burst of writes of a fresh
+    Redis all meet ``NOSCRIPT`` and wait for a load (4 ms on the first partials). Best
+    effort: a Redis that is not up yet, or restarts later, is served by ``load_script``."""
+    with contextlib.suppress(RedisError, TimeoutError):
+        async with asyncio.timeout(2.0):
+            for text in (_COMMIT, APPEND_SCRIPT):
+                await load_script(redis, text)
 
 
 def _as_bytes(value: object) -> bytes:

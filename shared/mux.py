@@ -195,7 +195,10 @@ class StreamMux:
         group.subs[key] = _Subscription(key, from_id, deliver)
         group.packed_keys = None
         if group.bells is not None:
-            group.bells.add(key)  # read from ``from_id`` once Redis confirms it
+            group.bells.add(key)  # read from ``from_id`` again once Redis confirms it
+            # and at once: what is there already (an utterance's first audio chunk) need
+            # not wait for the confirmation's round trip
+            self._ring(group, key)
             return
         if group.ringing:
             return

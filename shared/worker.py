@@ -38,7 +38,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import metrics, protocol
-from shared.checkpoint import StaleTurn
+from shared.checkpoint import StaleTurn, preload_scripts
 from shared.control import ControlChannel
 from shared.lifecycle import shutting_down
 from shared.logs import session_id_var, turn_id_var
@@ -139,6 +139,7 @@ class StageWorker(Generic[JobT]):
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then finish in-flight jobs within the grace period."""
         await self._ensure_groups(self.streams)
+        await preload_scripts(self.redis)
         await self._heartbeat()
         self.inputs.start(f"{self.kind}-inputs")
         await self.control.start()

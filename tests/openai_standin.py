@@ -225,7 +225,9 @@ async def _chat_events(script: ChatScript, body: dict[str, Any]) -> AsyncIterato
         yield _sse(body, {}, "tool_calls")
     else:
         await asyncio.sleep(script.first_token_delay)
-        reply = script.reply
+        # as a real server: a response streams as it started, whatever the script says
+        # for later requests meanwhile (a test making the next reply quick)
+        reply, chunk_delay = script.reply, script.chunk_delay
         if messages[-1]["role"] == "tool":
             results = []
             for message in reversed(messages):
@@ -244,7 +246,7 @@ async def _chat_events(script: ChatScript, body: dict[str, Any]) -> AsyncIterato
                 await asyncio.to_thread(script.release.wait)
             yield _sse(body, {"content": piece})
             script.chunks_sent += 1
-            await asyncio.sleep(script.chunk_delay)
+            await asyncio.sleep(chunk_delay)
         script.last_sent.set()
         yield _sse(body, {}, "stop")
     yield "data: [DONE]\n\n"
