@@ -74,6 +74,7 @@ class BellListener:
         self._cluster = isinstance(redis, RedisCluster)
         _, self._subscribe, self._unsubscribe = bell_verbs(self._cluster)
         self._keys: dict[str, None] = {}
+        self._unsubscribing: dict[str, int] = {}  # our own unsubscribes not yet answered
         self._conn: Any = None  # connected and subscribed to every key in ``_keys``
         self._pending: list[bytes] = []  # (un)subscribe commands for the next write
         self._flush_scheduled = False
@@ -84,7 +85,8 @@ class BellListener:
         self._queue(pack(self._subscribe, key.encode()))
 
     def remove(self, key: str) -> None:
-        if self._keys.pop(key, 0) is None:
+        if self._keys.pop(key, 0) is None and self._conn is not None:
+            self._unsubscribing[key] = self._unsubscribing.get(key, 0) + 1
             self._queue(pack(self._unsubscribe, key.encode()))
 
     def _queue(self, command: bytes) -> None:
@@ -138,7 +140,7 @@ class BellListener:
             await conn.connect()
             # from here to the first await, nothing else runs: every key added so far is
             # in this SUBSCRIBE, every later one is queued on this connection
-            self._conn, self._pending = conn, []
+            self._conn, self._pending, self._unsubscribing = conn, [], {}
             if self._keys:
                 await _send(conn, pack(self._subscribe, *(k.encode() for k in self._keys)))
             self.connected.set()
@@ -184,9 +186,14 @@ class BellListener:
         elif kind in (b"subscribe", b"ssubscribe"):
             if key in self._keys:
                 self._on_subscribed(key)
-        elif kind == b"sunsubscribe" and key in self._keys:
-            # Redis dropped a subscription we still want: its slot moved to another node
-            raise RedisConnectionError(f"bell of {key} moved to another node")
+        elif kind in (b"unsubscribe", b"sunsubscribe"):
+            if self._unsubscribing.get(key):  # ours (a key may be followed again since)
+                self._unsubscribing[key] -= 1
+                if not self._unsubscribing[key]:
+                    del self._unsubscribing[key]
+            elif kind == b"sunsubscribe" and key in self._keys:
+                # Redis dropped a subscription we still want: its slot moved elsewhere
+                raise RedisConnectionError(f"bell of {key} moved to another node")
 
     async def _connection(self) -> tuple[Any, Callable[[Any], Awaitable[None]]]:
         if self._cluster:

@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from shared.messages import FIELD, InputChunk, encode
 from shared.mux import InputIdle, StreamMux
 from shared.resp import Lane
+from shared.streams import connect
 from shared.write_batcher import write_batcher
 
 
@@ -287,3 +288,54 @@ async def test_entries_pushed_while_the_catch_up_read_is_in_flight_come_after_it
         await redis.aclose()
     assert raced
     assert got == [*range(10), -1]
+
+
+async def test_pushes_on_a_cluster_follow_a_stream_dropped_and_taken_up_again(
+    redis_cluster_url: str,
+) -> None:
+    """On a Redis Cluster (sharded pub/sub, one listener per slot): streams of several
+    slots are pushed; a stream unfollowed and followed again in the same moment (a resume
+    on the same gateway) keeps its listener (its own ``sunsubscribe`` is not taken for a
+    slot that moved) and gets the entries written since."""
+    redis = connect(redis_cluster_url)
+    mux = StreamMux(redis, "test:wake9")
+    keys = [f"test:cluster:{{tag{n}}}:reply" for n in range(6)]  # several slots
+    got: dict[str, list[bytes]] = {}
+    arrived = asyncio.Event()
+
+    def deliver(key: str, fields: dict[bytes, bytes]) -> None:
+        got.setdefault(key, []).append(fields[FIELD])
+        arrived.set()
+
+    async def wait_for(key: str, count: int) -> None:
+        while len(got.get(key, [])) < count:
+            arrived.clear()
+            await arrived.wait()
+
+    mux.start()
+    try:
+        for key in keys:
+            await mux.subscribe(key, lambda _id, f, key=key: deliver(key, f))
+        await mux.wait_listening()
+        for key in keys:
+            await _append(redis, key, b"1")
+        for key in keys:
+            await wait_for(key, 1)
+        group = mux._groups[mux._slot(keys[0])]
+        listener_conn = group.bells._conn
+        mux.unsubscribe(keys[0])
+        await mux.subscribe(keys[0], lambda _id, f: deliver(keys[0], f), from_id="0-0")
+        await _append(redis, keys[0], b"2")
+        await wait_for(keys[0], 3)  # "1" again (from 0-0), then "2"
+        async with asyncio.timeout(10):  # Redis answered the unfollow, then the follow
+            while not group.subs[keys[0]].synced:  # noqa: ASYNC110 (no event for it)
+                await asyncio.sleep(0.01)
+        assert group.bells._conn is listener_conn, "the listener reconnected"
+        await _append(redis, keys[0], b"3")
+        await wait_for(keys[0], 4)
+    finally:
+        await mux.stop()
+        await redis.delete(*keys)
+        await redis.aclose()
+    assert got[keys[0]] == [b"1", b"1", b"2", b"3"]
+    assert all(got[key] == [b"1"] for key in keys[2:])
