@@ -70,6 +70,7 @@ class _Subscription:
     # with push: Redis confirmed the subscription (every later entry will be pushed), and
     # a read sent since then caught up; pushes that come while catching up wait here
     confirmed: bool = False
+    confirmations: int = 0  # a read sent before the latest one cannot catch it up
     synced: bool = False
     held: list[tuple[str, bytes]] = field(default_factory=list)
 
@@ -247,6 +248,7 @@ class StreamMux:
         sub = group.subs.get(key)
         if sub is not None:
             sub.confirmed, sub.synced = True, False
+            sub.confirmations += 1
             self._ring(group, key)
 
     def _on_lost(self, group: _ReadGroup) -> None:
@@ -375,7 +377,7 @@ class StreamMux:
         )
         if group.lane is None:
             group.lane = Lane(self._redis)
-        syncing = [sub for sub in subs.values() if sub.confirmed]
+        syncing = [(sub, sub.confirmations) for sub in subs.values() if sub.confirmed]
         try:
             (reply,) = await group.lane.round_trip(
                 command, 1, idempotent=True, key=next(iter(subs))
@@ -396,8 +398,15 @@ class StreamMux:
             if len(entries) == 256:  # COUNT: there is more
                 full.add(key)
                 self._ring(group, key)
-        for sub in syncing:
-            if sub.key in full or group.subs.get(sub.key) is not sub or not sub.confirmed:
+        for sub, confirmations in syncing:
+            if (
+                sub.key in full
+                or group.subs.get(sub.key) is not sub
+                or not sub.confirmed
+                # subscribed again (a reconnect) while this read was under way: entries
+                # written in between are in neither, and the read that follows has them
+                or sub.confirmations != confirmations
+            ):
                 continue
             sub.synced = True
             held, sub.held = sub.held, []

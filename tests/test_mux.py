@@ -339,3 +339,62 @@ async def test_pushes_on_a_cluster_follow_a_stream_dropped_and_taken_up_again(
         await redis.aclose()
     assert got[keys[0]] == [b"1", b"1", b"2", b"3"]
     assert all(got[key] == [b"1"] for key in keys[2:])
+
+
+async def test_a_reconnect_during_the_catch_up_read_leaves_no_gap(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pub/sub connection drops while a catch-up read is under way, entries are
+    written while it is down, and it subscribes again before the read's reply is handled.
+    That read cannot vouch for the entries written in between: the stream stays unsynced
+    until the next read, so pushes that follow wait for it and nothing is skipped."""
+    redis = aioredis.Redis.from_url(redis_url)
+    mux = StreamMux(redis, "test:wake10")
+    key = "test:push:reconnect-race"
+    for n in range(5):
+        await _append(redis, key, b"%d" % n)
+    got: list[int] = []
+    original = Lane.round_trip
+    phase = 0
+
+    async def racing_round_trip(self: Lane, packed: bytes, *args, **kwargs):
+        nonlocal phase
+        sub = mux._groups[None].subs.get(key)
+        if b"XREAD" in packed and phase == 1:
+            phase = 2  # the read after the new subscription: pushes of later entries first
+            for n in range(10, 15):
+                await _append(redis, key, b"%d" % n)
+            async with asyncio.timeout(10):
+                while len(got) < 10 and len(sub.held) < 5:  # noqa: ASYNC110 (no event)
+                    await asyncio.sleep(0.005)
+        syncing = sub is not None and sub.confirmed  # a read that may catch the stream up
+        reply = await original(self, packed, *args, **kwargs)
+        if b"XREAD" in packed and phase == 0 and syncing:
+            phase = 1
+            bells = mux._groups[None].bells
+            host, port = bells._conn._writer.get_extra_info("sockname")[:2]
+            await redis.execute_command("CLIENT", "KILL", "ADDR", f"{host}:{port}")
+            for n in range(5, 10):  # written while the connection is down
+                await _append(redis, key, b"%d" % n)
+            async with asyncio.timeout(10):
+                while sub.confirmations < 2:  # noqa: ASYNC110 (subscribed again)
+                    await asyncio.sleep(0.005)
+        return reply
+
+    monkeypatch.setattr(Lane, "round_trip", racing_round_trip)
+    mux.start()
+    try:
+        await mux.subscribe(key, lambda _id, f: got.append(int(f[FIELD])))
+        async with asyncio.timeout(10):
+            while phase < 2:  # noqa: ASYNC110 (the race has been run)
+                await asyncio.sleep(0.01)
+        await _append(redis, key, b"15")  # a marker: the last entry
+        async with asyncio.timeout(10):
+            while not got or got[-1] != 15:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+    finally:
+        await mux.stop()
+        await redis.delete(key)
+        await redis.aclose()
+    assert phase == 2
+    assert got == list(range(16))
