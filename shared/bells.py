@@ -36,7 +36,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.lifecycle import shutting_down
-from shared.resp import _GET_CONNECTION_ARGS, _send, pack
+from shared.resp import _GET_CONNECTION_ARGS, _send, pack, release_to_node
 
 log = logging.getLogger(__name__)
 
@@ -201,9 +201,9 @@ class BellListener:
             await cluster.initialize()
             node = cluster.get_node_from_key(self._node_key)
 
-            async def release_to_node(connection: Any) -> None:
-                node.release(connection)
+            async def release(connection: Any) -> None:
+                release_to_node(node, connection)
 
-            return node.acquire_connection(), release_to_node
+            return node.acquire_connection(), release
         pool = self._redis.connection_pool
         return await pool.get_connection(*_GET_CONNECTION_ARGS), pool.release

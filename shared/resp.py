@@ -105,13 +105,23 @@ async def _cluster_round_trip(
             conn, redis.retry, packed, replies, reply_timeout, idempotent
         )
     finally:
-        node.release(conn)
+        release_to_node(node, conn)
     if any(isinstance(r, ResponseError) and str(r).startswith(_REDIRECTS) for r in results):
         await redis.nodes_manager.initialize()  # slots moved: the next trip goes right
     return results
 
 
 _REDIRECTS = ("MOVED", "ASK")
+
+
+def release_to_node(node: Any, conn: Any) -> None:
+    """Give a cluster node's connection back (redis-py < 6 has no ``release``: its free
+    list is what its own commands put connections back on)."""
+    release = getattr(node, "release", None)
+    if release is not None:
+        release(conn)
+    else:
+        node._free.append(conn)
 
 
 async def _on_connection(
