@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 import redis.asyncio as aioredis
@@ -12,6 +13,25 @@ from shared.mux import InputIdle, StreamMux
 from shared.resp import Lane
 from shared.streams import connect
 from shared.write_batcher import write_batcher
+
+
+class _Heard:
+    """Integers delivered by a mux, and a wait for a condition on them (woken by each
+    delivery, no polling)."""
+
+    def __init__(self) -> None:
+        self.values: list[int] = []
+        self._changed = asyncio.Event()
+
+    def deliver(self, _entry_id: str, fields: dict[bytes, bytes]) -> None:
+        self.values.append(int(fields[FIELD]))
+        self._changed.set()
+
+    async def until(self, done: Callable[[list[int]], bool]) -> None:
+        async with asyncio.timeout(30):
+            while not done(self.values):
+                self._changed.clear()
+                await self._changed.wait()
 
 
 async def _append(redis: aioredis.Redis, key: str, value: bytes) -> bytes:
@@ -140,26 +160,18 @@ async def _follow_while_writing(
     for start in range(0, before, 500):
         batch = range(start, min(start + 500, before))
         await asyncio.gather(*(_append(redis, key, b"%d" % n) for n in batch))
-    got: list[int] = []
-    done = asyncio.Event()
+    heard = _Heard()
     total = before + during
-
-    def deliver(_entry_id: str, fields: dict[bytes, bytes]) -> None:
-        got.append(int(fields[FIELD]))
-        if len(got) >= total:
-            done.set()
-
-    await mux.subscribe(key, deliver)
+    await mux.subscribe(key, heard.deliver)
     for start in range(before, total, 25):  # 25 appends per pipeline, while catching up
         batch = range(start, min(start + 25, total))
         await asyncio.gather(*(_append(redis, key, b"%d" % n) for n in batch))
         if midway is not None and start <= before + during // 2 < start + 25:
             await midway()
-    await done.wait()
+    await heard.until(lambda got: len(got) >= total)
     await _append(redis, key, b"-1")  # a marker: nothing is delivered after it but itself
-    while got[-1] != -1:  # noqa: ASYNC110
-        await asyncio.sleep(0.01)
-    return got[:-1]
+    await heard.until(lambda got: got[-1] == -1)
+    return heard.values[:-1]
 
 
 async def test_pushes_during_catch_up_are_held_then_delivered_once_in_order(
@@ -250,25 +262,19 @@ async def test_entries_pushed_while_the_catch_up_read_is_in_flight_come_after_it
     key = "test:push:race"
     for n in range(5):
         await _append(redis, key, b"%d" % n)
-    got: list[int] = []
-    all_heard = asyncio.Event()
-
-    def deliver(_entry_id: str, fields: dict[bytes, bytes]) -> None:
-        got.append(int(fields[FIELD]))
-        if len(got) >= 10:
-            all_heard.set()
-
+    heard = _Heard()
     original = Lane.round_trip
     raced = False
 
     async def racing_round_trip(self: Lane, packed: bytes, *args, **kwargs):
         nonlocal raced
+        sub = mux._groups[None].subs.get(key)
+        syncing = sub is not None and sub.confirmed  # the read that catches the stream up
         reply = await original(self, packed, *args, **kwargs)
-        if b"XREAD" in packed and not raced:
+        if b"XREAD" in packed and syncing and not raced:
             raced = True
             for n in range(5, 10):  # written after the read ran
                 await _append(redis, key, b"%d" % n)
-            sub = mux._groups[None].subs[key]
             async with asyncio.timeout(10):
                 while len(sub.held) < 5:  # noqa: ASYNC110 (pushes reach the mux before the reply)
                     await asyncio.sleep(0.005)
@@ -277,17 +283,16 @@ async def test_entries_pushed_while_the_catch_up_read_is_in_flight_come_after_it
     monkeypatch.setattr(Lane, "round_trip", racing_round_trip)
     mux.start()
     try:
-        await mux.subscribe(key, deliver)
-        await all_heard.wait()
+        await mux.subscribe(key, heard.deliver)
+        await heard.until(lambda got: len(got) >= 10)
         await _append(redis, key, b"-1")
-        while got[-1] != -1:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
+        await heard.until(lambda got: got[-1] == -1)
     finally:
         await mux.stop()
         await redis.delete(key)
         await redis.aclose()
     assert raced
-    assert got == [*range(10), -1]
+    assert heard.values == [*range(10), -1]
 
 
 async def test_pushes_on_a_cluster_follow_a_stream_dropped_and_taken_up_again(
@@ -353,9 +358,11 @@ async def test_a_reconnect_during_the_catch_up_read_leaves_no_gap(
     key = "test:push:reconnect-race"
     for n in range(5):
         await _append(redis, key, b"%d" % n)
-    got: list[int] = []
+    heard = _Heard()
+    got = heard.values
     original = Lane.round_trip
     phase = 0
+    raced = asyncio.Event()
 
     async def racing_round_trip(self: Lane, packed: bytes, *args, **kwargs):
         nonlocal phase
@@ -369,6 +376,8 @@ async def test_a_reconnect_during_the_catch_up_read_leaves_no_gap(
                     await asyncio.sleep(0.005)
         syncing = sub is not None and sub.confirmed  # a read that may catch the stream up
         reply = await original(self, packed, *args, **kwargs)
+        if phase == 2 and b"XREAD" in packed:
+            raced.set()  # that read has run: the marker comes after every entry
         if b"XREAD" in packed and phase == 0 and syncing:
             phase = 1
             bells = mux._groups[None].bells
@@ -384,14 +393,11 @@ async def test_a_reconnect_during_the_catch_up_read_leaves_no_gap(
     monkeypatch.setattr(Lane, "round_trip", racing_round_trip)
     mux.start()
     try:
-        await mux.subscribe(key, lambda _id, f: got.append(int(f[FIELD])))
+        await mux.subscribe(key, heard.deliver)
         async with asyncio.timeout(10):
-            while phase < 2:  # noqa: ASYNC110 (the race has been run)
-                await asyncio.sleep(0.01)
+            await raced.wait()
         await _append(redis, key, b"15")  # a marker: the last entry
-        async with asyncio.timeout(10):
-            while not got or got[-1] != 15:  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
+        await heard.until(lambda got: bool(got) and got[-1] == 15)
     finally:
         await mux.stop()
         await redis.delete(key)
