@@ -152,6 +152,14 @@ async def test_a_burst_of_subscriptions_rings_the_doorbell_about_once(redis_url:
     assert rings <= 3, f"{rings} doorbell rings for 100 subscriptions"
 
 
+async def _kill_bells(redis: aioredis.Redis, mux: StreamMux) -> None:
+    """Redis drops this mux's pub/sub connection, and no other (``CLIENT KILL ADDR``)."""
+    bells = mux._groups[None].bells
+    assert bells is not None and bells._conn is not None
+    host, port = bells._conn._writer.get_extra_info("sockname")[:2]
+    await redis.execute_command("CLIENT", "KILL", "ADDR", f"{host}:{port}")
+
+
 async def _follow_while_writing(
     redis: aioredis.Redis, mux: StreamMux, key: str, before: int, during: int, midway=None
 ) -> list[int]:
@@ -200,11 +208,8 @@ async def test_a_lost_push_connection_loses_no_entry(redis_url: str) -> None:
     mux = StreamMux(redis, "test:wake6")
     mux.start()
 
-    async def kill_pubsub() -> None:  # this mux's pub/sub connection, no other
-        bells = mux._groups[None].bells
-        assert bells is not None and bells._conn is not None
-        host, port = bells._conn._writer.get_extra_info("sockname")[:2]
-        await redis.execute_command("CLIENT", "KILL", "ADDR", f"{host}:{port}")
+    async def kill_pubsub() -> None:
+        await _kill_bells(redis, mux)
 
     try:
         got = await _follow_while_writing(redis, mux, "test:push:lost", 10, 2000, kill_pubsub)
@@ -380,9 +385,7 @@ async def test_a_reconnect_during_the_catch_up_read_leaves_no_gap(
             raced.set()  # that read has run: the marker comes after every entry
         if b"XREAD" in packed and phase == 0 and syncing:
             phase = 1
-            bells = mux._groups[None].bells
-            host, port = bells._conn._writer.get_extra_info("sockname")[:2]
-            await redis.execute_command("CLIENT", "KILL", "ADDR", f"{host}:{port}")
+            await _kill_bells(redis, mux)
             for n in range(5, 10):  # written while the connection is down
                 await _append(redis, key, b"%d" % n)
             async with asyncio.timeout(10):
