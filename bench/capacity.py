@@ -145,6 +145,31 @@ def minimal_stack(redis_url: str, place: Placement) -> Iterator[Stack]:
 
 
 @contextlib.contextmanager
+def relay_stack(redis_url: str, place: Placement) -> Iterator[Stack]:
+    """``bench/minimal_relay.py``: the same four Redis hops as the gateway, nothing else."""
+    port = free_port()
+    roles = {
+        "front": ["front", str(port), redis_url],
+        "worker": ["worker", redis_url],
+    }
+    procs: dict[str, subprocess.Popen] = {}
+    try:
+        for role in ("worker", "front"):  # the worker listens before any frame is sent
+            argv = [sys.executable, "-m", "bench.minimal_relay", *roles[role]]
+            procs[role] = subprocess.Popen(
+                place.command(place.servers, argv), cwd=ROOT, stdout=subprocess.PIPE
+            )
+            stdout = procs[role].stdout
+            assert stdout is not None
+            if stdout.readline().strip() != b"ready":
+                raise SystemExit(f"bench.capacity: the minimal relay's {role} did not start")
+        pids = {role: [proc.pid] for role, proc in procs.items()}
+        yield Stack(f"ws://127.0.0.1:{port}/", pids, place.servers)
+    finally:
+        _stop(list(procs.values()))
+
+
+@contextlib.contextmanager
 def gateway_stack(
     redis_url: str, place: Placement, processes: int, max_sessions: int, extra: dict[str, str]
 ) -> Iterator[Stack]:
@@ -324,13 +349,14 @@ def compare(
         pairs = []
         for _ in range(args.rounds):
             pair = {}
-            for name in ("minimal", "gateway"):
+            for name in ("minimal", "relay", "gateway") if args.relay else ("minimal", "gateway"):
                 r.flushall()
-                stack = (
-                    minimal_stack(redis_url, place)
-                    if name == "minimal"
-                    else gateway_stack(redis_url, place, args.processes, sessions, extra)
-                )
+                if name == "minimal":
+                    stack = minimal_stack(redis_url, place)
+                elif name == "relay":
+                    stack = relay_stack(redis_url, place)
+                else:
+                    stack = gateway_stack(redis_url, place, args.processes, sessions, extra)
                 with stack as running:
                     time.sleep(1.0)  # let it settle after start
                     pair[name] = run_level(running, sessions, args.seconds, place, r)
@@ -353,6 +379,23 @@ def compare(
                     gw["asr_worker_cpu_us_per_frame"], gw["gateway_cpu_us_per_frame"]
                 ),
             }
+            if "relay" in pair:
+                relay = pair["relay"]
+                relay_cpu = relay["front_cpu_us_per_frame"]
+                pair["ratios"] |= {
+                    "relay_p99_floor_over_minimal": _ratio(
+                        relay["relay_ms_p99"], mini["relay_ms_p99"]
+                    ),
+                    "relay_p99_gateway_over_floor": _ratio(
+                        gw["relay_ms_p99"], relay["relay_ms_p99"]
+                    ),
+                    "cpu_per_frame_floor_front_over_minimal": _ratio(
+                        relay_cpu, mini["server_cpu_us_per_frame"]
+                    ),
+                    "cpu_per_frame_gateway_over_floor_front": _ratio(
+                        gw["gateway_cpu_us_per_frame"], relay_cpu
+                    ),
+                }
             pairs.append(pair)
         report["levels"].append({"sessions": sessions, "pairs": pairs})
     return report, problems
@@ -403,6 +446,11 @@ def main() -> None:
     parser.add_argument("--p99-ms", type=float, default=50.0, help="with --find-capacity")
     parser.add_argument("--step", type=int, default=50, help="with --find-capacity")
     parser.add_argument("--max-sessions", type=int, default=1000, help="with --find-capacity")
+    parser.add_argument(
+        "--relay",
+        action="store_true",
+        help="also run bench/minimal_relay.py (the shape's floor) in every round",
+    )
     parser.add_argument("--no-pin", action="store_true", help="never pin with taskset")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the services")
     args = parser.parse_args()
