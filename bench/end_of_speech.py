@@ -203,7 +203,7 @@ class _Decisions:
         self.early: list[int] = []  # bytes pushed when an early reply started
         self.dropped = 0
 
-    async def open_utterance(self) -> tuple[str, str]:
+    async def open_utterance(self, first: object) -> tuple[str, str]:
         self.turns += 1
         return f"t{self.turns}", "in"
 

@@ -425,7 +425,7 @@ class VoiceSession:
 
     # --- the utterance state machine's I/O (gateway.utterance.UtteranceIO) -------------
 
-    async def open_utterance(self) -> tuple[str, str]:
+    async def open_utterance(self, first: InputChunk | None) -> tuple[str, str]:
         turn_id, number = self._next_turn()
         job = AsrJob(
             self.session_id,
@@ -436,8 +436,13 @@ class VoiceSession:
         )
         stream = self._keys.jobs_for("asr", self.session_id)
         maxlen = self.settings.jobs_maxlen
-        await self.store.publish_turn(self.session_id, number, stream, job, maxlen)
-        return turn_id, self._keys.asr_input(self.session_id, turn_id)
+        input_key = self._keys.asr_input(self.session_id, turn_id)
+        published = self.store.publish_turn(self.session_id, number, stream, job, maxlen)
+        if first is None:
+            await published
+        else:  # queued in this order, so both join the next write pipeline, job first
+            await asyncio.gather(published, self._inputs.append(input_key, first))
+        return turn_id, input_key
 
     async def send_input(self, input_key: str, chunk: InputChunk) -> None:
         await self._inputs.append(input_key, chunk)

@@ -60,8 +60,9 @@ class Utterance:
 class UtteranceIO(Protocol):
     """What the state machine asks the session to do."""
 
-    async def open_utterance(self) -> tuple[str, str]:
-        """Start a turn and publish its ASR job; returns (turn id, input stream key)."""
+    async def open_utterance(self, first: InputChunk | None) -> tuple[str, str]:
+        """Start a turn: publish its ASR job and append ``first`` (its first audio, seq 1)
+        to its input stream, both in one round trip; returns (turn id, input stream key)."""
 
     async def send_input(self, input_key: str, chunk: InputChunk) -> None:
         """Append audio or the end marker to the utterance's input stream."""
@@ -150,11 +151,15 @@ class UtteranceTracker:
                 self._pre_roll.clear()
         if audio.pcm:
             if utterance is None:
-                utterance = await self._start()
-            if not utterance.refused:
+                utterance = await self._start(audio.pcm)
+            elif not utterance.refused:
                 await self._append(utterance, audio.pcm)
-                if not audio.is_final and await self._ended_by_pause(utterance, audio.pcm):
-                    return
+            if (
+                not utterance.refused
+                and not audio.is_final
+                and await self._ended_by_pause(utterance, audio.pcm)
+            ):
+                return
         if audio.is_final:
             await self._on_is_final(utterance)
 
@@ -201,8 +206,7 @@ class UtteranceTracker:
         if utterance is None and self._pre_roll and not self._pause_ended:
             # only non-speech arrived: let the recogniser have it, so the turn ends
             # with its own ``no_speech`` like any utterance that held nothing
-            utterance = await self._start()
-            await self._append(utterance, b"".join(self._pre_roll))
+            utterance = await self._start(b"".join(self._pre_roll))
             self._pre_roll.clear()
         if utterance is None:
             if self._pause_ended:  # the pause already ended it: nothing to do
@@ -228,13 +232,23 @@ class UtteranceTracker:
         else:
             self._drop_early_reply(utterance)
 
-    async def _start(self) -> Utterance:
-        turn_id, input_key = await self._io.open_utterance()
+    async def _start(self, pcm: bytes) -> Utterance:
+        """A new turn with its first audio. The job and that chunk go out together: every
+        utterance's first partial waits on both, and a round trip each cost its p90 ~2 ms
+        with a hundred sessions."""
+        fits = len(pcm) <= self._max_bytes
+        turn_id, input_key = await self._io.open_utterance(
+            InputChunk(seq=1, audio=pcm) if fits else None
+        )
         utterance = Utterance(turn_id, input_key)
         self._current = utterance
         self._pause_ended = False
         if self._endpointer is not None:
             self._endpointer.reset()
+        if fits:
+            utterance.seq, utterance.audio_bytes = 1, len(pcm)
+        else:
+            await self._append(utterance, pcm)  # refuses it: longer than the limit
         return utterance
 
     async def _append(self, utterance: Utterance, pcm: bytes) -> None:

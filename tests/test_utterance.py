@@ -23,9 +23,13 @@ class Recorder:
         self.inputs: list[tuple[str, InputChunk]] = []
         self.completed: list[tuple[str, dict[str, object]]] = []
         self.early: list[tuple[str, str, str]] = []
+        self.opened_with: list[InputChunk | None] = []  # each turn's first chunk, sent with it
 
-    async def open_utterance(self) -> tuple[str, str]:
+    async def open_utterance(self, first: InputChunk | None) -> tuple[str, str]:
         self.turns.append(f"t{len(self.turns) + 1}")
+        self.opened_with.append(first)
+        if first is not None:
+            self.inputs.append((f"in:{self.turns[-1]}", first))
         return self.turns[-1], f"in:{self.turns[-1]}"
 
     async def send_input(self, input_key: str, chunk: InputChunk) -> None:
@@ -87,6 +91,20 @@ async def test_the_pause_that_ends_a_turn_depends_on_the_hypothesis(
         "end_of_speech_silence_ms": silence_ms,
     }
     assert len(io.ends("t1")) == 1 and not io.ends("t1")[0].cancelled
+
+
+async def test_an_utterance_opens_with_its_first_audio() -> None:
+    """The first speech (with the pre-roll before it) goes with the turn's job, as chunk 1,
+    so the job and that chunk share one round trip; the next frame is chunk 2."""
+    io = Recorder()
+    tracker = UtteranceTracker(io, POLICY, max_bytes=10**7)
+    pieces = _pieces(speech_16k("read me the sports headlines", 0, 0))
+    await tracker.push(AudioInput(pieces[0], False))
+    assert io.opened_with == [InputChunk(seq=1, audio=pieces[0])]
+    assert io.inputs == [("in:t1", InputChunk(seq=1, audio=pieces[0]))]
+    await tracker.push(AudioInput(pieces[1], False))
+    assert io.inputs[1:] == [("in:t1", InputChunk(seq=2, audio=pieces[1]))]
+    assert tracker.current is not None and tracker.current.audio_bytes == 2 * PIECE
 
 
 async def test_a_hesitation_after_read_me_the_latest_keeps_one_request() -> None:
