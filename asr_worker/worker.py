@@ -31,6 +31,7 @@ from shared.checkpoint import Append, TurnCheckpoint
 from shared.engines import AsrEngine, AsrStream
 from shared.languages import language
 from shared.messages import AsrJob, LlmJob, ReplyEvent
+from shared.mux import Entry, read_start
 from shared.settings import Settings
 from shared.streams import now_ms
 from shared.worker import JobContext, StageWorker, stage_worker
@@ -44,21 +45,23 @@ class ExternalTranscriber(Protocol):
 
 
 async def _transcribe(
-    redis: aioredis.Redis,
     settings: Settings,
     job: AsrJob,
     ctx: JobContext,
     stream: AsrStream,
     keep_audio: bytearray | None,
     checkpoint: TurnCheckpoint,
+    sent: list[Entry],
 ) -> tuple[str, bool, int, str]:
-    """Feed the utterance to ``stream``; returns (final text, cancelled, end-of-speech ms,
-    the text the gateway already started a reply to)."""
+    """Feed the utterance to ``stream`` (``sent``: its input entries read with the job's
+    checkpoint); returns (final text, cancelled, end-of-speech ms, the text the gateway
+    already started a reply to)."""
     input_key = settings.keys.asr_input(job.session_id, job.turn_id)
     pending = bytearray()
     cancelled = False
     preempted = ""
-    async for _entry_id, chunk in ctx.inputs.follow(input_key, settings.input_idle_timeout):
+    follow = ctx.inputs.follow(input_key, settings.input_idle_timeout, read=sent)
+    async for _entry_id, chunk in follow:
         pending += chunk.audio
         if keep_audio is not None:
             keep_audio += chunk.audio
@@ -93,8 +96,11 @@ def make_asr_handler(
         checkpoint = TurnCheckpoint(
             redis, keys.checkpoint("asr", job.session_id, job.turn_id), settings.turn_ttl_seconds
         )
-        await checkpoint.load()
-        ctx.cleanup.extend([checkpoint.key, keys.asr_input(job.session_id, job.turn_id)])
+        input_key = keys.asr_input(job.session_id, job.turn_id)
+        # the checkpoint and the audio already there (the gateway sends the first chunk
+        # with the job) in one round trip: the first partial waits on neither again
+        _, sent = await asyncio.gather(checkpoint.load(), read_start(redis, input_key))
+        ctx.cleanup.extend([checkpoint.key, input_key])
         if checkpoint.number("done"):  # transcript sent before a crash, just not acknowledged
             return
         # a language the local recogniser lacks: no partials (they would be English
@@ -105,7 +111,7 @@ def make_asr_handler(
         audio = bytearray() if external else None
         try:
             text, cancelled, speech_end_ms, preempted = await _transcribe(
-                redis, settings, job, ctx, stream, audio, checkpoint
+                settings, job, ctx, stream, audio, checkpoint, sent
             )
         finally:
             if getattr(stream, "blocking", True):

@@ -28,7 +28,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
@@ -264,9 +264,12 @@ class StreamMux:
                 await group.bells.connected.wait()
 
     async def follow(
-        self, key: str, idle_timeout: float, from_id: str = "0-0"
+        self, key: str, idle_timeout: float, from_id: str = "0-0", read: Sequence[Entry] = ()
     ) -> AsyncIterator[tuple[str, InputChunk]]:
         """Yield a turn's ``InputChunk``s in order until (and including) the end marker.
+
+        ``read``: the entries after ``from_id`` the caller already has (``read_start``),
+        yielded first; the stream is followed from the last of them.
 
         Raises ``InputIdle`` after ``idle_timeout`` seconds without a new entry. One
         timer per follow, re-armed only when it fires (not a timeout per entry: an ASR
@@ -274,6 +277,9 @@ class StreamMux:
         """
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Entry | None] = asyncio.Queue()
+        for entry in read:
+            queue.put_nowait(entry)
+            from_id = entry[0]
         last_entry = loop.time()
 
         def on_entry(entry_id: str, fields: dict[bytes, bytes]) -> None:
@@ -448,6 +454,23 @@ class StreamMux:
             key=group.wake_key,
         )
         return _parse_xread(reply)
+
+
+async def read_start(redis: aioredis.Redis, key: str, count: int = 64) -> list[Entry]:
+    """The first ``count`` entries of ``key``, in the process's shared pipeline: an ASR
+    job's first audio (sent with the job) then arrives in the same round trip as the job's
+    checkpoint, not in a follow's catch-up read after it (``follow(..., read=...)``)."""
+
+    async def through_redis_py() -> object:
+        return await redis.xrange(key, count=count)
+
+    packed = pack(b"XRANGE", key.encode(), b"-", b"+", b"COUNT", b"%d" % count)
+    reply = await write_batcher(redis).call(key, packed, 1, through_redis_py)
+    entries: list[Entry] = []
+    for raw_id, flat in reply or ():  # type: ignore[union-attr]
+        fields = flat if isinstance(flat, dict) else dict(zip(flat[::2], flat[1::2], strict=True))
+        entries.append((raw_id.decode() if isinstance(raw_id, bytes) else raw_id, fields))
+    return entries
 
 
 def _newer(entry_id: str, than: str) -> bool:

@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from shared.messages import FIELD, InputChunk, encode
-from shared.mux import InputIdle, StreamMux
+from shared.mux import InputIdle, StreamMux, read_start
 from shared.resp import Lane
 from shared.streams import connect
 from shared.write_batcher import write_batcher
@@ -118,6 +118,43 @@ async def test_follow_ends_only_after_idle_timeout_without_entries(
         await redis.delete(key)
         await redis.aclose()
     assert heard == list(range(15)), "no idle timeout while entries kept coming"
+
+
+@pytest.mark.parametrize("push", [True, False], ids=["push", "poll"])
+async def test_a_follow_goes_on_from_the_entries_read_with_the_job(
+    redis_url: str, push: bool
+) -> None:
+    """An ASR job reads the audio already sent with its checkpoint (``read_start``); the
+    follow yields those entries, then every later one, each once and in order."""
+    redis = aioredis.Redis.from_url(redis_url)
+    mux = StreamMux(redis, "test:wake-read", push=push)
+    key = "test:follow-read"
+    mux.start()
+    batcher = write_batcher(redis)
+    try:
+        for seq in (1, 2, 3):
+            await batcher.xadd(key, encode(InputChunk(seq=seq, audio=b"\0\0")))
+        sent = await read_start(redis, key)
+        assert [entry_id for entry_id, _ in sent] == [
+            entry_id.decode() for entry_id, _ in await redis.xrange(key)
+        ]
+
+        async def later() -> None:
+            for seq in (4, 5):
+                await batcher.xadd(key, encode(InputChunk(seq=seq, audio=b"\0\0")))
+            await batcher.xadd(key, encode(InputChunk(seq=6, end=True)))
+
+        heard: list[int] = []
+        follow = mux.follow(key, idle_timeout=30, read=sent)
+        async for _entry_id, chunk in follow:
+            heard.append(chunk.seq)
+            if chunk.seq == 3:
+                await later()
+    finally:
+        await mux.stop()
+        await redis.delete(key)
+        await redis.aclose()
+    assert heard == [1, 2, 3, 4, 5, 6]
 
 
 async def test_a_burst_of_subscriptions_rings_the_doorbell_about_once(redis_url: str) -> None:
