@@ -11,6 +11,13 @@ minimal CPU per frame (goal <= 1.2), plus the ASR worker's CPU per frame over th
 gateway's (goal <= 0.5). Runs alternate (minimal, gateway, minimal, gateway, ...), each
 server started fresh, so the machine's changing load falls on both.
 
+``--relay`` adds ``bench/minimal_relay.py`` to every round: the same four Redis hops
+through a separate worker process as the gateway makes, and nothing else, so the report
+splits the gateway's distance from the minimal server into what the system's shape costs
+(floor / minimal) and what the project adds (gateway / floor). Each level also reports
+the first partial of every utterance apart (``first_partial_ms_*``: it waits for the turn
+to open) and the p99 of the other frames (``relay_ms_p99_after_first``).
+
 Load generators (``bench/load_client.py``, one per 100 sessions) are separate processes;
 servers' CPU is read from ``/proc`` over the streaming window only (a handshake with the
 generators). With 4 or more cores the generators are pinned (``taskset``) to their own
@@ -21,7 +28,7 @@ A run that relays nothing, or loses more than ``--max-lost`` of its partials, ma
 bench exit 1 with one line saying which (after printing the JSON): a benchmark that
 silently measures nothing is worse than none.
 
-    python -m bench.capacity [--sessions 10,100] [--rounds 2] [--seconds 10]
+    python -m bench.capacity [--sessions 10,100] [--rounds 2] [--seconds 10] [--relay]
     python -m bench.capacity --find-capacity --processes 1,2,4 [--p99-ms 50]
 
 ``--find-capacity`` raises the sessions in steps of ``--step`` for each gateway process
@@ -283,8 +290,12 @@ def run_level(
         finally:
             _stop([p for p in gen.procs if p.poll() is None])
         outputs = [json.loads(Path(out).read_text()) for out in gen.outs]
-    timed = [(sent_at - begin, ms) for out in outputs for sent_at, ms in out["latencies"]]
+    timed = [(sent_at - begin, ms) for out in outputs for sent_at, ms, _n in out["latencies"]]
     latencies = [ms for _at, ms in timed]
+    # an utterance's first partial waits for its turn to open (the job, the worker taking
+    # it up); with one utterance per session these are 1 % of the frames: the p99's share
+    first = [ms for out in outputs for _at, ms, n in out["latencies"] if n == 1]
+    later = [ms for out in outputs for _at, ms, n in out["latencies"] if n > 1]
     sent = sum(out["sent"] for out in outputs)
     relayed = len(latencies)
     result: dict[str, object] = {
@@ -298,6 +309,9 @@ def run_level(
         "relay_ms_p99": pct(latencies, 0.99),
         "relay_ms_max": pct(latencies, 1.0),
         "relay_ms_p99_by_second": _p99_by_second(timed),
+        "first_partial_ms_p50": pct(first, 0.50),
+        "first_partial_ms_p99": pct(first, 0.99),
+        "relay_ms_p99_after_first": pct(later, 0.99),
     }
     for role, pids in stack.pids.items():
         used = sum(cpu[p] for p in pids)
@@ -372,6 +386,9 @@ def compare(
             pair["ratios"] = {
                 "relay_p99_gateway_over_minimal": _ratio(gw["relay_ms_p99"], mini["relay_ms_p99"]),
                 "relay_p50_gateway_over_minimal": _ratio(gw["relay_ms_p50"], mini["relay_ms_p50"]),
+                "relay_p99_after_first_gateway_over_minimal": _ratio(
+                    gw["relay_ms_p99_after_first"], mini["relay_ms_p99_after_first"]
+                ),
                 "cpu_per_frame_gateway_over_minimal": _ratio(
                     gw["gateway_cpu_us_per_frame"], mini["server_cpu_us_per_frame"]
                 ),
@@ -388,6 +405,9 @@ def compare(
                     ),
                     "relay_p99_gateway_over_floor": _ratio(
                         gw["relay_ms_p99"], relay["relay_ms_p99"]
+                    ),
+                    "relay_p99_after_first_gateway_over_floor": _ratio(
+                        gw["relay_ms_p99_after_first"], relay["relay_ms_p99_after_first"]
                     ),
                     "cpu_per_frame_floor_front_over_minimal": _ratio(
                         relay_cpu, mini["server_cpu_us_per_frame"]

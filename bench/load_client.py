@@ -67,7 +67,8 @@ async def _read(session: _Session, latencies: list[list[float]], errors: list[st
                 started = session.sent_at.pop(event["data"]["text"], None)
                 if started is not None:
                     now = time.monotonic()
-                    latencies.append([round(started, 4), round((now - started) * 1000, 2)])
+                    frame = int(event["data"]["text"])
+                    latencies.append([round(started, 4), round((now - started) * 1000, 2), frame])
             elif name == "error":
                 errors.append(event["data"]["code"])
 
