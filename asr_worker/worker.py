@@ -30,7 +30,7 @@ from shared import metrics, protocol
 from shared.checkpoint import Append, TurnCheckpoint
 from shared.engines import AsrEngine, AsrStream
 from shared.languages import language
-from shared.messages import AsrJob, LlmJob, ReplyEvent
+from shared.messages import FIRST_AUDIO, AsrJob, InputChunk, LlmJob, ReplyEvent
 from shared.mux import Entry, read_start
 from shared.settings import Settings
 from shared.streams import now_ms
@@ -52,31 +52,47 @@ async def _transcribe(
     keep_audio: bytearray | None,
     checkpoint: TurnCheckpoint,
     sent: list[Entry],
+    first: InputChunk | None,
 ) -> tuple[str, bool, int, str]:
-    """Feed the utterance to ``stream`` (``sent``: its input entries read with the job's
-    checkpoint); returns (final text, cancelled, end-of-speech ms, the text the gateway
-    already started a reply to)."""
+    """Feed the utterance to ``stream``: ``first`` (its first chunk, sent with the job),
+    then its input stream, from ``sent`` (entries read with the job's checkpoint) on.
+    Returns (final text, cancelled, end-of-speech ms, the text the gateway already started
+    a reply to)."""
     input_key = settings.keys.asr_input(job.session_id, job.turn_id)
     pending = bytearray()
     cancelled = False
     preempted = ""
-    follow = ctx.inputs.follow(input_key, settings.input_idle_timeout, read=sent)
-    async for _entry_id, chunk in follow:
+
+    async def hear(chunk: InputChunk) -> None:
+        nonlocal pending
         pending += chunk.audio
         if keep_audio is not None:
-            keep_audio += chunk.audio
-        if chunk.end:
-            cancelled, preempted = chunk.cancelled, chunk.preempted
-            break
+            keep_audio.extend(chunk.audio)
         if getattr(stream, "blocking", True):
             partial = await asyncio.to_thread(stream.feed, bytes(pending))
         else:  # trivially cheap (echo): a thread hop per chunk would cost more than it
             partial = stream.feed(bytes(pending))
-        pending.clear()
+        pending = bytearray()
         if partial and chunk.seq > checkpoint.number("heard"):  # not sent before a takeover
             data = {"text": partial, "is_final": False, "complete": _complete(stream, partial)}
             event = ReplyEvent("partial_transcription", job.session_id, job.turn_id, data)
             await checkpoint.commit([_to_client(settings, event)], heard=chunk.seq)
+
+    heard_through = 0
+    if first is not None:
+        await hear(first)
+        heard_through = first.seq  # also in the input stream: not heard twice
+    follow = ctx.inputs.follow(input_key, settings.input_idle_timeout, read=sent)
+    async for _entry_id, chunk in follow:
+        if chunk.seq <= heard_through:
+            continue
+        if chunk.end:
+            pending += chunk.audio
+            if keep_audio is not None:
+                keep_audio += chunk.audio
+            cancelled, preempted = chunk.cancelled, chunk.preempted
+            break
+        await hear(chunk)
     speech_end_ms = now_ms()
     if pending:
         await asyncio.to_thread(stream.feed, bytes(pending))
@@ -97,9 +113,14 @@ def make_asr_handler(
             redis, keys.checkpoint("asr", job.session_id, job.turn_id), settings.turn_ttl_seconds
         )
         input_key = keys.asr_input(job.session_id, job.turn_id)
-        # the checkpoint and the audio already there (the gateway sends the first chunk
-        # with the job) in one round trip: the first partial waits on neither again
-        _, sent = await asyncio.gather(checkpoint.load(), read_start(redis, input_key))
+        first, sent = _first_chunk(ctx), []
+        if first is None:
+            # a job taken up again (or from an older gateway): its checkpoint and the
+            # audio already there, in one round trip
+            _, sent = await asyncio.gather(checkpoint.load(), read_start(redis, input_key))
+        # else the job's first delivery, with its first chunk: no worker wrote this turn
+        # yet, so its checkpoint is empty and the first partial waits for no read (were
+        # it not, that commit is refused as stale and the job is taken up again)
         ctx.cleanup.extend([checkpoint.key, input_key])
         if checkpoint.number("done"):  # transcript sent before a crash, just not acknowledged
             return
@@ -111,7 +132,7 @@ def make_asr_handler(
         audio = bytearray() if external else None
         try:
             text, cancelled, speech_end_ms, preempted = await _transcribe(
-                settings, job, ctx, stream, audio, checkpoint, sent
+                settings, job, ctx, stream, audio, checkpoint, sent, first
             )
         finally:
             if getattr(stream, "blocking", True):
@@ -156,6 +177,13 @@ def make_asr_handler(
         await checkpoint.commit(outputs, done=1)
 
     return handle
+
+
+def _first_chunk(ctx: JobContext) -> InputChunk | None:
+    """The first audio the gateway sent beside the job (``FIRST_AUDIO``), on the job's
+    first delivery only: a worker taking a job up again reads its checkpoint first."""
+    audio = ctx.entry.get(FIRST_AUDIO) if ctx.deliveries == 1 else None
+    return InputChunk(seq=1, audio=audio) if audio else None
 
 
 async def _open_stream(engine: AsrEngine) -> AsrStream:

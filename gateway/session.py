@@ -29,7 +29,7 @@ from gateway.utterance import EndOfSpeechPolicy, UtteranceTracker
 from shared import metrics, protocol
 from shared.control import ControlChannel
 from shared.logs import session_id_var
-from shared.messages import AsrJob, InputChunk, LlmJob, ReplyEvent
+from shared.messages import FIRST_AUDIO, AsrJob, InputChunk, LlmJob, ReplyEvent
 from shared.protocol import (
     AudioInput,
     Cancel,
@@ -437,7 +437,8 @@ class VoiceSession:
         stream = self._keys.jobs_for("asr", self.session_id)
         maxlen = self.settings.jobs_maxlen
         input_key = self._keys.asr_input(self.session_id, turn_id)
-        published = self.store.publish_turn(self.session_id, number, stream, job, maxlen)
+        beside = {FIRST_AUDIO: first.audio} if first is not None and first.audio else None
+        published = self.store.publish_turn(self.session_id, number, stream, job, maxlen, beside)
         if first is None:
             await published
         else:  # queued in this order, so both join the next write pipeline, job first

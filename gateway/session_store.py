@@ -103,13 +103,19 @@ class SessionStore:
         )
 
     async def publish_turn(
-        self, session_id: str, turn: int, stream: str, job: Message, maxlen: int
+        self,
+        session_id: str,
+        turn: int,
+        stream: str,
+        job: Message,
+        maxlen: int,
+        beside: dict[bytes, bytes] | None = None,
     ) -> None:
         """Publish a turn's first job and count the turn, in the process's shared write
         pipeline (a hundred utterances may open at once). The session's key and its work
         stream share a slot on a cluster (``shared/keys.py``)."""
         key = self._keys.session(session_id)
-        fields = encode(job)
+        fields = encode(job) | (beside or {})  # ``beside``: fields next to the message
         packed = pack_xadd(stream.encode(), fields, maxlen)
         packed += pack(b"HSET", key.encode(), b"turns", b"%d" % turn)
         packed += pack(b"EXPIRE", key.encode(), b"%d" % self._ttl)

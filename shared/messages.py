@@ -15,6 +15,10 @@ import msgpack
 
 SCHEMA_VERSION = 1
 FIELD = b"m"
+# Beside an ASR job's message: its first chunk of audio (also in the turn's input stream),
+# so a worker taking the job up needs no read before its first partial. Workers that do
+# not know it ignore it.
+FIRST_AUDIO = b"a1"
 
 
 class MessageError(ValueError):

@@ -63,6 +63,7 @@ class JobContext:
     inputs: StreamMux  # follow a turn's input stream: ``ctx.inputs.follow(key, timeout)``
     cleanup: list[str] = field(default_factory=list)  # keys to delete with the ack
     control: ControlChannel | None = None  # ``is_cancelled(session, turn)`` between chunks
+    entry: dict[bytes, bytes] = field(default_factory=dict)  # the job's fields (FIRST_AUDIO)
 
     def cancelled(self, job: object) -> bool:
         """Whether the client cancelled this job's turn (free: a local lookup)."""
@@ -254,7 +255,9 @@ class StageWorker(Generic[JobT]):
         outcome = "ok"
         session_id_var.set(getattr(job, "session_id", None))  # this task's log lines
         turn_id_var.set(getattr(job, "turn_id", None))
-        ctx = JobContext(entry_id, deliveries, self.replies, self.inputs, control=self.control)
+        ctx = JobContext(
+            entry_id, deliveries, self.replies, self.inputs, control=self.control, entry=fields
+        )
         try:
             if await self._turn_cancelled(job, deliveries):
                 metrics.CANCELLED_WORK.labels(self.kind).inc()
