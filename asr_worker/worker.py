@@ -119,8 +119,7 @@ def make_asr_handler(
             # audio already there, in one round trip
             _, sent = await asyncio.gather(checkpoint.load(), read_start(redis, input_key))
         # else the job's first delivery, with its first chunk: no worker wrote this turn
-        # yet, so its checkpoint is empty and the first partial waits for no read (were
-        # it not, that commit is refused as stale and the job is taken up again)
+        # yet, so its checkpoint is empty and the first partial waits for no read
         ctx.cleanup.extend([checkpoint.key, input_key])
         if checkpoint.number("done"):  # transcript sent before a crash, just not acknowledged
             return
@@ -181,8 +180,9 @@ def make_asr_handler(
 
 def _first_chunk(ctx: JobContext) -> InputChunk | None:
     """The first audio the gateway sent beside the job (``FIRST_AUDIO``), on the job's
-    first delivery only: a worker taking a job up again reads its checkpoint first."""
-    audio = ctx.entry.get(FIRST_AUDIO) if ctx.deliveries == 1 else None
+    first delivery only: a worker taking a job up again (after a restart, or reclaimed
+    from a dead one) reads its checkpoint first."""
+    audio = ctx.entry.get(FIRST_AUDIO) if ctx.fresh else None
     return InputChunk(seq=1, audio=audio) if audio else None
 
 

@@ -64,6 +64,7 @@ class JobContext:
     cleanup: list[str] = field(default_factory=list)  # keys to delete with the ack
     control: ControlChannel | None = None  # ``is_cancelled(session, turn)`` between chunks
     entry: dict[bytes, bytes] = field(default_factory=dict)  # the job's fields (FIRST_AUDIO)
+    fresh: bool = False  # its first delivery ever (not a restart's or a reclaim's)
 
     def cancelled(self, job: object) -> bool:
         """Whether the client cancelled this job's turn (free: a local lookup)."""
@@ -195,13 +196,19 @@ class StageWorker(Generic[JobT]):
         for raw_stream, entries in result or ():
             stream = raw_stream.decode() if isinstance(raw_stream, bytes) else raw_stream
             for raw_id, fields in entries:
-                await self._start(stream, raw_id.decode(), fields, deliveries=1)
+                fresh = start == ">"  # never delivered: no worker has written its turn
+                await self._start(stream, raw_id.decode(), fields, deliveries=1, fresh=fresh)
 
     def _free_slots(self) -> int:
         return max(0, self.settings.worker_concurrency - len(self._in_flight))
 
     async def _start(
-        self, stream: str, entry_id: str, fields: dict[bytes, bytes] | None, deliveries: int
+        self,
+        stream: str,
+        entry_id: str,
+        fields: dict[bytes, bytes] | None,
+        deliveries: int,
+        fresh: bool = False,
     ) -> None:
         job = (stream, entry_id)
         if job in self._in_flight:
@@ -211,7 +218,8 @@ class StageWorker(Generic[JobT]):
             return
         await self._slots.acquire()
         task = asyncio.create_task(
-            self._handle(stream, entry_id, fields, deliveries), name=f"{self.kind}-job-{entry_id}"
+            self._handle(stream, entry_id, fields, deliveries, fresh),
+            name=f"{self.kind}-job-{entry_id}",
         )
         self._in_flight[job] = task
         task.add_done_callback(lambda done: self._finished(job, done))
@@ -237,7 +245,12 @@ class StageWorker(Generic[JobT]):
         return self.control.is_cancelled(session_id, turn_id)
 
     async def _handle(
-        self, stream: str, entry_id: str, fields: dict[bytes, bytes], deliveries: int
+        self,
+        stream: str,
+        entry_id: str,
+        fields: dict[bytes, bytes],
+        deliveries: int,
+        fresh: bool = False,
     ) -> None:
         try:
             job = decode(fields)
@@ -256,7 +269,13 @@ class StageWorker(Generic[JobT]):
         session_id_var.set(getattr(job, "session_id", None))  # this task's log lines
         turn_id_var.set(getattr(job, "turn_id", None))
         ctx = JobContext(
-            entry_id, deliveries, self.replies, self.inputs, control=self.control, entry=fields
+            entry_id,
+            deliveries,
+            self.replies,
+            self.inputs,
+            control=self.control,
+            entry=fields,
+            fresh=fresh,
         )
         try:
             if await self._turn_cancelled(job, deliveries):
