@@ -393,7 +393,7 @@ class StreamMux:
                 self._ring(group, key)
             raise
         full: set[str] = set()
-        for key, entries in _parse_xread(reply):
+        for key, entries in parse_xread(reply):
             sub = subs.get(key)
             if sub is None or group.subs.get(key) is not sub:
                 continue  # unsubscribed while we were reading
@@ -453,7 +453,7 @@ class StreamMux:
             idempotent=True,
             key=group.wake_key,
         )
-        return _parse_xread(reply)
+        return parse_xread(reply)
 
 
 async def read_start(redis: aioredis.Redis, key: str, count: int = 64) -> list[Entry]:
@@ -480,7 +480,7 @@ def _newer(entry_id: str, than: str) -> bool:
     return (int(ms), int(seq or 0)) > (int(than_ms), int(than_seq or 0))
 
 
-def _parse_xread(reply: object) -> list[tuple[str, list[Entry]]]:
+def parse_xread(reply: object) -> list[tuple[str, list[Entry]]]:
     """XREAD's reply (a RESP3 map or a RESP2 list; nil when the block timed out)."""
     if not reply:
         return []

@@ -27,6 +27,7 @@ TESTS = [
     "tests/test_mux.py",
     "tests/test_checkpoint.py",
     "tests/test_worker.py",
+    "tests/test_asr_first_chunk.py",
 ]
 
 
