@@ -89,7 +89,7 @@ async def _transcribe(
         if chunk.end:
             pending += chunk.audio
             if keep_audio is not None:
-                keep_audio += chunk.audio
+                keep_audio.extend(chunk.audio)
             cancelled, preempted = chunk.cancelled, chunk.preempted
             break
         await hear(chunk)
