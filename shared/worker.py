@@ -183,7 +183,10 @@ class StageWorker(Generic[JobT]):
                 log.warning("%s group vanished (stream deleted?); recreating", self.kind)
                 await self._ensure_groups(streams)
             except (RedisConnectionError, RedisTimeoutError):
-                if not (stop.is_set() or shutting_down()):  # expected while shutting down
+                # quiet on the first failure, as the mux: a read that was sent is not
+                # retried, so a Redis going down with the signal to stop (compose down)
+                # fails it before that signal is handled; and whenever stopping
+                if backoff > 0.05 and not (stop.is_set() or shutting_down()):
                     log.warning("%s worker lost Redis; retrying in %.2fs", self.kind, backoff)
                 await asyncio.sleep(backoff * (1 + random.random()))
                 backoff = min(backoff * 2, 5.0)
