@@ -34,6 +34,38 @@ class _Heard:
                 await self._changed.wait()
 
 
+class _MuxChanges:
+    """Wakes a waiter after every push, confirmed subscription and catch-up read the
+    mux handles: for waits on mux state that has no event of its own (held pushes, a
+    confirmation count, a stream caught up), without polling."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self._changed = asyncio.Event()
+        for name in ("_on_push", "_on_subscribed"):
+            original = getattr(StreamMux, name)
+
+            def hooked(mux: StreamMux, *args: object, _original=original) -> None:
+                _original(mux, *args)
+                self._changed.set()
+
+            monkeypatch.setattr(StreamMux, name, hooked)
+        read = StreamMux._read_rung
+
+        async def read_then_wake(mux: StreamMux, *args: object) -> None:
+            try:
+                await read(mux, *args)
+            finally:
+                self._changed.set()
+
+        monkeypatch.setattr(StreamMux, "_read_rung", read_then_wake)
+
+    async def until(self, done: Callable[[], bool]) -> None:
+        async with asyncio.timeout(10):
+            while not done():
+                self._changed.clear()
+                await self._changed.wait()
+
+
 async def _append(redis: aioredis.Redis, key: str, value: bytes) -> bytes:
     """As the system writes a followed stream: appended and pushed (``shared/bells.py``)."""
     return await write_batcher(redis).xadd(key, {FIELD: value})
@@ -301,6 +333,7 @@ async def test_entries_pushed_while_the_catch_up_read_is_in_flight_come_after_it
     read's entries, in order, once each."""
     redis = aioredis.Redis.from_url(redis_url)
     mux = StreamMux(redis, "test:wake8")
+    changes = _MuxChanges(monkeypatch)
     key = "test:push:race"
     for n in range(5):
         await _append(redis, key, b"%d" % n)
@@ -317,9 +350,7 @@ async def test_entries_pushed_while_the_catch_up_read_is_in_flight_come_after_it
             raced = True
             for n in range(5, 10):  # written after the read ran
                 await _append(redis, key, b"%d" % n)
-            async with asyncio.timeout(10):
-                while len(sub.held) < 5:  # noqa: ASYNC110 (pushes reach the mux before the reply)
-                    await asyncio.sleep(0.005)
+            await changes.until(lambda: len(sub.held) >= 5)  # pushed before the reply
         return reply
 
     monkeypatch.setattr(Lane, "round_trip", racing_round_trip)
@@ -338,7 +369,7 @@ async def test_entries_pushed_while_the_catch_up_read_is_in_flight_come_after_it
 
 
 async def test_pushes_on_a_cluster_follow_a_stream_dropped_and_taken_up_again(
-    redis_cluster_url: str,
+    redis_cluster_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On a Redis Cluster (sharded pub/sub, one listener per slot): streams of several
     slots are pushed; a stream unfollowed and followed again in the same moment (a resume
@@ -346,6 +377,7 @@ async def test_pushes_on_a_cluster_follow_a_stream_dropped_and_taken_up_again(
     slot that moved) and gets the entries written since."""
     redis = connect(redis_cluster_url)
     mux = StreamMux(redis, "test:wake9")
+    changes = _MuxChanges(monkeypatch)
     keys = [f"test:cluster:{{tag{n}}}:reply" for n in range(6)]  # several slots
     got: dict[str, list[bytes]] = {}
     arrived = asyncio.Event()
@@ -374,9 +406,8 @@ async def test_pushes_on_a_cluster_follow_a_stream_dropped_and_taken_up_again(
         await mux.subscribe(keys[0], lambda _id, f: deliver(keys[0], f), from_id="0-0")
         await _append(redis, keys[0], b"2")
         await wait_for(keys[0], 3)  # "1" again (from 0-0), then "2"
-        async with asyncio.timeout(10):  # Redis answered the unfollow, then the follow
-            while not group.subs[keys[0]].synced:  # noqa: ASYNC110 (no event for it)
-                await asyncio.sleep(0.01)
+        # Redis answered the unfollow, then the follow
+        await changes.until(lambda: group.subs[keys[0]].synced)
         assert group.bells._conn is listener_conn, "the listener reconnected"
         await _append(redis, keys[0], b"3")
         await wait_for(keys[0], 4)
@@ -397,6 +428,7 @@ async def test_a_reconnect_during_the_catch_up_read_leaves_no_gap(
     until the next read, so pushes that follow wait for it and nothing is skipped."""
     redis = aioredis.Redis.from_url(redis_url)
     mux = StreamMux(redis, "test:wake10")
+    changes = _MuxChanges(monkeypatch)
     key = "test:push:reconnect-race"
     for n in range(5):
         await _append(redis, key, b"%d" % n)
@@ -413,9 +445,7 @@ async def test_a_reconnect_during_the_catch_up_read_leaves_no_gap(
             phase = 2  # the read after the new subscription: pushes of later entries first
             for n in range(10, 15):
                 await _append(redis, key, b"%d" % n)
-            async with asyncio.timeout(10):
-                while len(got) < 10 and len(sub.held) < 5:  # noqa: ASYNC110 (no event)
-                    await asyncio.sleep(0.005)
+            await changes.until(lambda: len(got) >= 10 or len(sub.held) >= 5)
         syncing = sub is not None and sub.confirmed  # a read that may catch the stream up
         reply = await original(self, packed, *args, **kwargs)
         if phase == 2 and b"XREAD" in packed:
@@ -425,9 +455,7 @@ async def test_a_reconnect_during_the_catch_up_read_leaves_no_gap(
             await _kill_bells(redis, mux)
             for n in range(5, 10):  # written while the connection is down
                 await _append(redis, key, b"%d" % n)
-            async with asyncio.timeout(10):
-                while sub.confirmations < 2:  # noqa: ASYNC110 (subscribed again)
-                    await asyncio.sleep(0.005)
+            await changes.until(lambda: sub.confirmations >= 2)  # subscribed again
         return reply
 
     monkeypatch.setattr(Lane, "round_trip", racing_round_trip)
