@@ -34,7 +34,7 @@ def _news(redis: aioredis.Redis, settings: Settings) -> ReplyAgent:
 
     feeds = parse_feed_sources(settings.news_feeds or DEFAULT_NEWS_FEEDS)
     by_language = {
-        code: parse_feed_sources(spec) for code, spec in language_feeds(settings).items()
+        code: parse_feed_sources(spec, code) for code, spec in language_feeds(settings).items()
     }
     return NewsAgent(
         redis,
