@@ -55,7 +55,8 @@ def test_talk_names_the_file_it_replaces(system, tmp_path: Path) -> None:
     assert f"to {out}, replacing the {out} that was there" in second.stdout
 
 
-def test_talk_takes_the_servers_web_address_as_a_base(system) -> None:
-    result = _talk(system, "--text", "technology news", "--url", system.http_url)
+def test_talk_takes_the_servers_web_address_as_a_base(system, tmp_path: Path) -> None:
+    out = str(tmp_path / "r.mp3")
+    result = _talk(system, "--text", "technology news", "--url", system.http_url, "--out", out)
     assert result.returncode == 0, result.stderr
     assert "agent: " in result.stdout
