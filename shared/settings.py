@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Iterator
 from functools import cached_property
 from typing import Literal, NoReturn
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -375,21 +375,24 @@ def _hide_secrets(found: Settings | dict[str, object], errors: list | None = Non
             if _is_secret(name):
                 values += [os.environ.get(name.upper()), found.get(name)]
         urls += [os.environ.get("REDIS_URL"), found.get("redis_url")]
-    values += [_url_password(url) for url in urls if isinstance(url, str)]
-    hide_values(
-        *(v.get_secret_value() if isinstance(v, SecretStr) else v for v in values),  # type: ignore[misc]
-    )
+    values += [p for url in urls if isinstance(url, str) for p in _url_passwords(url)]
+    texts = [v.get_secret_value() if isinstance(v, SecretStr) else v for v in values]
+    secrets = [t for t in texts if isinstance(t, str)]
+    # a list of keys (API_KEYS) shows one at a time; a password may be %-encoded in a URL
+    hide_values(*secrets, *(p.strip() for t in secrets for p in t.split(",")))
 
 
 def _error_is_secret(error: dict) -> bool:
     return bool(error["loc"]) and _is_secret(str(error["loc"][0]))
 
 
-def _url_password(url: str) -> str | None:
+def _url_passwords(url: str) -> list[str]:
+    """A URL's password as written and as the client decodes it (``%40`` -> ``@``)."""
     try:
-        return urlsplit(url).password
+        password = urlsplit(url).password
     except ValueError:
-        return None
+        return []
+    return [password, unquote(password)] if password else []
 
 
 # what a value that failed its pattern should look like, in words

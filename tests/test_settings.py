@@ -61,10 +61,14 @@ def test_good_redis_urls_pass() -> None:
 
 
 def test_log_lines_and_tracebacks_hide_secret_values() -> None:
-    settings = load_settings(llm_api_key="sk-log-secret", redis_url="redis://:pw-log@h:6379/0")
+    settings = load_settings(
+        llm_api_key="sk-log-secret",
+        api_keys="key-one-log,key-two-log",
+        redis_url="redis://:pw-log@h:6379/0",
+    )
     assert "pw-log" not in repr(settings)
     try:
-        raise RuntimeError("upstream said: bad key sk-log-secret")
+        raise RuntimeError("upstream said: bad key sk-log-secret, user key-two-log")
     except RuntimeError as exc:
         record = logging.LogRecord(
             "x", logging.ERROR, __file__, 1, "cannot reach %s", (settings.redis_url,), None
@@ -72,8 +76,8 @@ def test_log_lines_and_tracebacks_hide_secret_values() -> None:
         record.exc_info = (type(exc), exc, exc.__traceback__)
     RedactingFilter().filter(record)
     line = JsonFormatter().format(record)
-    assert "pw-log" not in line and "sk-log-secret" not in line
-    assert "redis://***@h:6379/0" in line and "bad key ***" in line
+    assert "pw-log" not in line and "sk-log-secret" not in line and "key-two" not in line
+    assert "redis://***@h:6379/0" in line and "bad key ***, user ***" in line
 
 
 def test_configuration_page_and_env_example_list_every_setting() -> None:
