@@ -453,6 +453,7 @@ def derive(results: dict[str, Any], every_s: float) -> dict[str, Any]:
                         *RENDER_STARTER, ms[name], every_s, idle[name], base_mb=rss[name]
                     )["conversations"]
                     for name in SERVICES
+                    if name in ms
                 }
             per_kind[kind] = entry
         if "asr_worker" in res["spoken"]["cpu_ms_per_turn"]:
