@@ -29,7 +29,7 @@ Render free instance (0.1 CPU, 512 MB, the all-in-one process), per Starter inst
 (0.5 CPU, 512 MB) running one service, and per core for each service and for the whole
 stack. The CPU budget of an instance is its share minus the services' idle use.
 
-    python -m bench.conversation_cost [--sessions 4] [--rounds 2] [--typed-rounds 5]
+    python -m bench.conversation_cost [--sessions 4] [--rounds 1] [--typed-rounds 4]
         [--turn-every 20] [--configs offline,cloud,all-in-one] [--idle-seconds 5]
 """
 
@@ -271,7 +271,8 @@ class Tally:
         """Count a finished turn; one without an end within the limit is an error
         (``no_end``), counted too (its CPU was spent), and the run goes on."""
         try:
-            self.add(await turn)
+            async with asyncio.timeout(TURN_LIMIT_S + 10):  # the sending too, not only replies
+                self.add(await turn)
         except TimeoutError:
             self.turns += 1
             self.errors = [*(self.errors or []), "no_end"]
@@ -375,7 +376,7 @@ async def measure(running: Running, args: argparse.Namespace) -> dict[str, Any]:
     sessions, idle_s = args.sessions, args.idle_seconds
     audio = {text: speech_16k(text) for text in SPOKEN}
     speech_s = sum(len(pcm) for pcm in audio.values()) / 32000 / len(audio)
-    r = Redis.from_url(running.redis_url)
+    r = Redis.from_url(running.redis_url, socket_timeout=10)
     probe = Probe(running, r)
     async with contextlib.AsyncExitStack() as warm:  # feeds fetched, every recogniser loaded
         clients = [await warm.enter_async_context(VoiceClient.connect(running.ws_url))]
@@ -494,8 +495,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sessions", type=int, default=4, help="sessions talking at once")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds of 3 spoken turns")
-    parser.add_argument("--typed-rounds", type=int, default=5, help="rounds of 3 typed turns")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of 3 spoken turns")
+    parser.add_argument("--typed-rounds", type=int, default=4, help="rounds of 3 typed turns")
     parser.add_argument("--idle-seconds", type=float, default=5.0)
     parser.add_argument(
         "--turn-every", type=float, default=20.0, help="seconds between a conversation's turns"
