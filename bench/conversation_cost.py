@@ -83,7 +83,7 @@ EDGE_TTS_WORKER = (
 RENDER_FREE = (0.1, 512)
 RENDER_STARTER = (0.5, 512)
 KEY_VALUE_MB = (25, 256)  # Render Key Value free and Starter
-REPLY_MAXLEN = 2000  # the setting's default: entries a session's reply stream keeps
+REPLY_MAXLENS = (2000, 300)  # entries a reply stream keeps: the default, render.free.yaml
 
 
 # --- pure computation (tests/test_bench_cost.py) ------------------------------------------
@@ -150,24 +150,25 @@ def _turn_id(part: str) -> bool:
     return part[:1] == "t" and part[1:].split(".")[0].isdigit()
 
 
-def redis_sizing(res: dict[str, Any], reply_maxlen: int = REPLY_MAXLEN) -> dict[str, Any]:
+def redis_sizing(res: dict[str, Any]) -> dict[str, Any]:
     """A session's Redis memory grows with its turns (the reply stream keeps the audio it
     sent, for resuming) until the stream reaches ``REPLY_MAXLEN`` entries; sessions per
-    Render Key Value size, after the measured turns and at that cap."""
+    Render Key Value size, after the measured turns and at that cap (the default, and
+    the free blueprint's)."""
     keys = res["redis_bytes_per_session"]["session_keys_after_turns"]
     turns = (res["typed"]["turns"] + res["spoken"]["turns"]) / res["sessions"]
     per_entry = keys.get("reply", 0) / max(keys.get("reply_stream_entries", 0), 1)
-    at_cap = keys["total"] - keys.get("reply", 0) + reply_maxlen * per_entry
     now = max(res["redis_bytes_per_session"]["idle_after_turns"], keys["total"], 1)
+    at_cap = {n: keys["total"] - keys.get("reply", 0) + n * per_entry for n in REPLY_MAXLENS}
     return {
         "turns_per_session": round(turns, 1),
         "kb_per_session_after_turns": round(now / 1024),
         "kb_per_turn": round(now / 1024 / turns, 1) if turns else None,
-        "kb_per_session_at_reply_maxlen": round(at_cap / 1024),
+        "kb_per_session_at_reply_maxlen": {n: round(b / 1024) for n, b in at_cap.items()},
         "sessions_per_key_value": {
             f"{mb}_mb": {
                 "after_turns": math.floor(mb * MB / now),
-                "at_reply_maxlen": math.floor(mb * MB / max(at_cap, 1)),
+                **{f"at_reply_maxlen_{n}": math.floor(mb * MB / b) for n, b in at_cap.items()},
             }
             for mb in KEY_VALUE_MB
         },
@@ -374,6 +375,7 @@ async def _phase(
 
 async def measure(running: Running, args: argparse.Namespace) -> dict[str, Any]:
     sessions, idle_s = args.sessions, args.idle_seconds
+    _dump_tasks_on_sigusr2()
     audio = {text: speech_16k(text) for text in SPOKEN}
     speech_s = sum(len(pcm) for pcm in audio.values()) / 32000 / len(audio)
     r = Redis.from_url(running.redis_url, socket_timeout=10)
@@ -418,6 +420,16 @@ async def measure(running: Running, args: argparse.Namespace) -> dict[str, Any]:
             "session_keys_after_turns": keys,
         },
     }
+
+
+def _dump_tasks_on_sigusr2() -> None:
+    """``kill -USR2 PID``: every asyncio task's stack on stderr, to see what a run waits for."""
+
+    def dump() -> None:
+        for task in asyncio.all_tasks():
+            task.print_stack(file=sys.stderr)
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, dump)
 
 
 # --- what it means ---------------------------------------------------------------------

@@ -65,7 +65,7 @@ def test_derived_figures_from_a_measurement() -> None:
     assert derived["spoken"]["per_core_whole_stack"] == 48
     assert derived["asr_cores_while_speaking"] == 0.2
     # 2,000 reply entries of 2,000 bytes + 100,000 bytes of other keys
-    assert derived["redis"]["kb_per_session_at_reply_maxlen"] == round(4_100_000 / 1024)
+    assert derived["redis"]["kb_per_session_at_reply_maxlen"][2000] == round(4_100_000 / 1024)
     assert derived["redis"]["kb_per_turn"] == round(300_000 / 1024 / 8, 1)
 
 
