@@ -459,6 +459,12 @@ def find_capacity(
             steps[-1]["load_average_1m"] = level["load_average_1m"]
             for role in ("gateway", "asr_worker"):
                 steps[-1][f"{role}_cpu_percent"] = level[f"{role}_cpu_percent"]
+            if place.alone and level[f"{place.alone}_cpu_percent"]:
+                # the same CPU per session, until the core is full: what it carries when
+                # other work does not take the core away first
+                steps[-1]["sessions_per_core_at_full_cpu"] = round(
+                    100 * sessions / level[f"{place.alone}_cpu_percent"]
+                )
             if level["partials_received"] == 0:
                 problems.append(f"{processes} gateway process(es) relayed nothing at {sessions}")
                 break
