@@ -30,7 +30,7 @@ from shared import metrics, protocol
 from shared.checkpoint import Append, TurnCheckpoint
 from shared.engines import AsrEngine, AsrStream
 from shared.languages import language
-from shared.messages import FIRST_AUDIO, AsrJob, InputChunk, LlmJob, ReplyEvent
+from shared.messages import FIRST_AUDIO, GATEWAY_DECIDES, AsrJob, InputChunk, LlmJob, ReplyEvent
 from shared.mux import Entry, read_start
 from shared.settings import Settings
 from shared.streams import now_ms
@@ -164,7 +164,9 @@ def make_asr_handler(
             failure = notice(unheard) if unheard else no_speech
             event = ReplyEvent("error", job.session_id, job.turn_id, failure)
             outputs = [_to_client(settings, final), _to_client(settings, event)]
-        elif text == preempted:  # the gateway's early reply to these words is the answer
+        elif text == preempted or preempted == GATEWAY_DECIDES:
+            # the gateway's early reply to these words is the answer, or the gateway
+            # decides from this final whether the utterance was a request at all
             outputs = [_to_client(settings, final)]
         else:
             llm_job = LlmJob(

@@ -38,6 +38,7 @@ class Outbox:
         self._replies: deque[OutFrame] = deque()
         self._ready = asyncio.Event()
         self._closing = False
+        self._held: str | None = None  # a paused reply: its events wait, and all after them
 
     def __len__(self) -> int:
         return len(self._control) + len(self._replies)
@@ -78,6 +79,15 @@ class Outbox:
         self._replies = kept
         return dropped
 
+    def hold(self, turn_id: str) -> None:
+        """Stop the reply lane at the first queued event of ``turn_id`` (a paused reply):
+        events before it still go, none after it (they keep the reply stream's order)."""
+        self._held = turn_id
+
+    def release(self) -> None:
+        self._held = None
+        self._ready.set()
+
     def clear(self) -> None:
         self._control.clear()
         self._replies.clear()
@@ -86,7 +96,7 @@ class Outbox:
         while True:
             if self._control:
                 return self._control.popleft()
-            if self._replies:
+            if self._replies and (self._held is None or self._replies[0].turn_id != self._held):
                 return self._replies.popleft()
             self._ready.clear()
             await self._ready.wait()

@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from gateway.barge_in import BargeIn
 from gateway.delivery import ReplyDelivery
 from gateway.early_reply import EarlyReplies
 from gateway.endpointing import SpeechOnset
@@ -101,6 +102,15 @@ class VoiceSession:
         )
         self.delivery = ReplyDelivery(websocket, self.session_id, OUTBOX_LIMIT, CONTROL_LIMIT)
         self.delivery.observe(self._hear_hypothesis)
+        self._barge: BargeIn | None = None  # confirm mode: pause, then decide
+        if settings.barge_in_mode == "confirm":
+            self._barge = BargeIn(
+                _BargeInIO(self),
+                settings.barge_in_min_speech_ms,
+                settings.barge_in_min_words,
+                settings.false_interruption_ms,
+            )
+            self.delivery.observe(self._barge.observe)
         self.taken_over = False
         self._cancelled_before: list[str] = []  # turns cut on earlier connections (resume)
 
@@ -135,6 +145,8 @@ class VoiceSession:
             self.control.forget_takeover(self.session_id, self.connection_id)
             if self._releaser:
                 self._releaser.cancel()
+            if self._barge is not None:
+                self._barge.close()
             await self._abandon_utterance()
             if not self.taken_over:
                 try:
@@ -418,10 +430,15 @@ class VoiceSession:
                 "this server does not recognise speech (ASR_PROVIDER=none); "
                 "recognise on the device and send voice_command",
             )
-        if self.barge_in and audio.pcm and (playing := self.delivery.playing_turn()):
+        immediate = self._barge is None
+        if immediate and self.barge_in and audio.pcm and (playing := self.delivery.playing_turn()):
             if self._onset.push(audio.pcm):
                 await self.cancel(playing, "barge_in")
         await self._speech.push(audio)
+        if self._barge is not None and self.barge_in and audio.pcm:
+            utterance = self._speech.current
+            turn_id, key = (utterance.turn_id, utterance.input_key) if utterance else (None, "")
+            await self._barge.audio(audio.pcm, turn_id, key)
 
     # --- the utterance state machine's I/O (gateway.utterance.UtteranceIO) -------------
 
@@ -446,6 +463,8 @@ class VoiceSession:
         return turn_id, input_key
 
     async def send_input(self, input_key: str, chunk: InputChunk) -> None:
+        if chunk.end and self._barge is not None:
+            chunk = await self._barge.end_marker(input_key, chunk)
         await self._inputs.append(input_key, chunk)
 
     def input_complete(self, turn_id: str, timings: dict[str, object]) -> None:
@@ -468,6 +487,8 @@ class VoiceSession:
         await self._early.close()
 
     def start_early_reply(self, turn_id: str, attempt_id: str, text: str) -> None:
+        if self._barge is not None and not self._barge.early_reply_allowed(turn_id, text):
+            return  # speech over a reply, not yet known to be a request
         self._early.start(turn_id, attempt_id, text)
 
     def use_early_reply(self, attempt_id: str) -> None:
@@ -485,6 +506,40 @@ class VoiceSession:
             self._speech.hear_final(event.turn_id, text)
         else:
             self._speech.hear(event.turn_id, event.data.get("complete"), text)
+
+
+class _BargeInIO:
+    """The session's side of ``gateway.barge_in.BargeInIO``."""
+
+    def __init__(self, session: VoiceSession) -> None:
+        self._session = session
+        self.playing_turn = session.delivery.playing_turn
+        self.played_ms = session.delivery.played_ms
+        self.pause = session.delivery.pause
+        self.resume = session.delivery.resume
+
+    async def cut(self, turn_id: str) -> None:
+        await self._session.cancel(turn_id, "barge_in")
+
+    async def answer(self, turn_id: str, text: str, speech_end_ms: int) -> None:
+        session = self._session
+        job = LlmJob(
+            session.session_id,
+            turn_id,
+            text,
+            "speech",
+            speech_end_ms,
+            session.options.as_job_options(),
+        )
+        stream = session._keys.jobs_for("llm", session.session_id)
+        maxlen = session.settings.jobs_maxlen
+        await session.store.publish_turn(session.session_id, session._turns, stream, job, maxlen)
+
+    async def unanswered(self, turn_id: str) -> None:
+        message = "only noise, an acknowledgement or the reply itself was heard; it goes on"
+        data = {"code": protocol.NO_SPEECH, "message": message}
+        event = ReplyEvent("error", self._session.session_id, turn_id, data)
+        await self._session._write_interruption([event])
 
 
 def _end_of_speech_policy(settings: Settings) -> EndOfSpeechPolicy | None:

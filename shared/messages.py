@@ -19,6 +19,9 @@ FIELD = b"m"
 # so a worker taking the job up needs no read before its first partial. Workers that do
 # not know it ignore it.
 FIRST_AUDIO = b"a1"
+# ``InputChunk.preempted`` of an ASR end marker: whatever the final transcript, start no
+# reply; the gateway decides from it whether the utterance was a request (barge-in)
+GATEWAY_DECIDES = "\x00gateway"
 
 
 class MessageError(ValueError):
