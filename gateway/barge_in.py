@@ -112,6 +112,8 @@ class Candidate:
     answered: bool = False  # the final came and was dealt with
     speech_end_ms: int = 0
     early_text: str | None = None  # an early reply it was denied (its end names the text)
+    hypothesis: str = ""  # the recogniser's latest words for it
+    echo_words: int = 0  # how many of those words came before a voice joined the echo
     mic: deque[bytes] = field(default_factory=lambda: deque(maxlen=MIC_KEPT_MS // 100))
 
     @property
@@ -216,6 +218,8 @@ class BargeIn:
         if candidate.only_echo:
             return False
         words = self.reply_words(candidate.reply_turn)
+        if candidate.echo_words:  # only what came after the echo's words counts
+            text = " ".join(words_of(text)[candidate.echo_words :])
         return confirms_person(text, words, self.min_words, final)
 
     def early_reply_allowed(self, turn_id: str, text: str) -> bool:
@@ -273,6 +277,8 @@ class BargeIn:
                 candidate.echo_checks += 1
             return
         if candidate is not None:
+            if candidate.only_echo:  # a voice over the echo: the words so far were echo
+                candidate.echo_words = len(words_of(candidate.hypothesis))
             candidate.voice_checks += 1
         if self.paused is None and self._io.playing_turn() == playing and self._io.pause(playing):
             self.paused = playing
@@ -310,6 +316,7 @@ class BargeIn:
         candidate = self.candidates.get(turn_id)
         if candidate is None or candidate.answered or candidate.rejected:
             return
+        candidate.hypothesis = text
         if not candidate.person and self.judge(candidate, text, final):
             candidate.person = True
             self._cut(candidate.reply_turn)
