@@ -202,6 +202,8 @@ class VoiceSession:
             "resume_window_seconds": self.store.resume_window,
             "resumed": resumed,
             "barge_in": self.barge_in,
+            # confirm: speech over a reply pauses it (reply_paused), words cut it
+            "barge_in_mode": self.settings.barge_in_mode,
             # the session's language; with lang_auto the first request's text may change it
             "lang": self.options.lang or self.settings.default_language,
             "lang_auto": self.options.lang is None,

@@ -222,3 +222,21 @@ async def test_no_reply_starts_early_for_speech_not_yet_known_to_be_a_request(
     # the end names the early reply that never started: the recogniser must answer
     chunk = await barge.end_marker("in:t2", InputChunk(9, end=True, preempted="aha"))
     assert chunk.preempted == ""
+
+
+async def test_a_paused_reply_s_events_wait_and_keep_their_order() -> None:
+    from gateway.outbox import Outbox, OutFrame
+
+    outbox = Outbox(10, 10)
+    for text, turn in (("a1", "t1"), ("p2", "t2"), ("a2", "t1"), ("p3", "t2")):
+        outbox.put(OutFrame(text, turn))
+    assert (await outbox.get()).text == "a1"
+    outbox.hold("t1")
+    outbox.put_control(OutFrame("reply_paused"))
+    assert (await outbox.get()).text == "reply_paused"
+    assert (await outbox.get()).text == "p2"  # before the held event: it goes
+    waiting = asyncio.ensure_future(outbox.get())
+    await asyncio.sleep(0)  # let the reader reach the held event
+    assert not waiting.done()
+    outbox.release()
+    assert [(await waiting).text, (await outbox.get()).text] == ["a2", "p3"]
