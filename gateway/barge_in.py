@@ -113,7 +113,6 @@ class Candidate:
     speech_end_ms: int = 0
     early_text: str | None = None  # an early reply it was denied (its end names the text)
     hypothesis: str = ""  # the recogniser's latest words for it
-    echo_words: int = 0  # how many of those words came before a voice joined the echo
     mic: deque[bytes] = field(default_factory=lambda: deque(maxlen=MIC_KEPT_MS // 100))
 
     @property
@@ -171,6 +170,10 @@ class BargeInIO(Protocol):
     async def unanswered(self, turn_id: str) -> None:
         """End a candidate's turn that was not a request (it gets no reply)."""
 
+    async def restart_utterance(self, turn_id: str, pcm: bytes) -> tuple[str, str] | None:
+        """Drop the utterance ``turn_id`` (its recogniser stops) and start a new one with
+        ``pcm``; returns its (turn id, input key)."""
+
 
 class BargeIn:
     """One session's barge-in in confirm mode: what to pause, cut, resume or drop."""
@@ -218,8 +221,6 @@ class BargeIn:
         if candidate.only_echo:
             return False
         words = self.reply_words(candidate.reply_turn)
-        if candidate.echo_words:  # only what came after the echo's words counts
-            text = " ".join(words_of(text)[candidate.echo_words :])
         return confirms_person(text, words, self.min_words, final)
 
     def early_reply_allowed(self, turn_id: str, text: str) -> bool:
@@ -276,9 +277,10 @@ class BargeIn:
             if candidate is not None:
                 candidate.echo_checks += 1
             return
+        if candidate is not None and candidate.only_echo:
+            # a voice over an utterance of echo: the recogniser starts afresh with it
+            candidate = await self._restart(candidate, window, playing)
         if candidate is not None:
-            if candidate.only_echo:  # a voice over the echo: the words so far were echo
-                candidate.echo_words = len(words_of(candidate.hypothesis))
             candidate.voice_checks += 1
         if self.paused is None and self._io.playing_turn() == playing and self._io.pause(playing):
             self.paused = playing
@@ -305,6 +307,19 @@ class BargeIn:
         candidate.end_held = True
         candidate.speech_end_ms = now_ms()
         return dataclasses.replace(chunk, preempted=GATEWAY_DECIDES)
+
+    async def _restart(self, echo: Candidate, window: bytes, playing: str) -> Candidate | None:
+        """An utterance that was all echo until a voice joined it: its recognition would
+        mix the two, so it ends (no request) and the voice starts a new one."""
+        echo.rejected = True
+        if echo.hypothesis:  # the client saw its partials: tell it the turn is over
+            self._spawn(self._io.unanswered(echo.turn_id))
+        started = await self._io.restart_utterance(echo.turn_id, window)
+        if started is None:
+            return None
+        candidate = self._open(started[0], started[1], playing)
+        candidate.mic.append(window)
+        return candidate
 
     def _reply_audio(self, turn_id: str) -> ReplyAudio | None:
         sound = self.sound

@@ -116,8 +116,9 @@ def echo_return_db(mic: np.ndarray, reference: np.ndarray) -> float:
     mic = mic - mic.mean()
     if float(np.sqrt(np.mean(mic * mic))) < _SILENT_RMS:
         return 0.0
-    # silence before the reply: the microphone may have caught its very beginning
-    reference = np.concatenate([np.zeros(len(mic), dtype=np.float32), reference])
+    # silence around the reply: the microphone may have caught its very beginning or end
+    edge = np.zeros(len(mic), dtype=np.float32)
+    reference = np.concatenate([edge, reference, edge])
     lag = _best_lag(mic, reference)
     start = max(0, lag - _TAPS // 8)
     # columns: the reference delayed by 0.._TAPS-1 samples from ``start``

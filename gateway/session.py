@@ -537,6 +537,13 @@ class _BargeInIO:
         maxlen = session.settings.jobs_maxlen
         await session.store.publish_turn(session.session_id, session._turns, stream, job, maxlen)
 
+    async def restart_utterance(self, turn_id: str, pcm: bytes) -> tuple[str, str] | None:
+        speech = self._session._speech
+        await speech.cancel(turn_id)
+        await speech.push(AudioInput(pcm, False))
+        current = speech.current
+        return (current.turn_id, current.input_key) if current else None
+
     async def unanswered(self, turn_id: str) -> None:
         message = "only noise, an acknowledgement or the reply itself was heard; it goes on"
         data = {"code": protocol.NO_SPEECH, "message": message}

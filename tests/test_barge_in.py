@@ -61,6 +61,10 @@ class Session:
     async def unanswered(self, turn_id: str) -> None:
         self._note("unanswered", turn_id)
 
+    async def restart_utterance(self, turn_id: str, pcm: bytes) -> tuple[str, str]:
+        self._note("restart", turn_id)
+        return "t3", "in:t3"
+
     async def until(self, name: str) -> None:
         while name not in [c[0] for c in self.calls]:
             self.changed.clear()
@@ -210,6 +214,22 @@ async def test_a_person_over_the_echo_pauses_the_reply(session: Session, barge: 
     echo = reply[16000 : 16000 + len(person)] * 10 ** (-12 / 20)
     await feed(barge, mix(person, echo))
     assert session.calls == [("pause", "t1")]
+
+
+async def test_a_voice_joining_an_utterance_of_echo_starts_a_new_one(
+    session: Session, barge: BargeIn
+) -> None:
+    reply = samples(decode_mp3(b"".join(reply_chunks()))[0])
+    person = samples(speech_16k("tell me the sports news", 0, 0))
+    echo = reply[8000 : 8000 + 32000 + len(person)] * 10 ** (-12 / 20)
+    await feed(barge, mix(echo[:32000]))
+    hear(barge, "your latest technology", False)
+    await feed(barge, mix(echo[32000:], person))
+    # the recogniser hears the voice from its start, without the echo's words before it
+    await session.until("unanswered")  # the echo's turn ends: its partials were shown
+    assert session.calls == [("restart", "t2"), ("pause", "t1"), ("unanswered", "t2")]
+    hear(barge, "tell me the sports news", True, turn_id="t3")
+    await session.until("cut")
 
 
 async def test_no_reply_starts_early_for_speech_not_yet_known_to_be_a_request(
