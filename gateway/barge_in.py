@@ -37,7 +37,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.echo import ReplyAudio, is_echo
+from gateway.echo import EchoJudge, ReplyAudio, is_echo
 from gateway.endpointing import SpeechOnset
 from shared import metrics
 from shared.messages import GATEWAY_DECIDES, InputChunk, ReplyEvent
@@ -189,6 +189,7 @@ class BargeIn:
         self.paused: str | None = None  # the reply turn held for a decision
         self.reply: ReplyText | None = None
         self.sound: ReplyAudio | None = None
+        self._echo = EchoJudge()
         self._recent: deque[bytes] = deque()  # the last ONSET_WINDOW_MS of microphone audio
         self._recent_bytes = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -257,6 +258,7 @@ class BargeIn:
     async def audio(self, pcm: bytes, turn_id: str | None, input_key: str) -> None:
         """A frame of the microphone, after the utterance state machine had it."""
         self._remember(pcm)
+        self._echo.heard(len(pcm))
         playing = self._io.playing_turn()
         candidate = self.candidates.get(turn_id or "")
         if candidate is None and turn_id is not None and playing is not None:
@@ -268,10 +270,12 @@ class BargeIn:
             return
         if not self._onset.push(pcm):
             return
-        self._onset.reset()
+        # every frame of a run of speech is judged: echo now, a voice joining it next
         window = b"".join(self._recent)
         reply = self._reply_audio(playing)
-        echo = await asyncio.to_thread(is_echo, window, reply) if reply else False
+        echo = await asyncio.to_thread(self._echo.is_echo, window, reply) if reply else False
+        if echo is None:
+            return  # too quiet to be anyone
         if echo:
             metrics.BARGE_INS.labels("echo_rejected").inc()
             if candidate is not None:
@@ -282,6 +286,7 @@ class BargeIn:
             candidate = await self._restart(candidate, window, playing)
         if candidate is not None:
             candidate.voice_checks += 1
+        self._onset.reset()
         if self.paused is None and self._io.playing_turn() == playing and self._io.pause(playing):
             self.paused = playing
             metrics.BARGE_INS.labels("paused").inc()

@@ -31,6 +31,7 @@ ECHO_MIN_ERLE_DB = 6.0  # the fitted echo explains this much of the microphone: 
 MAX_REFERENCE_SECONDS = 120  # a longer reply: only its newest part is searched
 _TAPS = 32  # 4 ms of filter at 8 kHz, from 1 ms before the best lag
 _SILENT_RMS = 30.0  # int16 RMS below which there is nothing to judge
+_SEARCH = RATE * 3 // 10  # around where the echo is expected: 300 ms either side
 
 
 @dataclass
@@ -108,27 +109,45 @@ def to_rate(pcm16k: bytes) -> np.ndarray:
     return pairs.mean(axis=1)
 
 
-def echo_return_db(mic: np.ndarray, reference: np.ndarray) -> float:
+def echo_return_db(
+    mic: np.ndarray, reference: np.ndarray, near: int | None = None
+) -> tuple[float, int | None]:
     """How much of ``mic``'s energy a short filter of the best-aligned stretch of
-    ``reference`` explains, in dB (0: none of it; silence: 0)."""
+    ``reference`` explains, in dB (0: none of it; silence: 0), and where in ``reference``
+    the end of ``mic`` fell (None: not judged). With ``near`` (where it was expected to
+    end) only the stretch around it is searched first: a few ms instead of tens."""
     if len(mic) < RATE // 10 or not len(reference):
-        return 0.0
+        return 0.0, None
     mic = mic - mic.mean()
     if float(np.sqrt(np.mean(mic * mic))) < _SILENT_RMS:
-        return 0.0
+        return 0.0, None
     # silence around the reply: the microphone may have caught its very beginning or end
     edge = np.zeros(len(mic), dtype=np.float32)
-    reference = np.concatenate([edge, reference, edge])
-    lag = _best_lag(mic, reference)
+    padded = np.concatenate([edge, reference, edge])
+    if near is not None:
+        low = max(0, near - _SEARCH)  # the window was expected to start at ``near`` there
+        high = min(len(padded), near + len(mic) + _SEARCH)
+        if high - low > len(mic):
+            lag = low + _best_lag(mic, padded[low:high])
+            explained = _explained_db(mic, padded, lag)
+            if explained >= ECHO_MIN_ERLE_DB:
+                return explained, lag  # the window's end, in ``reference``'s indexes
+    lag = _best_lag(mic, padded)
+    return _explained_db(mic, padded, lag), lag
+
+
+def _explained_db(mic: np.ndarray, reference: np.ndarray, lag: int) -> float:
     start = max(0, lag - _TAPS // 8)
     # columns: the reference delayed by 0.._TAPS-1 samples from ``start``
     needed = start + len(mic) + _TAPS
     ref = reference[start:needed]
     if len(ref) < needed - start:
         ref = np.pad(ref, (0, needed - start - len(ref)))
-    rows = np.lib.stride_tricks.sliding_window_view(ref, len(mic))[:_TAPS].T
-    taps, *_ = np.linalg.lstsq(rows, mic, rcond=None)
-    residual = mic - rows @ taps
+    rows = np.ascontiguousarray(np.lib.stride_tricks.sliding_window_view(ref, len(mic))[:_TAPS])
+    gram = rows @ rows.T  # least squares by its normal equations: 32 x 32, a lightly damped
+    gram += np.eye(_TAPS, dtype=gram.dtype) * (1e-3 * float(np.trace(gram)) / _TAPS + 1e-6)
+    taps = np.linalg.solve(gram, rows @ mic)
+    residual = mic - taps @ rows
     energy = float(np.dot(mic, mic))
     left = float(np.dot(residual, residual)) + 1e-9
     return max(0.0, 10.0 * float(np.log10(energy / left)))
@@ -142,8 +161,35 @@ def _best_lag(mic: np.ndarray, reference: np.ndarray) -> int:
     return int(np.argmax(correlation[: len(reference) - len(mic) + 1]))
 
 
+@dataclass
+class EchoJudge:
+    """Judges stretches of one session's microphone, following the echo once found: the
+    next stretch is searched first where the last one ended plus the audio since."""
+
+    expected_end: int | None = None  # in the reply's samples at ``RATE``
+    turn_id: str = ""
+
+    def heard(self, pcm16k_bytes: int) -> None:
+        """Microphone audio arrived: the echo, if any, moved on as much."""
+        if self.expected_end is not None:
+            self.expected_end += pcm16k_bytes // 4
+
+    def is_echo(self, mic_pcm16k: bytes, reply: ReplyAudio | None) -> bool | None:
+        """Whether this microphone audio is (mostly) the reply coming back; None: too
+        quiet to tell (nothing a person said there either)."""
+        if reply is None or not reply.size:
+            return False
+        if reply.turn_id != self.turn_id:
+            self.turn_id, self.expected_end = reply.turn_id, None
+        mic = to_rate(mic_pcm16k)
+        explained, end = echo_return_db(mic, reply.pcm(), self.expected_end)
+        if end is None:
+            return None
+        echo = explained >= ECHO_MIN_ERLE_DB
+        self.expected_end = end if echo else self.expected_end
+        return echo
+
+
 def is_echo(mic_pcm16k: bytes, reply: ReplyAudio | None) -> bool:
-    """Whether this microphone audio is (mostly) the reply coming back."""
-    if reply is None or not reply.size:
-        return False
-    return echo_return_db(to_rate(mic_pcm16k), reply.pcm()) >= ECHO_MIN_ERLE_DB
+    """Whether this microphone audio is (mostly) the reply coming back (a full search)."""
+    return bool(EchoJudge().is_echo(mic_pcm16k, reply))
