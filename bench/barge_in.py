@@ -34,6 +34,7 @@ from bench.pipeline_latency import _summary, running_system
 from gateway.barge_in import ONSET_WINDOW_MS, is_reply_echo, sentences_of, words_of
 from gateway.echo import ReplyAudio, is_echo
 from gateway.endpointing import SpeechOnset
+from shared.settings import Settings
 from tests.audio_checks import decode_mp3, speech_16k
 from tests.barge_in_client import FRAME, Player, mix, samples
 from tts_worker.espeak_engine import espeak_sample_rate, synthesize_pcm
@@ -145,8 +146,9 @@ def _reply() -> tuple[ReplyAudio, np.ndarray]:
 
 
 def _onset_window(pcm: bytes) -> bytes | None:
-    """The stretch the gateway judges: the last 500 ms when 240 ms of speech is heard."""
-    onset = SpeechOnset(240)
+    """The stretch the gateway judges: the last 500 ms once ``BARGE_IN_PAUSE_MS`` of
+    speech is heard."""
+    onset = SpeechOnset(Settings.model_fields["barge_in_pause_ms"].default)
     step = FRAME * 2
     for end in range(step, len(pcm) + 1, step):
         if onset.push(pcm[end - step : end]):
@@ -162,7 +164,7 @@ def false_rejects() -> dict[str, Any]:
         for line in UTTERANCES.read_text().splitlines()
         if "|" in line and not line.startswith("#")
     ]
-    people = {text: samples(speech_16k(text, 0, 0)) for text in texts}
+    people = {text: samples(speech_16k(text, 300, 0)) for text in texts}  # after 300 ms of echo
     report: dict[str, Any] = {"utterances": len(texts)}
     seconds = len(reply) / 16000
     positions = [seconds * f for f in (0.2, 0.5, 0.8)]

@@ -5,7 +5,7 @@ coming back into the microphone. So speech over a reply (``BARGE_IN_MODE=confirm
 
 * An utterance that starts while a reply plays is a *candidate*: the recogniser hears it
   as usual, but it is not yet a request.
-* ``BARGE_IN_MIN_SPEECH_MS`` of continuous speech in it *pauses* the reply (the client
+* ``BARGE_IN_PAUSE_MS`` of continuous speech in it *pauses* the reply (the client
   pauses playback, the gateway holds the reply's further events), unless that stretch of
   audio is the reply's own echo (``gateway.echo``): then nothing happens at all.
 * Words cut the reply (``interrupted``, as an immediate barge-in would): at least

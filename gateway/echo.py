@@ -27,7 +27,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 RATE = 8000  # Hz the comparison runs at (speech energy lies below 4 kHz)
-ECHO_MIN_ERLE_DB = 6.0  # the fitted echo explains this much of the microphone: echo
+ECHO_MIN_ERLE_DB = 8.0  # the fitted echo explains this much of the microphone: echo
 MAX_REFERENCE_SECONDS = 120  # a longer reply: only its newest part is searched
 _TAPS = 32  # 4 ms of filter at 8 kHz, from 1 ms before the best lag
 _SILENT_RMS = 30.0  # int16 RMS below which there is nothing to judge

@@ -106,7 +106,7 @@ class VoiceSession:
         if settings.barge_in_mode == "confirm":
             self._barge = BargeIn(
                 _BargeInIO(self),
-                settings.barge_in_min_speech_ms,
+                settings.barge_in_pause_ms,
                 settings.barge_in_min_words,
                 settings.false_interruption_ms,
             )

@@ -87,6 +87,9 @@ class Settings(BaseSettings):
         default="confirm",
         description="confirm: pause the reply, cut it only when words confirm a person",
     )
+    barge_in_pause_ms: int = Field(
+        default=120, ge=30, description="confirm mode: continuous speech that pauses a reply"
+    )
     barge_in_min_words: int = Field(
         default=2, ge=1, le=10, description="words (not the reply's, not 'uh-huh') that cut"
     )
