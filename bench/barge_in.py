@@ -10,9 +10,9 @@ mistaken for the reply's own echo. Prints JSON.
   (``interrupted`` received), p50/p95, and how many rounds were cut.
 * ``false_reject``: offline, the gateway's own decisions on 40 spoken requests (the
   utterances of bench/asr_utterances.txt) said over the reply's echo at -20, -12 and -6 dB
-  (and without echo) at three places in the reply: the share whose stretch of speech that
-  pauses the reply was judged echo (``acoustic``), and the share whose words were judged
-  the reply's own (``words``, against the sentence playing and its neighbours). Plus
+  (and without echo) at three places in the reply: the share whose every stretch of
+  speech (each frame of a run, as the gateway judges them) was judged echo
+  (``acoustic``), and the share whose words were judged the reply's own (``words``, against the sentence playing and its neighbours). Plus
   ``echo_detected``: the share of stretches of the echo alone judged echo.
 
     python -m bench.barge_in [--rounds 1]
@@ -32,7 +32,7 @@ import numpy as np
 
 from bench.pipeline_latency import _summary, running_system
 from gateway.barge_in import ONSET_WINDOW_MS, is_reply_echo, sentences_of, words_of
-from gateway.echo import ReplyAudio, is_echo
+from gateway.echo import EchoJudge, ReplyAudio
 from gateway.endpointing import SpeechOnset
 from shared.settings import Settings
 from tests.audio_checks import decode_mp3, speech_16k
@@ -145,15 +145,23 @@ def _reply() -> tuple[ReplyAudio, np.ndarray]:
     return sound, samples(decode_mp3(mp3)[0])
 
 
-def _onset_window(pcm: bytes) -> bytes | None:
-    """The stretch the gateway judges: the last 500 ms once ``BARGE_IN_PAUSE_MS`` of
-    speech is heard."""
+def _heard_as_echo(pcm: bytes, sound: ReplyAudio) -> bool | None:
+    """What the gateway makes of ``pcm`` over the reply: every frame of a run of speech is
+    judged (the last 500 ms) until one is not echo. True: all echo; None: no run at all."""
     onset = SpeechOnset(Settings.model_fields["barge_in_pause_ms"].default)
+    judge = EchoJudge()
     step = FRAME * 2
+    judged = False
     for end in range(step, len(pcm) + 1, step):
+        judge.heard(step)
         if onset.push(pcm[end - step : end]):
-            return pcm[max(0, end - ONSET_WINDOW_MS * 32) : end]
-    return None
+            verdict = judge.is_echo(pcm[max(0, end - ONSET_WINDOW_MS * 32) : end], sound)
+            if verdict is None:
+                continue
+            judged = True
+            if not verdict:
+                return False
+    return True if judged else None
 
 
 def false_rejects() -> dict[str, Any]:
@@ -180,19 +188,19 @@ def false_rejects() -> dict[str, Any]:
                 if echo_db is not None:
                     piece = reply[start : start + len(person)]
                     echo[: len(piece)] = piece * 10 ** (echo_db / 20)
-                window = _onset_window(mix(person, echo))
-                if window is not None:
+                verdict = _heard_as_echo(mix(person, echo), sound)
+                if verdict is not None:
                     judged += 1
-                    if is_echo(window, sound):
+                    if verdict:
                         acoustic += 1
                         examples.add(text)
                 words += is_reply_echo(words_of(text), near)
             if echo_db is not None:
                 alone = reply[start : start + 3 * 16000] * 10 ** (echo_db / 20)
-                window = _onset_window(mix(alone))
-                if window is not None:
+                verdict = _heard_as_echo(mix(alone), sound)
+                if verdict is not None:
                     echo_windows += 1
-                    detected += is_echo(window, sound)
+                    detected += verdict
         cases = len(texts) * len(positions)
         report["no_echo" if echo_db is None else f"echo_{echo_db:g}dB"] = {
             "acoustic": round(acoustic / max(judged, 1), 3),
