@@ -8,12 +8,13 @@ mistaken for the reply's own echo. Prints JSON.
   audio coming back at -12 dB, 150 ms late. From the first voiced 10 ms of the speech:
   ``onset_to_paused_ms`` (``reply_paused`` received) and ``onset_to_interrupted_ms``
   (``interrupted`` received), p50/p95, and how many rounds were cut.
-* ``false_reject``: offline, the gateway's own decisions on 40 spoken requests (the
-  utterances of bench/asr_utterances.txt) said over the reply's echo at -20, -12 and -6 dB
-  (and without echo) at three places in the reply: the share whose every stretch of
-  speech (each frame of a run, as the gateway judges them) was judged echo
-  (``acoustic``), and the share whose words were judged the reply's own (``words``, against the sentence playing and its neighbours). Plus
-  ``echo_detected``: the share of stretches of the echo alone judged echo.
+* ``false_reject``: offline, the gateway's own decisions on the 38 spoken requests of
+  bench/asr_utterances.txt, said after 300 ms of the reply's echo at -20, -12 and -6 dB
+  (or of silence) at three places in the reply: the share whose every stretch of speech
+  (each frame of a run, as the gateway judges them) was judged echo (``acoustic``), and
+  the share whose words (the true text) were judged the reply's own (``words``, against
+  the sentence playing and its neighbours). ``echo_detected``: runs of the echo alone
+  judged echo.
 
     python -m bench.barge_in [--rounds 1]
 """
