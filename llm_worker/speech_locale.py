@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from num2words import num2words
 
+from llm_worker.speech_words import spell_words
 from shared.languages import language
 
 
@@ -30,6 +31,7 @@ class _Words:
     and_: str  # "&" and between money parts
     clock: str  # "{h} heures {m}"; "{h}" alone for a full hour
     full_hour: str
+    score: str  # "2:1" -> "two to one"
 
 
 _WORDS = {
@@ -44,6 +46,7 @@ _WORDS = {
         "y",
         "{h} y {m}",
         "{h} en punto",
+        "a",
     ),
     "fr": _Words(
         "virgule",
@@ -56,6 +59,7 @@ _WORDS = {
         "et",
         "{h} heures {m}",
         "{h} heures",
+        "à",
     ),
     "de": _Words(
         "Komma",
@@ -68,6 +72,7 @@ _WORDS = {
         "und",
         "{h} Uhr {m}",
         "{h} Uhr",
+        "zu",
     ),
 }
 
@@ -77,6 +82,7 @@ _URL_RE = re.compile(r"\(?(?:https?://|www\.)[^\s()]*[^\s().,;:!?]\)?", re.IGNOR
 _BULLET_RE = re.compile(r"^\s*(?:[-•*]+|\d{1,2}\))\s+")
 _MARKDOWN_RE = re.compile(r"[*_`#|\[\]{}<>]+")
 _TIME_RE = re.compile(r"\b([01]?\d|2[0-3])[:h]([0-5]\d)\b(?:\s?Uhr\b)?")
+_SCORE_RE = re.compile(r"(?<![\w.,:])(\d{1,2}):(\d{1,2})(?![\w:]|[.,]\d)")
 _MONEY_BEFORE_RE = re.compile(rf"([$€£])\s?({_NUM})")
 _MONEY_AFTER_RE = re.compile(rf"(?<![\w.,])({_NUM})\s?([$€£])")
 _DEGREES_RE = re.compile(rf"(?<![\w.,])(-?)({_NUM})\s?°\s?([CF]\b)?")
@@ -93,6 +99,7 @@ def localized_speech_text(text: str, code: str) -> str:
     text = _MARKDOWN_RE.sub(gap, _BULLET_RE.sub("", _URL_RE.sub("", text)))
     words = _WORDS.get(lang.num2words or "")
     if words is not None:
+        text = spell_words(text, lang.num2words or "")
         text = _spell_numbers(text, lang.num2words or "", words)
     text = re.sub(r"\s+([.,;:!?])", r"\1", re.sub(r"[ \t]+", " ", text))
     return text.strip()
@@ -111,10 +118,10 @@ def _spell_numbers(text: str, lang: str, w: _Words) -> str:
     def money(amount: str, symbol: str) -> str:
         one, many = w.currencies[symbol]
         whole, cents = _split_decimal(amount)
-        said = f"{number(whole)} {one if whole == '1' else many}"
+        said = f"{_before_noun(number(whole), lang)} {one if whole == '1' else many}"
         if cents and len(cents) == 2 and int(cents):
             cent_one, cent_many = w.cents
-            said += f" {w.and_} {num2words(int(cents), lang=lang)} "
+            said += f" {w.and_} {_before_noun(num2words(int(cents), lang=lang), lang)} "
             said += cent_one if cents == "01" else cent_many
         elif cents:
             said = f"{number(amount)} {many}"
@@ -123,9 +130,10 @@ def _spell_numbers(text: str, lang: str, w: _Words) -> str:
     def degrees(m: re.Match[str]) -> str:
         scale = {"C": " Celsius", "F": " Fahrenheit"}.get(m[3] or "", "")
         sign = f"{w.minus} " if m[1] else ""
-        return f"{sign}{number(m[2])} {w.degrees}{scale}"
+        return f"{sign}{_before_noun(number(m[2]), lang)} {w.degrees}{scale}"
 
     text = _TIME_RE.sub(time, text)
+    text = _SCORE_RE.sub(lambda m: f"{m[1]} {w.score} {m[2]}", text)
     text = _MONEY_BEFORE_RE.sub(lambda m: money(m[2], m[1]), text)
     text = _MONEY_AFTER_RE.sub(lambda m: money(m[1], m[2]), text)
     text = _DEGREES_RE.sub(degrees, text)
@@ -135,6 +143,15 @@ def _spell_numbers(text: str, lang: str, w: _Words) -> str:
     text = _RANGE_RE.sub(lambda m: f"{number(m[1])} {w.to} {number(m[2])}", text)
     text = _MINUS_RE.sub(f"{w.minus} ", text)
     return _NUMBER_RE.sub(lambda m: number(m[1]), text)
+
+
+def _before_noun(words: str, lang: str) -> str:
+    """ "eins" -> "ein Euro", "veintiuno" -> "veintiún euros": a one before a noun."""
+    if lang == "de" and words == "eins":
+        return "ein"
+    if lang == "es" and words.endswith("uno"):
+        return words[:-3] + ("ún" if words.endswith("iuno") else "un")
+    return words
 
 
 def _split_decimal(token: str) -> tuple[str, str]:
