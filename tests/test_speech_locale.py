@@ -14,6 +14,8 @@ SPOKEN: dict[str, list[tuple[str, str]]] = {
          "Am dritten Oktober feiert Deutschland die Einheit."),
         ("Der 3. Oktober ist seit 1990 ein Feiertag.",
          "Der dritte Oktober ist seit neunzehnhundertneunzig ein Feiertag."),
+        ("Heute ist der 3. Oktober.", "Heute ist der dritte Oktober."),
+        ("Die Sieger der 3. Runde reisen weiter.", "Die Sieger der dritten Runde reisen weiter."),
         ("Die Messe läuft vom 3. bis 5. Mai in Hannover.",
          "Die Messe läuft vom dritten bis fünften Mai in Hannover."),
         ("Das Tor fiel in der 89. Minute zum 2:1.",
