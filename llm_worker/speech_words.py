@@ -23,29 +23,37 @@ _CAPITAL = r"[A-ZÀ-ÖØ-Þ]"
 _CURRENCY = {"€": "Euro", "$": "Dollar", "£": "Pfund"}
 
 
-def _abbreviation(written: str, words: str, before: str = "") -> tuple[re.Pattern[str], str]:
+def _abbreviation(written: str, before: str = "") -> str:
     """A pattern for ``written`` ("z. B." also matches "z.B."), lowercase ones in any case;
     ``before`` is what must follow: "name" (a capitalised word) or "number" (a digit)."""
     parts = [re.escape(p) for p in re.split(r"(?<=\.)\s?", written) if p]
     pattern = r"\s?".join(parts)
     end = "" if written.endswith(".") else r"(?!\w)"
     follow = {"": "", "name": rf"(?=[\s-]*{_CAPITAL})", "number": r"(?=\s*\d)"}[before]
-    flags = re.IGNORECASE if written.islower() else 0
-    return re.compile(rf"(?<![\w.]){pattern}{end}{follow}", flags), words
+    pattern = f"(?i:{pattern})" if written.islower() else pattern
+    return f"{pattern}{end}{follow}"
 
 
-def _table(rows: str) -> list[tuple[re.Pattern[str], str]]:
-    """One abbreviation a line: ``written = words [| name|number]``."""
-    out = []
-    for line in rows.strip().splitlines():
-        written, _, rest = line.partition("=")
-        words, _, before = rest.partition("|")
-        out.append(_abbreviation(written.strip(), words.strip(), before.strip()))
-    return out
+class _Table:
+    """One abbreviation a line, ``written = words [| name|number]``, matched in one pass
+    (earlier lines first where two could match at one place: "MM." before "M.")."""
+
+    def __init__(self, rows: str) -> None:
+        self.words: list[str] = []
+        patterns = []
+        for i, line in enumerate(rows.strip().splitlines()):
+            written, _, rest = line.partition("=")
+            words, _, before = rest.partition("|")
+            patterns.append(f"(?P<a{i}>{_abbreviation(written.strip(), before.strip())})")
+            self.words.append(words.strip())
+        self.pattern = re.compile(rf"(?<![\w.])(?:{'|'.join(patterns)})")
+
+    def spell(self, m: re.Match[str]) -> str:
+        return self.words[int((m.lastgroup or "a0")[1:])]
 
 
 _ABBREVIATIONS = {
-    "de": _table("""
+    "de": _Table("""
         z. B. = zum Beispiel
         d. h. = das heißt
         u. a. = unter anderem
@@ -74,7 +82,7 @@ _ABBREVIATIONS = {
         Abs. = Absatz | number
         Tsd. = Tausend
     """),
-    "es": _table("""
+    "es": _Table("""
         EE. UU. = Estados Unidos
         EEUU = Estados Unidos
         Sr. = señor
@@ -100,7 +108,7 @@ _ABBREVIATIONS = {
         a. m. = a m
         p. m. = p m
     """),
-    "fr": _table("""
+    "fr": _Table("""
         MM. = Messieurs | name
         M. = Monsieur | name
         Mmes = Mesdames
@@ -186,8 +194,8 @@ _ROMAN = re.compile(r"X{0,3}(IX|IV|V?I{0,3})")
 
 def spell_words(text: str, lang: str) -> str:
     """``text`` with the abbreviations and ordinals of ``lang`` (num2words code) in words."""
-    for pattern, words in _ABBREVIATIONS.get(lang, []):
-        text = _sub_keeping_stop(pattern, lambda _m, w=words: w, text)
+    if table := _ABBREVIATIONS.get(lang):
+        text = _sub_keeping_stop(table.pattern, table.spell, text)
     if lang in _MONTH_RE:
         months = {k.lower(): v for k, v in _MONTHS[lang].items()}
         month = _MONTH_RE[lang]
