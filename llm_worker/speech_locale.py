@@ -4,8 +4,10 @@
 each language num2words speaks (Spanish, French, German): plain and decimal numbers
 (a decimal comma as these languages write it, and the decimal point models often write
 anyway), thousands separators, years, percentages, money, ranges, negative numbers,
-clock times and degrees. Languages num2words does not have (Chinese) keep their digits:
-their TTS voices read digits in the language. Anything not recognised is left as it is.
+clock times, scores and degrees, after ``llm_worker.speech_words`` has put the language's
+abbreviations and ordinals into words. Languages num2words does not have (Chinese) keep
+their digits: their TTS voices read digits in the language. Anything not recognised is
+left as it is.
 """
 
 from __future__ import annotations
