@@ -132,7 +132,8 @@ def _spell_numbers(text: str, lang: str, w: _Words) -> str:
     def degrees(m: re.Match[str]) -> str:
         scale = {"C": " Celsius", "F": " Fahrenheit"}.get(m[3] or "", "")
         sign = f"{w.minus} " if m[1] else ""
-        return f"{sign}{_before_noun(number(m[2]), lang)} {w.degrees}{scale}"
+        unit = w.degrees.removesuffix("s") if m[2] == "1" else w.degrees  # "un grado"
+        return f"{sign}{_before_noun(number(m[2]), lang)} {unit}{scale}"
 
     text = _TIME_RE.sub(time, text)
     text = _SCORE_RE.sub(lambda m: f"{m[1]} {w.score} {m[2]}", text)

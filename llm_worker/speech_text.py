@@ -62,7 +62,9 @@ _MONTH_SHORT_RE = re.compile(
     rf"\b({'|'.join(m for m in _MONTH_SHORT if m != 'May')})\.(?=\s*\d)"
     rf"|(?<=\d )({'|'.join(m for m in _MONTH_SHORT if m != 'May')})\."
 )
-_MONTH_DAY_RE = re.compile(rf"\b({'|'.join(_MONTHS)}) (\d{{1,2}})(?![\d:]|[.,]\d|st|nd|rd|th)")
+_MONTH_DAY_RE = re.compile(
+    rf"\b({'|'.join(_MONTHS)}) (\d{{1,2}})(?![\d:]|[.,]\d|st|nd|rd|th|\s?[-–—]\s?\d)"
+)
 _DAY_MONTH_RE = re.compile(rf"(?<![\w.,/:–—-])(?<!the )(\d{{1,2}}) ({'|'.join(_MONTHS)})\b")
 _NUMBER_SIGN_RE = re.compile(r"(?:\bNo\.|#)\s?(?=\d)")
 _ISO_DATE_RE = re.compile(r"\b(\d{4})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])\b")

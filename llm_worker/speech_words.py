@@ -81,6 +81,8 @@ _ABBREVIATIONS = {
         Art. = Artikel | number
         Abs. = Absatz | number
         Tsd. = Tausend
+        Mio. = Millionen
+        Mrd. = Milliarden
     """),
     "es": _Table("""
         EE. UU. = Estados Unidos
@@ -178,6 +180,9 @@ _DE_WEAK_N = frozenset(
     "am im vom zum zur beim dem den des einem einen eines seinem seinen seines ihrem "
     "ihren ihres diesem diesen dieses jedem jeden ab seit bis".split()
 )
+_DE_DATE_WORDS = _DE_WEAK_N | frozenset(
+    "der und oder montag dienstag mittwoch donnerstag freitag samstag sonnabend sonntag".split()
+)
 _DE_PREPOSITIONS = frozenset(
     "in an auf aus bei mit nach seit von vor zu unter über hinter neben zwischen "
     "gegenüber während wegen trotz laut".split()
@@ -194,6 +199,8 @@ _ROMAN = re.compile(r"X{0,3}(IX|IV|V?I{0,3})")
 
 def spell_words(text: str, lang: str) -> str:
     """``text`` with the abbreviations and ordinals of ``lang`` (num2words code) in words."""
+    if lang == "de":  # before "Mio." alone is read as "Millionen"
+        text = _sub_keeping_stop(_DE_SCALE_RE, _german_scale, text)
     if table := _ABBREVIATIONS.get(lang):
         text = _sub_keeping_stop(table.pattern, table.spell, text)
     if lang in _MONTH_RE:
@@ -201,7 +208,6 @@ def spell_words(text: str, lang: str) -> str:
         month = _MONTH_RE[lang]
         text = _sub_keeping_stop(month, lambda m: months[(m[1] or m[2]).lower()], text)
     if lang == "de":
-        text = _sub_keeping_stop(_DE_SCALE_RE, _german_scale, text)
         text = _sub_keeping_stop(_DE_DATE_RE, _german_date, text)
         text = _german_ordinals(text)
     elif lang == "es":
@@ -219,7 +225,8 @@ def _sub_keeping_stop(
     def replace(m: re.Match[str]) -> str:
         words = spell(m)
         at_end = not text[m.end() :].strip(" \"'»“”’)")
-        return words + "." if at_end and m.group().endswith(".") else words
+        lost_stop = at_end and m.group().endswith(".") and not words.endswith(".")
+        return words + "." if lost_stop else words
 
     return pattern.sub(replace, text)
 
@@ -233,7 +240,15 @@ def _german_scale(m: re.Match[str]) -> str:
 
 
 def _german_date(m: re.Match[str]) -> str:
-    """ "3.10.2025" -> "3. Oktober 2025", read as an ordinal date next."""
+    """ "3.10.2025" -> "3. Oktober 2025", read as an ordinal date next.
+
+    "bei 2.5." at the end of a sentence is a decimal number written with a point: a date
+    without a year ends a sentence only after a word that leads to one ("am 3.10.").
+    """
+    if not m[3] and not m.string[m.end() :].strip():
+        words = re.findall(r"\w+", m.string[: m.start()])
+        if not words or words[-1].lower() not in _DE_DATE_WORDS:
+            return m.group()
     date = f"{int(m[1])}. {_GERMAN_MONTHS[int(m[2]) - 1]}"
     return f"{date} {m[3]}" if m[3] else date
 

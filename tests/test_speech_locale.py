@@ -32,6 +32,7 @@ SPOKEN: dict[str, list[tuple[str, str]]] = {
         ("Das Gesetz gilt ab dem 1. Januar, d. h. in drei Wochen.",
          "Das Gesetz gilt ab dem ersten Januar, das heißt in drei Wochen."),
         ("Der Schaden beträgt 3 Mrd.", "Der Schaden beträgt drei Milliarden."),
+        ("Die Wahl ist am 3.10.", "Die Wahl ist am dritten Oktober."),
         ("Ein Ticket kostet 1 €.", "Ein Ticket kostet ein Euro."),
     ],
     "es": [
@@ -45,6 +46,7 @@ SPOKEN: dict[str, list[tuple[str, str]]] = {
          "Vinieron aproximadamente dos mil personas el cinco de noviembre de dos mil "
          "veinticinco."),
         ("La entrada cuesta 21 €.", "La entrada cuesta veintiún euros."),
+        ("Hoy hace 1 °C.", "Hoy hace un grado Celsius."),
     ],
     "fr": [
         ("M. Macron a reçu Mme Le Pen à l'Élysée.",
@@ -90,6 +92,8 @@ def test_no_full_stop_is_left_inside_a_sentence(lang: str, sentence: str) -> Non
         ("de", "Die Zahl stieg auf 12.", "Die Zahl stieg auf zwölf."),  # no ordinal at the end
         ("de", "Er wurde 3. Die Polizei kam.", "Er wurde drei. Die Polizei kam."),  # two sentences
         ("de", "Die Version 3.11.2 ist da.", "Die Version 3.11.2 ist da."),  # not a date
+        ("de", "Sie lag bei 2.5.", "Sie lag bei zwei Komma fünf."),  # a decimal point
+        ("en", "Talks run March 3-5.", "Talks run March three to five."),  # a range
         ("fr", "Le Président parle.", "Le Président parle."),  # "Le" is not roman fifty
         ("es", "El agua de mar.", "El agua de mar."),  # the sea, not March
         ("zh-CN", "今天是10月3日。", "今天是10月3日。"),  # left to the Chinese voice
