@@ -78,6 +78,17 @@ _WORDS = {
     ),
 }
 
+_UNITS: dict[str, dict[str, tuple[str, str]]] = {  # unit after a number: (one, many)
+    "es": {"km/h": ("kilómetro por hora", "kilómetros por hora"), "km": ("kilómetro", "kilómetros"),
+           "m": ("metro", "metros"), "cm": ("centímetro", "centímetros"),
+           "mm": ("milímetro", "milímetros"), "kg": ("kilo", "kilos")},
+    "fr": {"km/h": ("kilomètre heure", "kilomètres heure"), "km": ("kilomètre", "kilomètres"),
+           "m": ("mètre", "mètres"), "cm": ("centimètre", "centimètres"),
+           "mm": ("millimètre", "millimètres"), "kg": ("kilo", "kilos")},
+    "de": {"km/h": ("Kilometer pro Stunde",) * 2, "km": ("Kilometer",) * 2, "m": ("Meter",) * 2,
+           "cm": ("Zentimeter",) * 2, "mm": ("Millimeter",) * 2, "kg": ("Kilogramm",) * 2},
+}  # fmt: skip
+
 # 1.500.000 / 1 500 000 / 1,500,000 with an optional decimal part; or a plain 3,5 / 3.5
 _NUM = r"\d{1,3}(?:[.,\u00a0\u202f ]\d{3})+(?:[.,]\d+)?|\d+(?:[.,]\d+)?"
 _URL_RE = re.compile(r"\(?(?:https?://|www\.)[^\s()]*[^\s().,;:!?]\)?", re.IGNORECASE)
@@ -88,6 +99,9 @@ _SCORE_RE = re.compile(r"(?<![\w.,:])(\d{1,2}):(\d{1,2})(?![\w:]|[.,]\d)")
 _MONEY_BEFORE_RE = re.compile(rf"([$€£])\s?({_NUM})")
 _MONEY_AFTER_RE = re.compile(rf"(?<![\w.,])({_NUM})\s?([$€£])")
 _DEGREES_RE = re.compile(rf"(?<![\w.,])(-?)({_NUM})\s?°\s?([CF]\b)?")
+_UNIT_RE = re.compile(
+    rf"(?<![\w.,])({_NUM})(?:\s?[-–]\s?({_NUM}))?\s?(km/h|km|cm|mm|kg|m)(?![\w/²³])"
+)
 _PERCENT_RE = re.compile(rf"(?<![\w.,])(-?)({_NUM})\s?%")
 _RANGE_RE = re.compile(rf"(?<![\w.,])({_NUM})\s?[-–—]\s?({_NUM})(?![\w.,]?\d)")
 _MINUS_RE = re.compile(r"(?<![\w.])[-−](?=\d)")
@@ -139,7 +153,15 @@ def _spell_numbers(text: str, lang: str, w: _Words) -> str:
     text = _SCORE_RE.sub(lambda m: f"{m[1]} {w.score} {m[2]}", text)
     text = _MONEY_BEFORE_RE.sub(lambda m: money(m[2], m[1]), text)
     text = _MONEY_AFTER_RE.sub(lambda m: money(m[1], m[2]), text)
+
+    def unit(m: re.Match[str]) -> str:
+        one, many = _UNITS[lang][m[3]]
+        if m[2]:  # "3-5 km"
+            return f"{number(m[1])} {w.to} {number(m[2])} {many}"
+        return f"{_before_noun(number(m[1]), lang)} {one if m[1] == '1' else many}"
+
     text = _DEGREES_RE.sub(degrees, text)
+    text = _UNIT_RE.sub(unit, text)
     text = _PERCENT_RE.sub(
         lambda m: f"{w.minus + ' ' if m[1] else ''}{number(m[2])} {w.percent}", text
     )

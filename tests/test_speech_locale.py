@@ -34,6 +34,8 @@ SPOKEN: dict[str, list[tuple[str, str]]] = {
         ("Der Schaden beträgt 3 Mrd.", "Der Schaden beträgt drei Milliarden."),
         ("Die Wahl ist am 3.10.", "Die Wahl ist am dritten Oktober."),
         ("Ein Ticket kostet 1 €.", "Ein Ticket kostet ein Euro."),
+        ("Der Käfer ist 2 cm groß und läuft 3-5 km.",
+         "Der Käfer ist zwei Zentimeter groß und läuft drei bis fünf Kilometer."),
     ],
     "es": [
         ("El equipo quedó 3.º en la general.", "El equipo quedó tercero en la general."),
@@ -47,6 +49,7 @@ SPOKEN: dict[str, list[tuple[str, str]]] = {
          "veinticinco."),
         ("La entrada cuesta 21 €.", "La entrada cuesta veintiún euros."),
         ("Hoy hace 1 °C.", "Hoy hace un grado Celsius."),
+        ("Corrió 1 km a 20 km/h.", "Corrió un kilómetro a veinte kilómetros por hora."),
     ],
     "fr": [
         ("M. Macron a reçu Mme Le Pen à l'Élysée.",
