@@ -20,7 +20,7 @@ from llm_worker.sentence_rules import rules_for
 
 _NUM = r"\d{1,3}(?:[.,\u00a0\u202f ]\d{3})+(?:[.,]\d+)?|\d+(?:[.,]\d+)?"
 _CAPITAL = r"[A-ZÀ-ÖØ-Þ]"
-_CURRENCY = {"€": "Euro", "$": "Dollar", "£": "Pfund"}
+_DE_CURRENCY = {"€": "Euro", "$": "Dollar", "£": "Pfund"}
 
 
 def _abbreviation(written: str, before: str = "") -> str:
@@ -83,6 +83,7 @@ _ABBREVIATIONS = {
         Tsd. = Tausend
         Mio. = Millionen
         Mrd. = Milliarden
+        sog. = sogenannte
     """),
     "es": _Table("""
         EE. UU. = Estados Unidos
@@ -174,7 +175,6 @@ _DE_ORDINAL_RE = re.compile(
 )
 _LINK = r"\s*(?:und|oder|bis|bzw\.?|beziehungsweise|,)\s*"  # "am 3. und 4. Mai"
 _WORD_BEFORE_DER = re.compile(r"([\w-]+)\s+der\s+$")
-_DE_SO_CALLED_RE = re.compile(r"(?<![\w.])sog\.(?=\s)", re.IGNORECASE)
 # after these the ordinal takes -n: "am dritten", "zum ersten Mal", "den zweiten Platz"
 _DE_WEAK_N = frozenset(
     "am im vom zum zur beim dem den des einem einen eines seinem seinen seines ihrem "
@@ -236,7 +236,7 @@ def _german_scale(m: re.Match[str]) -> str:
     one = m[1] == "1"
     scale = {"Mio": ("Million", "Millionen"), "Mrd": ("Milliarde", "Milliarden")}[m[2]]
     said = f"eine {scale[0]}" if one else f"{m[1]} {scale[1]}"
-    return f"{said} {_CURRENCY[m[3]]}" if m[3] else said
+    return f"{said} {_DE_CURRENCY[m[3]]}" if m[3] else said
 
 
 def _german_date(m: re.Match[str]) -> str:
@@ -266,7 +266,6 @@ def _german_ordinals(text: str) -> str:
     out: list[str] = []
     last = 0
     last_n = False
-    last_end = -1
     for m in _DE_ORDINAL_RE.finditer(text):
         following = m[3]
         if following[0].isupper() and following.lower() in starters:
@@ -274,7 +273,7 @@ def _german_ordinals(text: str) -> str:
         before = text[last : m.start()]
         words = re.findall(r"[\w-]+", text[: m.start()])
         prev = words[-1].lower() if words else ""
-        linked = last_end >= 0 and re.fullmatch(_LINK, text[last_end : m.start()])
+        linked = bool(out) and re.fullmatch(_LINK, before)
         if linked:
             n_form = last_n
         elif prev in _DE_WEAK_N:
@@ -288,10 +287,9 @@ def _german_ordinals(text: str) -> str:
         if m[2]:
             said += " bis " + _german_ordinal(int(m[2]), n_form)
         out += [before, said]
-        last, last_end, last_n = m.end(), m.end(), n_form
+        last, last_n = m.end(), n_form
     out.append(text[last:])
-    text = "".join(out)
-    return _DE_SO_CALLED_RE.sub(lambda m: "sogenannte", text)
+    return "".join(out)
 
 
 def _german_ordinal(value: int, n_form: bool) -> str:
