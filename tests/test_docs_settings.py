@@ -26,6 +26,7 @@ NOT_SETTINGS = {
     "VNA_REQUIRE_BROWSER",  # CI: the browser test must run
     "VNA_REQUIRE_CLUSTER",  # CI: the Redis Cluster tests must run
     "DEBIAN_FRONTEND",
+    "PROMETHEUS_MULTIPROC_DIR",  # prometheus-client: several gateway processes' metrics
     "ASR_PROVIDERS",  # the choices, constants in shared/settings.py
     "LLM_PROVIDERS",
     "TTS_PROVIDERS",
