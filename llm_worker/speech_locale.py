@@ -81,26 +81,33 @@ _WORDS = {
 _UNITS: dict[str, dict[str, tuple[str, str]]] = {  # unit after a number: (one, many)
     "es": {"km/h": ("kilómetro por hora", "kilómetros por hora"), "km": ("kilómetro", "kilómetros"),
            "m": ("metro", "metros"), "cm": ("centímetro", "centímetros"),
-           "mm": ("milímetro", "milímetros"), "kg": ("kilo", "kilos")},
+           "mm": ("milímetro", "milímetros"), "kg": ("kilo", "kilos"), "h": ("hora", "horas")},
     "fr": {"km/h": ("kilomètre heure", "kilomètres heure"), "km": ("kilomètre", "kilomètres"),
            "m": ("mètre", "mètres"), "cm": ("centimètre", "centimètres"),
-           "mm": ("millimètre", "millimètres"), "kg": ("kilo", "kilos")},
+           "mm": ("millimètre", "millimètres"), "kg": ("kilo", "kilos"), "h": ("heure", "heures")},
     "de": {"km/h": ("Kilometer pro Stunde",) * 2, "km": ("Kilometer",) * 2, "m": ("Meter",) * 2,
-           "cm": ("Zentimeter",) * 2, "mm": ("Millimeter",) * 2, "kg": ("Kilogramm",) * 2},
+           "cm": ("Zentimeter",) * 2, "mm": ("Millimeter",) * 2, "kg": ("Kilogramm",) * 2,
+           "h": ("Stunde", "Stunden")},
 }  # fmt: skip
+
+_ONE = {"es": "un", "fr": "un", "de": "ein"}  # before a noun
+_ONE_FEMININE = {"es": "una", "fr": "une", "de": "eine"}
 
 # 1.500.000 / 1 500 000 / 1,500,000 with an optional decimal part; or a plain 3,5 / 3.5
 _NUM = r"\d{1,3}(?:[.,\u00a0\u202f ]\d{3})+(?:[.,]\d+)?|\d+(?:[.,]\d+)?"
 _URL_RE = re.compile(r"\(?(?:https?://|www\.)[^\s()]*[^\s().,;:!?]\)?", re.IGNORECASE)
 _BULLET_RE = re.compile(r"^\s*(?:[-•*]+|\d{1,2}\))\s+")
 _MARKDOWN_RE = re.compile(r"[*_`#|\[\]{}<>]+")
-_TIME_RE = re.compile(r"\b([01]?\d|2[0-3])[:h]([0-5]\d)\b(?:\s?Uhr\b)?")
+# 14:30, 14h30, 14 h 30, 14.30 Uhr
+_TIME_RE = re.compile(
+    r"\b([01]?\d|2[0-3])(?::|\s?h\s?|\.(?=[0-5]\d\s?Uhr\b))([0-5]\d)\b(?:\s?(?:Uhr|h)\b)?"
+)
 _SCORE_RE = re.compile(r"(?<![\w.,:])(\d{1,2}):(\d{1,2})(?![\w:]|[.,]\d)")
 _MONEY_BEFORE_RE = re.compile(rf"([$€£])\s?({_NUM})")
 _MONEY_AFTER_RE = re.compile(rf"(?<![\w.,])({_NUM})\s?([$€£])")
 _DEGREES_RE = re.compile(rf"(?<![\w.,])(-?)({_NUM})\s?°\s?([CF]\b)?")
 _UNIT_RE = re.compile(
-    rf"(?<![\w.,])({_NUM})(?:\s?[-–]\s?({_NUM}))?\s?(km/h|km|cm|mm|kg|m)(?![\w/²³])"
+    rf"(?<![\w.,])({_NUM})(?:\s?[-–]\s?({_NUM}))?\s?(km/h|km|cm|mm|kg|m|h)(?![\w/²³])"
 )
 _PERCENT_RE = re.compile(rf"(?<![\w.,])(-?)({_NUM})\s?%")
 _RANGE_RE = re.compile(rf"(?<![\w.,])({_NUM})\s?[-–—]\s?({_NUM})(?![\w.,]?\d)")
@@ -158,7 +165,9 @@ def _spell_numbers(text: str, lang: str, w: _Words) -> str:
         one, many = _UNITS[lang][m[3]]
         if m[2]:  # "3-5 km"
             return f"{number(m[1])} {w.to} {number(m[2])} {many}"
-        return f"{_before_noun(number(m[1]), lang)} {one if m[1] == '1' else many}"
+        if m[1] == "1":  # hours are feminine: "eine Stunde", "una hora", "une heure"
+            return f"{(_ONE_FEMININE if m[3] == 'h' else _ONE)[lang]} {one}"
+        return f"{number(m[1])} {many}"
 
     text = _DEGREES_RE.sub(degrees, text)
     text = _UNIT_RE.sub(unit, text)

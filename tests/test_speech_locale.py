@@ -34,6 +34,8 @@ SPOKEN: dict[str, list[tuple[str, str]]] = {
         ("Der Schaden beträgt 3 Mrd.", "Der Schaden beträgt drei Milliarden."),
         ("Die Wahl ist am 3.10.", "Die Wahl ist am dritten Oktober."),
         ("Ein Ticket kostet 1 €.", "Ein Ticket kostet ein Euro."),
+        ("Anpfiff ist um 14.30 Uhr, das Spiel dauert 1 h.",
+         "Anpfiff ist um vierzehn Uhr dreißig, das Spiel dauert eine Stunde."),
         ("Der Käfer ist 2 cm groß und läuft 3-5 km.",
          "Der Käfer ist zwei Zentimeter groß und läuft drei bis fünf Kilometer."),
     ],
@@ -60,6 +62,8 @@ SPOKEN: dict[str, list[tuple[str, str]]] = {
         ("Il est arrivé 2e au 1er tour.", "Il est arrivé deuxième au premier tour."),
         ("Le stade de St-Étienne accueille env. 40 000 fans.",
          "Le stade de Saint-Étienne accueille environ quarante mille fans."),
+        ("Le vote a lieu à 14 h 30 et dure 1 h.",
+         "Le vote a lieu à quatorze heures trente et dure une heure."),
         ("Le pont date de 50 av. J.-C.", "Le pont date de cinquante avant Jésus-Christ."),
     ],
     "en": [
