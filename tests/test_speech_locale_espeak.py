@@ -1,14 +1,20 @@
-"""A German reply through the real gateway, LLM and TTS workers to espeak-ng: the voice is
-given each sentence whole, its ordinal date and abbreviations in words (the model
-stand-in writes the reply; the text shown to the client keeps the digits)."""
+"""Spoken sentences as espeak-ng gets them: a German reply through the real gateway, LLM
+and TTS workers reaches the voice whole, its ordinal date and abbreviations in words (the
+model stand-in writes the reply; the text shown to the client keeps the digits); and
+espeak-ng reads each news sentence of every language without a break inside."""
 
 from __future__ import annotations
 
+import ctypes
+import re
+
 import pytest
 
+from llm_worker.speech_text import speech_text
 from tests.openai_standin import ChatScript, StandIn, running_standin
 from tests.support import free_port
 from tests.test_language_pipeline import gateway_and_workers, settings_for
+from tests.test_sentences_languages import TABLE
 from tts_worker import espeak_engine
 from voice_agent.client import VoiceClient
 
@@ -39,3 +45,35 @@ async def test_espeak_speaks_the_german_sentences_in_words(
     assert turn.complete is not None and turn.complete["voices"] == ["espeak:de"]
     assert {c["sentence"] for c in turn.chunks} == {1, 2}  # audio for both sentences
     assert turn.reply_text == REPLY
+
+
+def espeak_clauses(text: str, voice: str) -> int:
+    """How many clauses espeak-ng reads ``text`` as: it pauses and drops its pitch after
+    each one (run on the engine's own thread; the library is not thread-safe)."""
+
+    def count() -> int:
+        espeak = espeak_engine._Espeak.get()
+        espeak.lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        espeak.lib.espeak_SetVoiceByName(voice.encode())
+        espeak._voice = None  # the next synthesis sets its own voice again
+        buffer = ctypes.c_char_p(text.encode())
+        pointer, clauses = ctypes.pointer(buffer), 0
+        while buffer.value:
+            espeak.lib.espeak_TextToPhonemes(pointer, _CHARS_UTF8, _PHONEMES_IPA)
+            clauses += 1
+        return clauses
+
+    return espeak_engine._ESPEAK_THREAD.submit(count).result()
+
+
+_CHARS_UTF8, _PHONEMES_IPA = 1, 2
+VOICES = {"de": "de", "es": "es", "fr": "fr", "en": "en-us"}
+SENTENCES = [(lang, s) for lang, rows in TABLE.items() for row in rows for s in row]
+
+
+@pytest.mark.parametrize(("lang", "sentence"), SENTENCES, ids=[s[:40] for _, s in SENTENCES])
+def test_espeak_reads_each_spoken_sentence_without_a_break_inside(lang: str, sentence: str) -> None:
+    """Only a comma, semicolon or colon may break a sentence as espeak-ng reads it."""
+    spoken = speech_text(sentence, lang)
+    marks = len(re.findall(r"[,;:][\"”»]?\s", spoken))
+    assert espeak_clauses(spoken, VOICES[lang]) == marks + 1, spoken
