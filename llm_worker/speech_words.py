@@ -112,6 +112,7 @@ _ABBREVIATIONS = {
         p. m. = p m
     """),
     "fr": _Table("""
+        M. et Mme = Monsieur et Madame
         MM. = Messieurs | name
         M. = Monsieur | name
         Mmes = Mesdames

@@ -62,6 +62,7 @@ SPOKEN: dict[str, list[tuple[str, str]]] = {
         ("Il est arrivé 2e au 1er tour.", "Il est arrivé deuxième au premier tour."),
         ("Le stade de St-Étienne accueille env. 40 000 fans.",
          "Le stade de Saint-Étienne accueille environ quarante mille fans."),
+        ("M. et Mme Martin sont venus.", "Monsieur et Madame Martin sont venus."),
         ("Le vote a lieu à 14 h 30 et dure 1 h.",
          "Le vote a lieu à quatorze heures trente et dure une heure."),
         ("Le pont date de 50 av. J.-C.", "Le pont date de cinquante avant Jésus-Christ."),
