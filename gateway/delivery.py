@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from starlette.websockets import WebSocket
 
-from gateway.outbox import Outbox, OutboxOverflow, OutFrame
+from gateway.outbox import Outbox, OutboxOverflow, OutFrame, frame_cost
 from gateway.session_store import is_interruption, turn_number
 from shared import metrics, protocol
 from shared.control import CancelRecord
@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 TURNS_REMEMBERED = 64  # per connection; beyond it the oldest are forgotten (down to half)
 CANCELLED_REMEMBERED = 256  # cancelled turns whose late events are still dropped
 TIMINGS_REMEMBERED = 64  # unfinished turns whose stage timings wait for their completion
-CLOSE_SLOW_READER = (1008, "client too slow to receive")
+# a slow reader may resume (its events wait in the reply stream): "try again later"
+CLOSE_SLOW_READER = (1013, "client too slow to receive")
 CLOSE_NOT_READING = (1008, "client does not read its events")
 
 
@@ -51,11 +52,11 @@ class _Reply:
 
 class ReplyDelivery:
     def __init__(
-        self, websocket: WebSocket, session_id: str, outbox_limit: int, control_limit: int
+        self, websocket: WebSocket, session_id: str, outbox_max_bytes: int, control_limit: int
     ) -> None:
         self.ws = websocket
         self.session_id = session_id
-        self.outbox = Outbox(outbox_limit, control_limit)
+        self.outbox = Outbox(outbox_max_bytes, control_limit)
         self.idle = asyncio.Event()  # no reply in progress
         self.idle.set()
         self.closed_reason: tuple[int, str] | None = None
@@ -195,6 +196,46 @@ class ReplyDelivery:
         timings it carried, so a replayed ``streaming_complete`` is as first sent."""
         self._with_turn_timings(event)
 
+    def replay(
+        self, seen: list[ReplyEvent], missed: list[tuple[str, ReplyEvent]], max_bytes: int
+    ) -> int:
+        """A resume: queue the events the client missed, newest ``max_bytes`` of them (the
+        replay must leave room in the outbox for live events). What is older is skipped and
+        the client told first, on the control lane, by an ``error`` ``replay_truncated``
+        naming how much and where the replay starts. Returns how many were skipped."""
+        for event in seen:
+            self.prime(event)
+        start, size = len(missed), 0
+        while start > 0:
+            entry_id, event = missed[start - 1]
+            cost = frame_cost(self._text(event, entry_id))
+            if size + cost > max_bytes and start < len(missed):
+                break  # the newest event always goes, like a single event in the outbox
+            size += cost
+            start -= 1
+        if start:
+            for _entry_id, event in missed[:start]:
+                self.prime(event)  # their turn timings, as if they had been sent
+            self._replay_truncated(start, missed[start][0], max_bytes)
+        for entry_id, event in missed[start:]:
+            self.deliver(event, entry_id)
+        return start
+
+    def _replay_truncated(self, count: int, first_id: str, limit: int) -> None:
+        message = (
+            f"{count} older events were not replayed: a replay is limited to the newest "
+            f"{limit} bytes (half of OUTBOX_MAX_BYTES); it starts at event {first_id}"
+        )
+        data = {
+            "code": protocol.REPLAY_TRUNCATED,
+            "message": message,
+            "session_id": self.session_id,
+            "skipped_events": count,
+            "replay_from": first_id,
+        }
+        self.control(protocol.server_frame("error", data))
+        metrics.ERRORS.labels(protocol.REPLAY_TRUNCATED).inc()
+
     def remember_cancelled(self, turn_ids: list[str]) -> None:
         """Turns cancelled on an earlier connection of the session (a resume): their
         late events are dropped here too, and cancelling them again writes nothing."""
@@ -230,11 +271,19 @@ class ReplyDelivery:
             self.closed_reason = (code, reason)
         self.outbox.put_close(drop_control=drop_queued)
 
-    def _frame(self, event: ReplyEvent, event_id: str) -> OutFrame:
-        data = self._with_turn_timings(event)
-        text = protocol.reply_frame(
-            event.event, event.session_id, event.turn_id, data, event.audio, event_id
+    @staticmethod
+    def _text(event: ReplyEvent, event_id: str, data: dict[str, object] | None = None) -> str:
+        return protocol.reply_frame(
+            event.event,
+            event.session_id,
+            event.turn_id,
+            event.data if data is None else data,
+            event.audio,
+            event_id,
         )
+
+    def _frame(self, event: ReplyEvent, event_id: str) -> OutFrame:
+        text = self._text(event, event_id, self._with_turn_timings(event))
         return OutFrame(
             text,
             event.turn_id,

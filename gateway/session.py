@@ -24,7 +24,7 @@ from gateway.early_reply import EarlyReplies
 from gateway.endpointing import SpeechOnset
 from gateway.rate_limit import SessionLimits
 from gateway.relay import ReplyRelay
-from gateway.session_store import Replay, ResumeRefused, SessionStore, turn_number
+from gateway.session_store import Replay, ResumeLimited, ResumeRefused, SessionStore, turn_number
 from gateway.utterance import EndOfSpeechPolicy, UtteranceTracker
 from shared import metrics, protocol
 from shared.control import ControlChannel
@@ -44,7 +44,6 @@ from shared.streams import StreamAppender, now_ms
 
 log = logging.getLogger(__name__)
 
-OUTBOX_LIMIT = 4096  # reply events waiting for the socket; beyond: close 1008
 CONTROL_LIMIT = 256  # errors/pongs waiting for the socket; beyond: close 1008
 HELD_LIMIT = 2000  # frames waiting for the current reply to end (barge-in off)
 CLOSE_GRACE_SECONDS = 10.0  # a closing socket's last frames get this long to go out
@@ -99,7 +98,10 @@ class VoiceSession:
         self._limits = SessionLimits(
             settings.audio_rate_limit, settings.audio_burst_seconds, settings.commands_per_minute
         )
-        self.delivery = ReplyDelivery(websocket, self.session_id, OUTBOX_LIMIT, CONTROL_LIMIT)
+        self.delivery = ReplyDelivery(
+            websocket, self.session_id, settings.outbox_max_bytes, CONTROL_LIMIT
+        )
+        self._turn_refused = False  # the last utterance was refused: say it once
         self.delivery.observe(self._hear_hypothesis)
         self.taken_over = False
         self._cancelled_before: list[str] = []  # turns cut on earlier connections (resume)
@@ -118,14 +120,19 @@ class VoiceSession:
             )
             await self.ws.close(code=1008, reason="resume refused")
             return
+        except ResumeLimited as exc:
+            metrics.RESUMES.labels("limited").inc()
+            await self.ws.send_text(
+                protocol.error_frame(protocol.RATE_LIMITED, str(exc), self.session_id)
+            )
+            await self.ws.close(code=1013, reason="too many resumes, retry later")
+            return
         resumed = bool(self.params.resuming)
         await self.ws.send_text(self._connected_frame(token, resumed, replay.live_from))
         sender = asyncio.create_task(self.delivery.send_loop(), name=f"ws-send-{self.session_id}")
         self.control.on_takeover(self.session_id, self.connection_id, self._taken_over)
-        for event in replay.seen:
-            self.delivery.prime(event)
-        for entry_id, event in replay.missed:
-            self.delivery.deliver(event, entry_id)  # already filtered by the cancel records
+        # already filtered by the cancel records; half the outbox at most
+        self.delivery.replay(replay.seen, replay.missed, self.settings.outbox_max_bytes // 2)
         self.delivery.remember_cancelled(self._cancelled_before)  # live: drop their late events
         await self.relay.subscribe(self.session_id, self.delivery.deliver, replay.live_from)
         try:
@@ -254,6 +261,8 @@ class VoiceSession:
             self.delivery.close(1000, "idle timeout")
 
     def _refuse(self, code: str, message: str) -> None:
+        if not code:
+            return  # refused again for the same reason: the client was told already
         turn = self._speech.current.turn_id if self._speech.current else None
         self.delivery.send_error(code, message, turn)
 
@@ -289,7 +298,7 @@ class VoiceSession:
             if not self._limits.allow_command():
                 raise ProtocolError(
                     protocol.RATE_LIMITED,
-                    f"more than {self._limits.commands_per_minute} commands and cancels a "
+                    f"more than {self._limits.commands_per_minute} requests and cancels a "
                     "minute; this one was dropped",
                 )
         elif event.pcm and not self._limits.allow_audio(len(event.pcm) / _BYTES_PER_SECOND):
@@ -333,7 +342,7 @@ class VoiceSession:
         if not self._limits.allow_command():
             self.delivery.send_error(
                 protocol.RATE_LIMITED,
-                f"more than {self._limits.commands_per_minute} commands and cancels a minute; "
+                f"more than {self._limits.commands_per_minute} requests and cancels a minute; "
                 "this cancel was dropped",
             )
             return
@@ -426,6 +435,14 @@ class VoiceSession:
     # --- the utterance state machine's I/O (gateway.utterance.UtteranceIO) -------------
 
     async def open_utterance(self, first: InputChunk | None) -> tuple[str, str]:
+        if not self._limits.allow_command():  # a spoken turn counts as a request
+            told, self._turn_refused = self._turn_refused, True
+            raise ProtocolError(
+                "" if told else protocol.RATE_LIMITED,
+                f"more than {self._limits.commands_per_minute} requests and cancels a minute; "
+                "this utterance was not heard",
+            )
+        self._turn_refused = False
         turn_id, number = self._next_turn()
         job = AsrJob(
             self.session_id,
@@ -468,6 +485,7 @@ class VoiceSession:
         await self._early.close()
 
     def start_early_reply(self, turn_id: str, attempt_id: str, text: str) -> None:
+        self._limits.charge_early_reply()  # its model calls count like a request's
         self._early.start(turn_id, attempt_id, text)
 
     def use_early_reply(self, attempt_id: str) -> None:

@@ -2,8 +2,13 @@
 
 The record holds a hash of the resume token (never the token), the user, the reply
 options and the turn counter. While the client is connected it lives for
-``SESSION_TTL_SECONDS``; when the socket closes, every key of the session is set to
-expire after ``RESUME_WINDOW_SECONDS``. Replay reads the reply stream, which already
+``SESSION_TTL_SECONDS`` from the last turn (each turn refreshes it, and the detected
+language with it); when the socket closes, every key of the session is set to expire
+after ``RESUME_WINDOW_SECONDS``, and a resume gives every one of them
+``SESSION_TTL_SECONDS`` again (their writers refresh them only now and then, so the
+reply stream or the history would otherwise expire under a resumed client). Resumes
+of one session are counted per minute in Redis, so the limit holds across gateways.
+Replay reads the reply stream, which already
 holds every event the client was meant to see, in order: an event's stream entry id is
 its ``event_id``, so "replay after ``last_event_id``" is exact; the cancel records say
 which events of a cut turn were never shown, and those are skipped as they were live.
@@ -30,6 +35,10 @@ from shared.write_batcher import pack_xadd, write_batcher
 
 class ResumeRefused(Exception):
     """The session cannot be resumed; the message says why without revealing anything."""
+
+
+class ResumeLimited(Exception):
+    """Too many resumes of this session this minute; the client may try again later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +68,19 @@ def turn_number(turn_id: str) -> int:
 
 
 class SessionStore:
-    def __init__(self, redis: aioredis.Redis, keys: Keys, ttl: int, resume_window: int) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        ttl: int,
+        resume_window: int,
+        resumes_per_minute: int = 0,
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self._ttl = ttl
         self.resume_window = resume_window
+        self._resumes_per_minute = resumes_per_minute  # 0: unlimited
 
     async def create(
         self, session_id: str, user_id: str, options: dict[str, Any], barge_in: bool
@@ -94,13 +111,33 @@ class SessionStore:
             raise ResumeRefused("wrong resume token for this session")
         if not hmac.compare_digest(fields.get("user", ""), user_id):
             raise ResumeRefused("this session belongs to another user")
-        await self._redis.expire(self._keys.session(session_id), self._ttl)
+        await self._count_resume(session_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in self._keys.session_keys(session_id):
+                pipe.expire(key, self._ttl)  # a key that does not exist stays so
+            await pipe.execute()
         return SessionRecord(
             user_id=fields["user"],
             options=json.loads(fields.get("options") or "{}"),
             barge_in=fields.get("barge_in") == "1",
             turns=int(fields.get("turns", "0")),
         )
+
+    async def _count_resume(self, session_id: str) -> None:
+        """``ResumeLimited`` past ``RESUMES_PER_MINUTE`` in the current minute (counted
+        only once the token and user were right: nobody else can spend them)."""
+        if self._resumes_per_minute <= 0:
+            return
+        key = self._keys.resumes(session_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(key, 0, ex=60, nx=True)  # the minute starts with its first resume
+            pipe.incr(key)
+            count = (await pipe.execute())[1]
+        if count > self._resumes_per_minute:
+            raise ResumeLimited(
+                f"more than {self._resumes_per_minute} resumes of this session in a minute; "
+                "resume again a little later"
+            )
 
     async def publish_turn(
         self,
@@ -115,19 +152,23 @@ class SessionStore:
         pipeline (a hundred utterances may open at once). The session's key and its work
         stream share a slot on a cluster (``shared/keys.py``)."""
         key = self._keys.session(session_id)
+        # the detected language lives as long as the record (it is set once, by a worker)
+        language = self._keys.language(session_id)
         fields = encode(job) | (beside or {})  # ``beside``: fields next to the message
         packed = pack_xadd(stream.encode(), fields, maxlen)
         packed += pack(b"HSET", key.encode(), b"turns", b"%d" % turn)
         packed += pack(b"EXPIRE", key.encode(), b"%d" % self._ttl)
+        packed += pack(b"EXPIRE", language.encode(), b"%d" % self._ttl)
 
         async def through_redis_py() -> object:
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.xadd(stream, fields, maxlen=maxlen, approximate=True)
                 pipe.hset(key, "turns", turn)
                 pipe.expire(key, self._ttl)
+                pipe.expire(language, self._ttl)
                 return (await pipe.execute())[0]
 
-        await write_batcher(self._redis).call(stream, packed, 3, through_redis_py)
+        await write_batcher(self._redis).call(stream, packed, 4, through_redis_py)
 
     async def detach(self, session_id: str) -> None:
         """The client went away: keep the session for the resume window only."""

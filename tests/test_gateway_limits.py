@@ -10,12 +10,9 @@ No workers run: a command's turn stays "in progress" for as long as a test needs
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import logging
-import os
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -30,6 +27,7 @@ from shared.messages import ReplyEvent
 from shared.settings import Settings, load_settings
 from shared.streams import ReplyWriter
 from tests.support import free_port
+from tests.support.raw_websocket import close_frame, raw_websocket, read_frame
 from voice_agent.client import VoiceClient
 
 
@@ -123,66 +121,28 @@ class _Seen(logging.Handler):
             self.event.set()
 
 
-async def _raw_websocket(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A WebSocket handshake on a socket with a small receive window, read by hand: unlike
-    a client library, nothing reads it in the background."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
-    reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 22)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(
-        (
-            f"GET /ws/voice HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
-    assert b" 101 " in await reader.readuntil(b"\r\n\r\n")
-    return reader, writer
-
-
-async def _read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    """One unmasked server frame: its opcode and payload."""
-    first, second = await reader.readexactly(2)
-    length = second & 0x7F
-    if length == 126:
-        length = int.from_bytes(await reader.readexactly(2), "big")
-    elif length == 127:
-        length = int.from_bytes(await reader.readexactly(8), "big")
-    return first & 0x0F, await reader.readexactly(length)
-
-
-async def test_a_client_that_stops_reading_is_closed_with_1008(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Reply events pile up for a socket that is not read: past the outbox limit, 1008."""
-    monkeypatch.setattr(gateway_session, "OUTBOX_LIMIT", 8)
-    overflow = _Seen("outbox full")
-    logging.getLogger("gateway.delivery").addHandler(overflow)
-    try:
-        async with running_gateway(redis_url) as gateway:
-            settings = gateway.settings
-            reader, writer = await _raw_websocket(settings.port)
-            _opcode, connected = await _read_frame(reader)
-            session_id = json.loads(connected)["data"]["session_id"]
-            redis = Redis.from_url(settings.redis_url)
-            replies = ReplyWriter(redis, settings.keys, 60, settings.reply_maxlen)
-            audio = b"\xff" * 60_000
-            for index in range(2000):  # until the socket's buffers and then the outbox fill
-                if overflow.event.is_set():
-                    break
-                chunk = ReplyEvent("tts_chunk", session_id, "t1", {"chunk_index": index}, audio)
-                await replies.emit(chunk)
-            await overflow.event.wait()
-            opcode, payload = await _read_frame(reader)
-            while opcode != 8:  # what was already on its way, then the close frame
-                opcode, payload = await _read_frame(reader)
-            writer.close()
-            await redis.delete(settings.keys.reply(session_id))
-            await redis.aclose()
-        code = int.from_bytes(payload[:2], "big")
-        assert (code, payload[2:].decode()) == (1008, "client too slow to receive")
-    finally:
-        logging.getLogger("gateway.delivery").removeHandler(overflow)
+async def test_a_client_that_stops_reading_is_closed_with_1013(redis_url: str) -> None:
+    """Reply events pile up for a socket that is not read: past ``OUTBOX_MAX_BYTES`` of
+    them, 1013 (the client may resume); the outbox never held more than the bound."""
+    bound = 64 * 1024
+    async with running_gateway(redis_url, outbox_max_bytes=bound) as gateway:
+        settings = gateway.settings
+        reader, writer = await raw_websocket(settings.port)
+        _opcode, connected = await read_frame(reader)
+        session_id = json.loads(connected)["data"]["session_id"]
+        (session,) = gateway.app.state.sessions
+        redis = Redis.from_url(settings.redis_url)
+        replies = ReplyWriter(redis, settings.keys, 60, settings.reply_maxlen)
+        audio = b"\xff" * 4096  # an MP3 chunk: about 5.6 KB as a frame
+        for index in range(2000):  # until the socket's buffers and then the outbox fill
+            if session.delivery.closing:
+                break
+            chunk = ReplyEvent("tts_chunk", session_id, "t1", {"chunk_index": index}, audio)
+            await replies.emit(chunk)
+        closed = await close_frame(reader)
+        writer.close()
+        await redis.delete(settings.keys.reply(session_id))
+        await redis.aclose()
+    assert closed == (1013, "client too slow to receive")
+    outbox = session.delivery.outbox
+    assert bound - 6 * 1024 < outbox.peak_bytes <= bound, outbox.peak_bytes
