@@ -24,7 +24,8 @@ async def raw_websocket(
     key = base64.b64encode(os.urandom(16)).decode()
     writer.write(
         (
-            f"GET /ws/voice{'?' + query if query else ''} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"GET /ws/voice{'?' + query if query else ''} HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
             "Sec-WebSocket-Version: 13\r\n\r\n"
         ).encode()
