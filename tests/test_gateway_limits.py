@@ -45,8 +45,7 @@ async def running_gateway(redis_url: str, **overrides: object) -> AsyncIterator[
         stream_prefix=f"lim{uuid.uuid4().hex[:6]}",
         host="127.0.0.1",
         port=free_port(),
-        asr_provider="none",
-        **overrides,
+        **{"asr_provider": "none", **overrides},
     )
     server = gateway_server(settings)
     serving = asyncio.create_task(server.serve())
@@ -146,3 +145,80 @@ async def test_a_client_that_stops_reading_is_closed_with_1013(redis_url: str) -
     assert closed == (1013, "client too slow to receive")
     outbox = session.delivery.outbox
     assert bound - 6 * 1024 < outbox.peak_bytes <= bound, outbox.peak_bytes
+
+
+async def test_a_replay_larger_than_half_the_outbox_sends_the_newest_events_and_says_so(
+    redis_url: str,
+) -> None:
+    """Missed while away: 100 audio chunks (560 KB). The resume replays the newest that fit
+    in half of ``OUTBOX_MAX_BYTES`` after an ``error`` ``replay_truncated``; the client is
+    not closed for being resumed."""
+    bound = 128 * 1024
+    async with running_gateway(redis_url, outbox_max_bytes=bound) as gateway:
+        settings = gateway.settings
+        async with VoiceClient.connect(gateway.url) as client:
+            session_id, query = client.session_id, client.resume_query()
+        redis = Redis.from_url(settings.redis_url)
+        replies = ReplyWriter(redis, settings.keys, 60, settings.reply_maxlen)
+        for index in range(100):
+            chunk = {"chunk_index": index}
+            await replies.emit(ReplyEvent("tts_chunk", session_id, "t1", chunk, b"\xff" * 4096))
+        await replies.emit(ReplyEvent("streaming_complete", session_id, "t1", {}))
+        async with websockets.connect(f"{gateway.url}?{query}", max_size=None) as ws:
+            assert json.loads(await ws.recv())["data"]["resumed"] is True
+            notice = json.loads(await ws.recv())
+            replayed = []
+            while not replayed or replayed[-1]["event"] != "streaming_complete":
+                replayed.append(json.loads(await ws.recv()))
+        await redis.delete(settings.keys.reply(session_id))
+        await redis.aclose()
+    assert (notice["event"], notice["data"]["code"]) == ("error", "replay_truncated")
+    assert "turn_id" not in notice["data"]
+    chunks = [event["data"]["chunk_index"] for event in replayed[:-1]]
+    assert chunks == list(range(100 - len(chunks), 100)) and 10 < len(chunks) < 30, chunks
+    assert notice["data"]["skipped_events"] == 100 - len(chunks)
+    assert notice["data"]["replay_from"] == replayed[0]["data"]["event_id"]
+
+
+async def test_resumes_past_the_limit_are_refused_with_1013(redis_url: str) -> None:
+    async with running_gateway(redis_url, resumes_per_minute=2) as gateway:
+        async with VoiceClient.connect(gateway.url) as client:
+            query = client.resume_query()
+        for _ in range(2):
+            async with VoiceClient.connect(f"{gateway.url}?{query}") as again:
+                assert again.connected["resumed"] is True
+        wrong = query.replace("resume_token=", "resume_token=x")
+        async with websockets.connect(f"{gateway.url}?{wrong}") as ws:  # counts for nothing
+            assert json.loads(await ws.recv())["data"]["code"] == "resume_failed"
+        async with websockets.connect(f"{gateway.url}?{query}") as ws:
+            refusal = json.loads(await ws.recv())
+            assert (refusal["event"], refusal["data"]["code"]) == ("error", "rate_limited")
+            assert "resumes of this session" in refusal["data"]["message"]
+            assert await closed_before_any_event(ws) == (1013, "too many resumes, retry later")
+
+
+async def test_spoken_turns_count_against_the_request_limit(redis_url: str) -> None:
+    """Two requests a minute: a typed one and a spoken one pass, the next utterance is
+    refused once (``rate_limited``), however many frames of speech it has."""
+    from tests.audio_checks import speech_16k
+
+    speech = speech_16k("read me the sports headlines")
+    async with (
+        running_gateway(redis_url, asr_provider="pocketsphinx", commands_per_minute=2) as gateway,
+        VoiceClient.connect(gateway.url) as client,
+    ):
+        await client.send_command("top headlines")
+        await client.send_audio(speech, realtime=False)  # turn t2: no worker answers it
+        await client.send_audio(speech, realtime=False)  # refused: the third request
+        await client.send_event("ping", {})  # every frame before it was handled
+        errors = []
+        while (event := await client.next_event(30))["event"] != "pong":
+            if event["event"] == "error":
+                errors.append(event["data"])
+        refusals = [e for e in errors if e["code"] == "rate_limited"]
+        assert len(refusals) == 1, errors  # once, not once per frame of speech
+        assert "utterance was not heard" in refusals[0]["message"]
+        turns = await Redis.from_url(gateway.settings.redis_url).hget(
+            gateway.settings.keys.session(client.session_id), "turns"
+        )
+    assert turns == b"2"
