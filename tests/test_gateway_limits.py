@@ -222,3 +222,44 @@ async def test_spoken_turns_count_against_the_request_limit(redis_url: str) -> N
             gateway.settings.keys.session(client.session_id), "turns"
         )
     assert turns == b"2"
+
+
+async def test_a_reply_started_early_counts_against_the_request_limit(redis_url: str) -> None:
+    """Two requests a minute: an utterance (one) whose complete hypothesis starts a reply in
+    the pause (two, counted though never refused) leaves no room for a typed command."""
+    from tests.audio_checks import speech_16k
+
+    async with running_gateway(
+        redis_url,
+        asr_provider="pocketsphinx",
+        commands_per_minute=2,
+        end_of_speech_complete_ms=5000,  # the pause starts the reply, it does not end the turn
+    ) as gateway:
+        settings = gateway.settings
+        redis = Redis.from_url(settings.redis_url)
+        async with VoiceClient.connect(gateway.url) as client:
+            session_id = client.session_id
+            speech = speech_16k("read me the sports headlines", tail_silence_ms=0)
+            for offset in range(0, len(speech), 3200):  # no is_final: the turn stays open
+                await client.ws.send(speech[offset : offset + 3200])
+            await client.send_event("ping", {})
+            while (await client.next_event(30))["event"] != "pong":
+                pass
+            # the recogniser's hypothesis, as the ASR worker writes it: a whole request
+            heard = {"text": "read me the sports headlines", "is_final": False, "complete": True}
+            replies = ReplyWriter(redis, settings.keys, 60, settings.reply_maxlen)
+            await replies.emit(ReplyEvent("partial_transcription", session_id, "t1", heard))
+            while (await client.next_event(30))["event"] != "partial_transcription":
+                pass
+            for _ in range(50):  # a pause of 1 s in 20 ms pieces
+                await client.ws.send(b"\x00" * 640)
+            await client.send_command("and the weather")
+            await client.send_event("ping", {})
+            events = []
+            while (event := await client.next_event(30))["event"] != "pong":
+                events.append(event)
+        jobs = await redis.xrange(settings.keys.jobs_for("llm", session_id))
+        await redis.delete(settings.keys.reply(session_id))
+        await redis.aclose()
+    assert [e["data"]["code"] for e in events if e["event"] == "error"] == ["rate_limited"]
+    assert len(jobs) == 1 and b"t1.p1" in jobs[0][1][b"m"], "only the early reply's job"
