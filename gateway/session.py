@@ -261,8 +261,8 @@ class VoiceSession:
             self.delivery.close(1000, "idle timeout")
 
     def _refuse(self, code: str, message: str) -> None:
-        if not code:
-            return  # refused again for the same reason: the client was told already
+        if not code or (code == protocol.NO_SPEECH and self._turn_refused):
+            return  # refused again, or the end of an utterance refused: the client knows
         turn = self._speech.current.turn_id if self._speech.current else None
         self.delivery.send_error(code, message, turn)
 
