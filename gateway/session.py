@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import uuid
 from collections import deque
 
@@ -102,6 +103,7 @@ class VoiceSession:
             websocket, self.session_id, settings.outbox_max_bytes, CONTROL_LIMIT
         )
         self._turn_refused = False  # the last utterance was refused: say it once
+        self._keys_kept_at = -math.inf  # loop time the session's keys were last refreshed
         self.delivery.observe(self._hear_hypothesis)
         self.taken_over = False
         self._cancelled_before: list[str] = []  # turns cut on earlier connections (resume)
@@ -260,6 +262,17 @@ class VoiceSession:
         else:
             self.delivery.close(1000, "idle timeout")
 
+    async def _keep_keys(self) -> None:
+        """A client that stays connected without a turn pings: its session's keys live
+        on (refreshed at most every quarter of ``SESSION_TTL_SECONDS``)."""
+        now = asyncio.get_running_loop().time()
+        if now - self._keys_kept_at >= self.settings.session_ttl_seconds / 4:
+            self._keys_kept_at = now
+            try:
+                await self.store.keep(self.session_id)
+            except RedisError:  # the next turn or ping refreshes them; a ping is no request
+                log.debug("could not refresh the session's keys", exc_info=True)
+
     def _refuse(self, code: str, message: str) -> None:
         if not code or (code == protocol.NO_SPEECH and self._turn_refused):
             return  # refused again, or the end of an utterance refused: the client knows
@@ -283,6 +296,7 @@ class VoiceSession:
             event = AudioInput(pcm=pcm, is_final=False)
         metrics.count_event("in", _event_name(event, text is None))
         if isinstance(event, Ping):
+            await self._keep_keys()
             self.delivery.control(protocol.server_frame("pong", {"server_ms": now_ms()}))
         elif isinstance(event, Cancel):
             await self._on_cancel(event)

@@ -3,15 +3,17 @@
 The record holds a hash of the resume token (never the token), the user, the reply
 options and the turn counter. While the client is connected it lives for
 ``SESSION_TTL_SECONDS`` from the last turn (each turn refreshes it, and the detected
-language with it); when the socket closes, every key of the session is set to expire
-after ``RESUME_WINDOW_SECONDS``, and a resume gives every one of them
-``SESSION_TTL_SECONDS`` again (their writers refresh them only now and then, so the
-reply stream or the history would otherwise expire under a resumed client). Resumes
-of one session are counted per minute in Redis, so the limit holds across gateways.
-Replay reads the reply stream, which already
-holds every event the client was meant to see, in order: an event's stream entry id is
-its ``event_id``, so "replay after ``last_event_id``" is exact; the cancel records say
-which events of a cut turn were never shown, and those are skipped as they were live.
+language with it) or ``ping`` (which refreshes every key of the session); when the
+socket closes, every key of the session is set to expire after
+``RESUME_WINDOW_SECONDS``, and a resume gives every one of them ``SESSION_TTL_SECONDS``
+again (their writers refresh them only now and then, so the reply stream or the history
+would otherwise expire under a resumed client). Resumes of one session are counted per
+minute in Redis, so the limit holds across gateways.
+
+Replay reads the reply stream, which already holds every event the client was meant to
+see, in order: an event's stream entry id is its ``event_id``, so "replay after
+``last_event_id``" is exact; the cancel records say which events of a cut turn were
+never shown, and those are skipped as they were live.
 """
 
 from __future__ import annotations
@@ -112,10 +114,7 @@ class SessionStore:
         if not hmac.compare_digest(fields.get("user", ""), user_id):
             raise ResumeRefused("this session belongs to another user")
         await self._count_resume(session_id)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key in self._keys.session_keys(session_id):
-                pipe.expire(key, self._ttl)  # a key that does not exist stays so
-            await pipe.execute()
+        await self.keep(session_id)
         return SessionRecord(
             user_id=fields["user"],
             options=json.loads(fields.get("options") or "{}"),
@@ -169,6 +168,14 @@ class SessionStore:
                 return (await pipe.execute())[0]
 
         await write_batcher(self._redis).call(stream, packed, 4, through_redis_py)
+
+    async def keep(self, session_id: str) -> None:
+        """Every key of the session lives ``SESSION_TTL_SECONDS`` from now (a resume, a
+        client that stays connected)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in self._keys.session_keys(session_id):
+                pipe.expire(key, self._ttl)  # a key that does not exist stays so
+            await pipe.execute()
 
     async def detach(self, session_id: str) -> None:
         """The client went away: keep the session for the resume window only."""

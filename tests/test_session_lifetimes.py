@@ -95,3 +95,24 @@ async def test_a_turn_keeps_the_detected_language_as_long_as_the_session(
         await redis.delete(*worker_keys(settings, session_id), stream)
         await redis.aclose()
     assert lang > 60_000 and abs(record - lang) < 5_000, (record, lang)
+
+
+async def test_a_connected_client_that_pings_keeps_its_session_keys(redis_url: str) -> None:
+    """No turn for a long while, but connected (clients that do not talk send ``ping``):
+    the session's keys, the detected language among them, do not expire under it."""
+    async with running_gateway(redis_url, session_ttl_seconds=SESSION_TTL) as gateway:
+        settings = gateway.settings
+        redis = Redis.from_url(settings.redis_url)
+        async with VoiceClient.connect(gateway.url) as client:
+            session_id = client.session_id
+            await write_like_a_worker(redis, settings, session_id)
+            keys = worker_keys(settings, session_id)
+            for key in keys:  # long ago: about to expire
+                await redis.expire(key, 30)
+            await client.send_event("ping", {})
+            while (await client.next_event(30))["event"] != "pong":
+                pass
+            kept = await lifetimes_ms(redis, keys)
+        await redis.delete(*keys)
+        await redis.aclose()
+    assert all(ttl > (SESSION_TTL - 60) * 1000 for ttl in kept.values()), kept
