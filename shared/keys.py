@@ -36,8 +36,9 @@ job is acknowledged):
   sent), ``audio_ms``, ``first_chunk_ms``.
 
 Per-session keys (``Keys.session_keys``; TTL ``SESSION_TTL_SECONDS`` refreshed on each
-write; when the client disconnects all of them get ``RESUME_WINDOW_SECONDS``, and a resume
-gives all of them ``SESSION_TTL_SECONDS`` again, ``gateway.session_store``):
+write, and all of them by a connected client's ``ping``; when the client disconnects all
+of them get ``RESUME_WINDOW_SECONDS``, and a resume gives all of them
+``SESSION_TTL_SECONDS`` again, ``gateway.session_store``):
 
 * ``{p}:reply:{session}`` stream, no group -- ``ReplyEvent``: everything the client should
   see, in order, from every stage. The gateway XREADs it from the last id it relayed.
