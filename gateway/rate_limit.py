@@ -6,9 +6,10 @@ never touch other sessions: each bucket belongs to one connection.
 
 Every request that starts paid model calls draws on one bucket (``COMMANDS_PER_MINUTE``):
 a typed ``voice_command``, a spoken turn (when its utterance opens), a ``cancel``, and a
-reply started early during a pause (``PREEMPTIVE_REPLY``). An early reply is already on
-its way when it is counted, so it is never refused: it is charged, and the next request
-waits for the bucket to refill.
+reply started early during a pause (``PREEMPTIVE_REPLY``) that is then discarded (the
+user went on speaking): one that is used is the turn's own reply, already counted. A
+discarded reply's calls were made when it is counted, so it is never refused: it is
+charged, and the next request waits for the bucket to refill.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ class SessionLimits:
         """A typed or spoken request, or a cancel."""
         return self.commands_per_minute <= 0 or self._commands.take()
 
-    def charge_early_reply(self) -> None:
-        """A reply started before the end of speech: counted, never refused."""
+    def charge_discarded_reply(self) -> None:
+        """A reply started before the end of speech, then discarded: counted, never
+        refused (its model calls were made)."""
         if self.commands_per_minute > 0:
             self._commands.charge()

@@ -499,13 +499,13 @@ class VoiceSession:
         await self._early.close()
 
     def start_early_reply(self, turn_id: str, attempt_id: str, text: str) -> None:
-        self._limits.charge_early_reply()  # its model calls count like a request's
         self._early.start(turn_id, attempt_id, text)
 
     def use_early_reply(self, attempt_id: str) -> None:
         self._early.use(attempt_id)
 
     def drop_early_reply(self, attempt_id: str) -> None:
+        self._limits.charge_discarded_reply()  # its model calls were one request more
         self._early.drop(attempt_id)
 
     def _hear_hypothesis(self, event: ReplyEvent) -> None:

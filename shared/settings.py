@@ -101,7 +101,7 @@ class Settings(BaseSettings):
     commands_per_minute: int = Field(
         default=60,
         ge=0,
-        description="typed and spoken requests, early replies and cancels; 0 = unlimited",
+        description="typed and spoken requests, discarded early replies, cancels; 0 = unlimited",
     )
     resumes_per_minute: int = Field(
         default=10, ge=0, description="resumes of one session a minute; 0 = unlimited"

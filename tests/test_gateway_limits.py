@@ -224,42 +224,81 @@ async def test_spoken_turns_count_against_the_request_limit(redis_url: str) -> N
     assert turns == b"2"
 
 
-async def test_a_reply_started_early_counts_against_the_request_limit(redis_url: str) -> None:
-    """Two requests a minute: an utterance (one) whose complete hypothesis starts a reply in
-    the pause (two, counted though never refused) leaves no room for a typed command."""
+async def _reply_started_in_a_pause(client: VoiceClient, gateway: Gateway) -> None:
+    """An utterance (turn t1) whose complete hypothesis starts a reply in the pause."""
     from tests.audio_checks import speech_16k
 
-    async with running_gateway(
-        redis_url,
-        asr_provider="pocketsphinx",
-        commands_per_minute=2,
-        end_of_speech_complete_ms=5000,  # the pause starts the reply, it does not end the turn
-    ) as gateway:
-        settings = gateway.settings
-        redis = Redis.from_url(settings.redis_url)
+    speech = speech_16k("read me the sports headlines", tail_silence_ms=0)
+    for offset in range(0, len(speech), 3200):  # no is_final: the turn stays open
+        await client.ws.send(speech[offset : offset + 3200])
+    await until(client, "pong", ping=True)
+    # the recogniser's hypothesis, as the ASR worker writes it: a whole request
+    await hypothesis(gateway, client.session_id, is_final=False)
+    await until(client, "partial_transcription")
+    for _ in range(50):  # a pause of 1 s in 20 ms pieces: the reply starts in it
+        await client.ws.send(b"\x00" * 640)
+    await until(client, "pong", ping=True)
+
+
+async def hypothesis(gateway: Gateway, session_id: str, is_final: bool) -> None:
+    redis = Redis.from_url(gateway.settings.redis_url)
+    heard = {"text": "read me the sports headlines", "is_final": is_final, "complete": True}
+    replies = ReplyWriter(redis, gateway.settings.keys, 60, gateway.settings.reply_maxlen)
+    await replies.emit(ReplyEvent("partial_transcription", session_id, "t1", heard))
+    await redis.aclose()
+
+
+async def until(client: VoiceClient, name: str, ping: bool = False) -> list[dict]:
+    """The events up to the first ``name`` (after sending a ``ping``: every frame sent
+    before it was handled)."""
+    if ping:
+        await client.send_event("ping", {})
+    events = []
+    while (event := await client.next_event(30))["event"] != name:
+        events.append(event)
+    return events
+
+
+async def llm_jobs(gateway: Gateway, session_id: str) -> list[bytes]:
+    redis = Redis.from_url(gateway.settings.redis_url)
+    entries = await redis.xrange(gateway.settings.keys.jobs_for("llm", session_id))
+    await redis.delete(gateway.settings.keys.reply(session_id))
+    await redis.aclose()
+    return [fields[b"m"] for _id, fields in entries]
+
+
+EARLY = {"asr_provider": "pocketsphinx", "commands_per_minute": 2}
+
+
+async def test_a_discarded_early_reply_counts_against_the_request_limit(redis_url: str) -> None:
+    """Two requests a minute: an utterance (one) whose reply started in a pause and was
+    discarded when the user went on speaking (two, counted though never refused) leaves
+    no room for a typed command."""
+    from tests.audio_checks import speech_16k
+
+    # a long pause after a complete request: the reply starts in it, the turn goes on
+    async with running_gateway(redis_url, end_of_speech_complete_ms=5000, **EARLY) as gateway:
         async with VoiceClient.connect(gateway.url) as client:
-            session_id = client.session_id
-            speech = speech_16k("read me the sports headlines", tail_silence_ms=0)
-            for offset in range(0, len(speech), 3200):  # no is_final: the turn stays open
-                await client.ws.send(speech[offset : offset + 3200])
-            await client.send_event("ping", {})
-            while (await client.next_event(30))["event"] != "pong":
-                pass
-            # the recogniser's hypothesis, as the ASR worker writes it: a whole request
-            heard = {"text": "read me the sports headlines", "is_final": False, "complete": True}
-            replies = ReplyWriter(redis, settings.keys, 60, settings.reply_maxlen)
-            await replies.emit(ReplyEvent("partial_transcription", session_id, "t1", heard))
-            while (await client.next_event(30))["event"] != "partial_transcription":
-                pass
-            for _ in range(50):  # a pause of 1 s in 20 ms pieces
-                await client.ws.send(b"\x00" * 640)
+            await _reply_started_in_a_pause(client, gateway)
+            more = speech_16k("and the weather", lead_silence_ms=0, tail_silence_ms=0)
+            for offset in range(0, len(more), 3200):  # speaking on: the reply is discarded
+                await client.ws.send(more[offset : offset + 3200])
             await client.send_command("and the weather")
-            await client.send_event("ping", {})
-            events = []
-            while (event := await client.next_event(30))["event"] != "pong":
-                events.append(event)
-        jobs = await redis.xrange(settings.keys.jobs_for("llm", session_id))
-        await redis.delete(settings.keys.reply(session_id))
-        await redis.aclose()
+            events = await until(client, "pong", ping=True)
+            jobs = await llm_jobs(gateway, client.session_id)
+    assert len(jobs) == 1 and b"t1.p1" in jobs[0], "the early reply's job, no other"
     assert [e["data"]["code"] for e in events if e["event"] == "error"] == ["rate_limited"]
-    assert len(jobs) == 1 and b"t1.p1" in jobs[0][1][b"m"], "only the early reply's job"
+
+
+async def test_an_early_reply_that_is_used_costs_no_more_than_its_turn(redis_url: str) -> None:
+    async with running_gateway(redis_url, end_of_speech_complete_ms=5000, **EARLY) as gateway:
+        async with VoiceClient.connect(gateway.url) as client:
+            await _reply_started_in_a_pause(client, gateway)
+            await client.send_event("voice_data", {"audio_chunk": "", "is_final": True})
+            await hypothesis(gateway, client.session_id, is_final=True)  # the same words
+            await until(client, "partial_transcription")
+            await client.send_command("and the weather")  # the second request: allowed
+            events = await until(client, "pong", ping=True)
+            jobs = await llm_jobs(gateway, client.session_id)
+    assert not [e for e in events if e["event"] == "error"], events
+    assert len(jobs) == 2 and b"t1.p1" in jobs[0] and b"t2" in jobs[1]
