@@ -414,6 +414,7 @@ class VoiceSession:
     # --- requests --------------------------------------------------------------------
 
     def _next_turn(self) -> tuple[str, int]:
+        self._turn_refused = False  # a turn opens: a later refused utterance is told again
         self._turns += 1
         return f"t{self._turns}", self._turns
 
@@ -456,7 +457,6 @@ class VoiceSession:
                 f"more than {self._limits.commands_per_minute} requests and cancels a minute; "
                 "this utterance was not heard",
             )
-        self._turn_refused = False
         turn_id, number = self._next_turn()
         job = AsrJob(
             self.session_id,
