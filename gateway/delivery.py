@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from starlette.websockets import WebSocket
 
-from gateway.outbox import Outbox, OutboxOverflow, OutFrame, frame_cost
-from gateway.session_store import is_interruption, turn_number
+from gateway.outbox import Outbox, OutboxOverflow, OutFrame
+from gateway.session_store import Replay, is_interruption, turn_number
 from shared import metrics, protocol
 from shared.control import CancelRecord
 from shared.messages import ReplyEvent
@@ -196,30 +196,17 @@ class ReplyDelivery:
         timings it carried, so a replayed ``streaming_complete`` is as first sent."""
         self._with_turn_timings(event)
 
-    def replay(
-        self, seen: list[ReplyEvent], missed: list[tuple[str, ReplyEvent]], max_bytes: int
-    ) -> int:
-        """A resume: queue the events the client missed, newest ``max_bytes`` of them (the
-        replay must leave room in the outbox for live events). What is older is skipped and
-        the client told first, on the control lane, by an ``error`` ``replay_truncated``
-        naming how much and where the replay starts. Returns how many were skipped."""
-        for event in seen:
-            self.prime(event)
-        start, size = len(missed), 0
-        while start > 0:
-            entry_id, event = missed[start - 1]
-            cost = frame_cost(self._text(event, entry_id))
-            if size + cost > max_bytes and start < len(missed):
-                break  # the newest event always goes, like a single event in the outbox
-            size += cost
-            start -= 1
-        if start:
-            for _entry_id, event in missed[:start]:
-                self.prime(event)  # their turn timings, as if they had been sent
-            self._replay_truncated(start, missed[start][0], max_bytes)
-        for entry_id, event in missed[start:]:
+    def replay(self, replay: Replay, max_bytes: int) -> None:
+        """A resume: queue the events the client missed (``SessionStore.replay`` kept the
+        newest ``max_bytes`` of them: the replay must leave room in the outbox for live
+        events). If older ones were skipped, the client is told first, on the control
+        lane, by an ``error`` ``replay_truncated`` naming how many and where it starts."""
+        for event in replay.seen:
+            self.prime(event)  # their turn timings, as if they had been sent
+        if replay.skipped and replay.missed:
+            self._replay_truncated(replay.skipped, replay.missed[0][0], max_bytes)
+        for entry_id, event in replay.missed:
             self.deliver(event, entry_id)
-        return start
 
     def _replay_truncated(self, count: int, first_id: str, limit: int) -> None:
         message = (
@@ -271,19 +258,11 @@ class ReplyDelivery:
             self.closed_reason = (code, reason)
         self.outbox.put_close(drop_control=drop_queued)
 
-    @staticmethod
-    def _text(event: ReplyEvent, event_id: str, data: dict[str, object] | None = None) -> str:
-        return protocol.reply_frame(
-            event.event,
-            event.session_id,
-            event.turn_id,
-            event.data if data is None else data,
-            event.audio,
-            event_id,
-        )
-
     def _frame(self, event: ReplyEvent, event_id: str) -> OutFrame:
-        text = self._text(event, event_id, self._with_turn_timings(event))
+        data = self._with_turn_timings(event)
+        text = protocol.reply_frame(
+            event.event, event.session_id, event.turn_id, data, event.audio, event_id
+        )
         return OutFrame(
             text,
             event.turn_id,

@@ -133,8 +133,7 @@ class VoiceSession:
         await self.ws.send_text(self._connected_frame(token, resumed, replay.live_from))
         sender = asyncio.create_task(self.delivery.send_loop(), name=f"ws-send-{self.session_id}")
         self.control.on_takeover(self.session_id, self.connection_id, self._taken_over)
-        # already filtered by the cancel records; half the outbox at most
-        self.delivery.replay(replay.seen, replay.missed, self.settings.outbox_max_bytes // 2)
+        self.delivery.replay(replay, self._replay_bytes)  # filtered by the cancel records
         self.delivery.remember_cancelled(self._cancelled_before)  # live: drop their late events
         await self.relay.subscribe(self.session_id, self.delivery.deliver, replay.live_from)
         try:
@@ -183,9 +182,15 @@ class VoiceSession:
             params.last_turn_id,
             params.last_chunk_index,
             cancelled,
+            self._replay_bytes,
         )
         metrics.RESUMES.labels("ok").inc()
         return token, replay
+
+    @property
+    def _replay_bytes(self) -> int:
+        """A replay fills half the outbox at most: live events still fit behind it."""
+        return self.settings.outbox_max_bytes // 2
 
     def _connected_frame(self, token: str, resumed: bool, last_event_id: str) -> str:
         data = {

@@ -18,21 +18,29 @@ never shown, and those are skipped as they were live.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import hmac
 import json
+import math
 import secrets
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from gateway.outbox import frame_cost
+from shared import protocol
 from shared.control import CancelRecord
 from shared.keys import Keys
 from shared.messages import Message, MessageError, ReplyEvent, decode, encode
 from shared.protocol import event_id_key
 from shared.resp import pack
 from shared.write_batcher import pack_xadd, write_batcher
+
+REPLAY_PAGE = 128  # entries per read of a replay
 
 
 class ResumeRefused(Exception):
@@ -55,9 +63,10 @@ class SessionRecord:
 class Replay:
     """A resume's view of the reply stream, split at the client's position."""
 
-    seen: list[ReplyEvent]  # shown events the client already had, in order
+    seen: list[ReplyEvent]  # shown events not sent again, in order, without audio
     missed: list[tuple[str, ReplyEvent]]  # (event id, event) to send again, in order
     live_from: str  # the newest entry id: relay live after it
+    skipped: int = 0  # missed events older than the replay's bound (at the end of seen)
 
 
 def _digest(token: str) -> str:
@@ -191,25 +200,93 @@ class SessionStore:
         last_turn_id: str | None,
         last_chunk_index: int | None,
         cancelled: dict[str, CancelRecord],
+        max_bytes: int,
     ) -> Replay:
         """The events after the client's position (``last_event_id``, else the v2
-        position ``last_turn_id``/``last_chunk_index``) and the stream id to go live from."""
-        entries = await self._redis.xrange(self._keys.reply(session_id))
-        live_from = entries[-1][0].decode() if entries else "0-0"
-        shown: list[tuple[str, ReplyEvent]] = []
-        for raw_id, fields in entries:
+        position ``last_turn_id``/``last_chunk_index``), the newest ``max_bytes`` of them
+        as frames, and the stream id to go live from.
+
+        Read in two passes so a resume holds about ``max_bytes`` of audio, not the whole
+        stream's (``REPLY_MAXLEN`` chunks, megabytes; a restarted gateway's clients all
+        resume at once): the first, page by page, keeps each event without its audio;
+        the second reads back the audio of the events replayed only."""
+        key = self._keys.reply(session_id)
+        shown: list[tuple[str, ReplyEvent]] = []  # without audio
+        audio_bytes: list[int] = []
+        live_from = "0-0"
+        async for raw_id, fields in self._entries(key, "-", "+"):
+            live_from = raw_id.decode()
             try:
                 event = decode(fields)
             except MessageError:
                 continue
-            entry_id = raw_id.decode()
-            if isinstance(event, ReplyEvent) and _was_shown(event, entry_id, cancelled):
-                shown.append((entry_id, event))
+            if isinstance(event, ReplyEvent) and _was_shown(event, live_from, cancelled):
+                shown.append((live_from, dataclasses.replace(event, audio=b"")))
+                audio_bytes.append(len(event.audio))
         if last_event_id is not None:
             start = _start_after_id(shown, last_event_id)
         else:
             start = _start_after(shown, last_turn_id, last_chunk_index)
-        return Replay([event for _id, event in shown[:start]], shown[start:], live_from)
+        kept = start + _newest_within(shown[start:], audio_bytes[start:], max_bytes)
+        missed = await self._with_audio(key, shown[kept:], audio_bytes[kept:])
+        return Replay([event for _id, event in shown[:kept]], missed, live_from, kept - start)
+
+    async def _entries(
+        self, key: str, first: str, last: str
+    ) -> AsyncIterator[tuple[bytes, dict[bytes, bytes]]]:
+        """The stream's entries from ``first`` to ``last``, a page at a time."""
+        while True:
+            page = await self._redis.xrange(key, min=first, max=last, count=REPLAY_PAGE)
+            for entry in page:
+                yield entry
+            if len(page) < REPLAY_PAGE:
+                return
+            first = "(" + page[-1][0].decode()
+
+    async def _with_audio(
+        self, key: str, events: list[tuple[str, ReplyEvent]], audio_bytes: list[int]
+    ) -> list[tuple[str, ReplyEvent]]:
+        """The events again with their audio (an entry trimmed meanwhile is left out)."""
+        pairs = zip(events, audio_bytes, strict=True)
+        wanted = {entry_id for (entry_id, _event), size in pairs if size}
+        if not wanted:
+            return events
+        audio: dict[str, bytes] = {}
+        first, last = min(wanted, key=event_id_key), max(wanted, key=event_id_key)
+        async for raw_id, fields in self._entries(key, first, last):
+            entry_id = raw_id.decode()
+            if entry_id in wanted:
+                with contextlib.suppress(MessageError):
+                    event = decode(fields)
+                    audio[entry_id] = event.audio if isinstance(event, ReplyEvent) else b""
+        return [
+            (entry_id, dataclasses.replace(event, audio=audio[entry_id]) if size else event)
+            for (entry_id, event), size in zip(events, audio_bytes, strict=True)
+            if not size or audio.get(entry_id)
+        ]
+
+
+def replay_cost(entry_id: str, event: ReplyEvent, audio_bytes: int) -> int:
+    """What the event weighs in the outbox as a frame (its audio is base64 in it)."""
+    text = protocol.reply_frame(
+        event.event, event.session_id, event.turn_id, event.data, b"", entry_id
+    )
+    return frame_cost(text) + 4 * math.ceil(audio_bytes / 3)
+
+
+def _newest_within(
+    events: list[tuple[str, ReplyEvent]], audio_bytes: list[int], max_bytes: int
+) -> int:
+    """Index of the oldest of the newest events that fit in ``max_bytes`` (the newest
+    always does, as a single event always fits in the outbox)."""
+    start, size = len(events), 0
+    while start > 0:
+        cost = replay_cost(*events[start - 1], audio_bytes[start - 1])
+        if size + cost > max_bytes and start < len(events):
+            break
+        size += cost
+        start -= 1
+    return start
 
 
 def is_interruption(event: ReplyEvent) -> bool:
