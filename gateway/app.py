@@ -51,7 +51,11 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.redis, app.state.relay, app.state.sessions = redis, relay, set()
         app.state.control = control
         app.state.store = SessionStore(
-            redis, settings.keys, settings.session_ttl_seconds, settings.resume_window_seconds
+            redis,
+            settings.keys,
+            settings.session_ttl_seconds,
+            settings.resume_window_seconds,
+            settings.resumes_per_minute,
         )
         app.state.draining = False
         app.state.all_closed = asyncio.Event()

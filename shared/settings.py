@@ -100,7 +100,19 @@ class Settings(BaseSettings):
     audio_burst_seconds: float = Field(
         default=40.0, gt=0, description="audio a client may send at once (a whole recording)"
     )
-    commands_per_minute: int = Field(default=60, ge=0, description="0 = unlimited")
+    commands_per_minute: int = Field(
+        default=60,
+        ge=0,
+        description="typed and spoken requests, discarded early replies, cancels; 0 = unlimited",
+    )
+    resumes_per_minute: int = Field(
+        default=10, ge=0, description="resumes of one session a minute; 0 = unlimited"
+    )
+    outbox_max_bytes: int = Field(
+        default=2 * 1024 * 1024,
+        ge=64 * 1024,
+        description="reply events queued for one socket; a resume replays at most half",
+    )
 
     # --- access ---
     api_keys: SecretStr | None = Field(

@@ -124,6 +124,6 @@ def test_docs_name_only_real_settings_with_their_defaults(path: Path) -> None:
         if name not in FIELDS or not re.fullmatch(r"[\d.]+|true|false", words[0]):
             continue  # prose in parentheses, not a value
         value = words[0]
-        if len(words) > 1 and words[1] == "KiB":
-            value = str(int(float(value) * 1024))
+        if len(words) > 1 and words[1] in ("KiB", "MiB"):
+            value = str(int(float(value) * 1024 ** (1 + (words[1] == "MiB"))))
         assert same_default(name, value), (path.name, name, written, default_text(name))
