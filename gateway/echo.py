@@ -71,9 +71,11 @@ class ReplyAudio:
 
     def pcm(self) -> np.ndarray:
         """The reply so far as float32 samples at ``RATE`` (cached until more arrives)."""
-        if self._decoded is None or self._decoded_size != self.size:
-            self._decoded = _decode(self.chunks, self.audio_format, self.sample_rate)
-            self._decoded_size = self.size
+        size = self.size  # judged on a worker thread while more chunks may arrive
+        if self._decoded is None or self._decoded_size != size:
+            chunks = list(self.chunks)
+            decoded = _decode(chunks, self.audio_format, self.sample_rate)
+            self._decoded, self._decoded_size = decoded, sum(len(c) for c in chunks)
         return self._decoded
 
 
@@ -185,8 +187,12 @@ class EchoJudge:
         explained, end = echo_return_db(mic, reply.pcm(), self.expected_end)
         if end is None:
             return None
+        if explained < ECHO_MIN_ERLE_DB and len(mic) >= RATE // 5:
+            # the player may have run dry or skipped inside the stretch (no single place
+            # in the reply explains all of it): judge its newest part on its own
+            explained, end = echo_return_db(mic[len(mic) // 2 :], reply.pcm())
         echo = explained >= ECHO_MIN_ERLE_DB
-        self.expected_end = end if echo else self.expected_end
+        self.expected_end = end if echo and end is not None else self.expected_end
         return echo
 
 

@@ -247,7 +247,7 @@ async def test_no_reply_starts_early_for_speech_not_yet_known_to_be_a_request(
 async def test_a_paused_reply_s_events_wait_and_keep_their_order() -> None:
     from gateway.outbox import Outbox, OutFrame
 
-    outbox = Outbox(10, 10)
+    outbox = Outbox(1_000_000, 10)
     for text, turn in (("a1", "t1"), ("p2", "t2"), ("a2", "t1"), ("p3", "t2")):
         outbox.put(OutFrame(text, turn))
     assert (await outbox.get()).text == "a1"

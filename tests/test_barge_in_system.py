@@ -92,9 +92,19 @@ def _names(player: Player, turn_id: str | None = None) -> list[str]:
     return [e["event"] for e in player.events if e["data"].get("turn_id") == turn_id]
 
 
+def _story(player: Player) -> list[tuple[str, str, str]]:
+    """What happened, briefly (for failure messages)."""
+    shown = ("reply_paused", "reply_resumed", "interrupted", "error", "partial_transcription")
+    return [
+        (e["event"], e["data"].get("turn_id", ""), e["data"].get("text", ""))
+        for e in player.events
+        if e["event"] in shown
+    ]
+
+
 def assert_played_whole(player: Player, reference_seconds: float) -> None:
     names = _names(player)
-    assert "interrupted" not in names, names
+    assert "interrupted" not in names, _story(player)
     assert names.count("reply_paused") == names.count("reply_resumed"), names
     assert player.chunk_indexes == list(range(len(player.chunk_indexes)))
     assert len(player.chunk_indexes) == player.complete["total_chunks_sent"]
