@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -87,6 +88,16 @@ def _open_turns(player: Player) -> set[str]:
     return begun - ended
 
 
+def barge_ins(system: System) -> dict[str, float]:
+    """``vna_barge_ins_total`` by outcome, from the gateway's /metrics."""
+    counts = {}
+    for line in httpx.get(f"{system.http_url}/metrics", timeout=10).text.splitlines():
+        if line.startswith("vna_barge_ins_total{"):
+            outcome = line.split('outcome="')[1].split('"')[0]
+            counts[outcome] = float(line.rsplit(" ", 1)[1])
+    return counts
+
+
 def _names(player: Player, turn_id: str | None = None) -> list[str]:
     turn_id = turn_id or player.turn_id
     return [e["event"] for e in player.events if e["data"].get("turn_id") == turn_id]
@@ -119,9 +130,11 @@ def assert_played_whole(player: Player, reference_seconds: float) -> None:
 async def test_the_reply_s_own_echo_does_not_cut_it(
     barge_system: System, reference_seconds: float, echo_db: float, delay_ms: int
 ) -> None:
+    before = barge_ins(barge_system).get("echo_rejected", 0)
     player = await converse(barge_system.ws_url, echo_db=echo_db, delay_ms=delay_ms)
     assert_played_whole(player, reference_seconds)
     assert "reply_paused" not in _names(player)  # told from a person at once
+    assert barge_ins(barge_system)["echo_rejected"] > before
 
 
 @pytest.mark.parametrize("burst_ms", [200, 350, 500])
@@ -135,13 +148,19 @@ async def test_a_noise_burst_does_not_cut_the_reply(
 async def test_a_short_uh_huh_does_not_cut_the_reply(
     barge_system: System, reference_seconds: float
 ) -> None:
+    before = barge_ins(barge_system)
     player = await converse(barge_system.ws_url, speech_16k("uh-huh", 0, 0))
     assert_played_whole(player, reference_seconds)
     assert "reply_paused" in _names(player)  # it did sound like a person at first
+    after = barge_ins(barge_system)
+    for outcome in ("paused", "resumed"):
+        assert after[outcome] == before.get(outcome, 0) + 1, (before, after)
 
 
 async def test_stop_cuts_the_reply(barge_system: System) -> None:
+    before = barge_ins(barge_system).get("cut", 0)
     player = await converse(barge_system.ws_url, speech_16k("stop", 0, 0))
+    assert barge_ins(barge_system)["cut"] == before + 1
     interrupted = [e["data"] for e in player.events if e["event"] == "interrupted"]
     assert interrupted and interrupted[0]["reason"] == "barge_in"
     assert _names(player).index("reply_paused") < _names(player).index("interrupted")
@@ -159,3 +178,23 @@ async def test_a_new_question_cuts_the_reply_and_is_answered(barge_system: Syste
         if e["event"] == "agent_response" and e["data"]["turn_id"] == "t2" and e["data"]["is_final"]
     ]
     assert answer and "sports" in answer[0].lower(), answer
+
+
+@pytest.fixture(scope="module")
+def immediate_system(
+    redis_url: str, fixture_http: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[System]:
+    log_dir = Path(tmp_path_factory.mktemp("barge-immediate"))
+    env = {"STREAM_PREFIX": "bargeimm", "BARGE_IN_MODE": "immediate"}
+    with running_system(f"{redis_url}/8", fixture_http, log_dir, **env) as up:
+        yield up
+
+
+async def test_in_immediate_mode_speech_cuts_at_once_without_a_pause(
+    immediate_system: System,
+) -> None:
+    async with VoiceClient.connect(immediate_system.ws_url) as client:
+        assert client.connected["barge_in_mode"] == "immediate"
+    player = await converse(immediate_system.ws_url, speech_16k("tell me the sports news", 0, 0))
+    names = _names(player)
+    assert "interrupted" in names and "reply_paused" not in names, _story(player)
