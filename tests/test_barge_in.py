@@ -260,3 +260,15 @@ async def test_a_paused_reply_s_events_wait_and_keep_their_order() -> None:
     assert not waiting.done()
     outbox.release()
     assert [(await waiting).text, (await outbox.get()).text] == ["a2", "p3"]
+
+
+def test_voice_agent_talk_shows_the_pause_and_the_resume() -> None:
+    import io
+
+    from voice_agent.talk import _printer
+
+    out = io.StringIO()
+    show = _printer(out, live=False)
+    show({"event": "reply_paused", "data": {"turn_id": "t1", "chunks_sent": 3}})
+    show({"event": "reply_resumed", "data": {"turn_id": "t1", "chunks_sent": 3}})
+    assert out.getvalue() == "(reply paused: listening)\n(reply resumed)\n"

@@ -72,6 +72,7 @@ async def converse(
             await send_frame(client, player, mix(*mic))
             frame += 1
             assert frame < 1200, "the reply never ended"
+        assert not client.paused  # voice_agent.client: every pause was resumed or cut
         return player
 
 
