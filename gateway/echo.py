@@ -10,10 +10,13 @@ sharp through a room's colouring), fits a short filter from that stretch to the
 microphone (least squares, 4 ms of taps: the loudspeaker and room) and measures how
 much of the microphone's energy the fitted echo explains (echo return loss enhancement,
 ERLE). The reply's own echo is explained to 18-34 dB at -20 to -6 dB and 100-200 ms of
-delay; a person talking, even over that echo at -6 dB, to at most 1 dB; noise to 0 dB.
+delay; a person talking, even over that echo at -6 dB, to at most 2 dB; noise to 0 dB.
+8 dB or more is echo.
 
-Runs only when speech starts over a reply (a few times a second at most), at 8 kHz:
-about 5-15 ms of CPU for a 12 s reply on this project's 2-core test machine.
+Runs only on frames of speech while a reply plays, at 8 kHz. Once the echo is found the
+next stretch is first looked for where the last one ended plus the audio since (about
+1 ms); a full search of a 12 s reply costs about 8-15 ms on this project's 2-core test
+machine. Decoding the reply (miniaudio) happens once per new chunk, on the same thread.
 """
 
 from __future__ import annotations
