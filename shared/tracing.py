@@ -21,6 +21,7 @@ parent of the job it hands on.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from shared.settings import Settings
 
 TURNS_OPEN_LIMIT = 64  # a session's turns with open spans; beyond, the oldest are ended
+EXPORT_WARNING_EVERY_S = 60.0  # a collector that does not answer: one line this often
+_EXPORTER_LOGGER = "opentelemetry.exporter.otlp.proto.http.trace_exporter"
 
 _tracers: dict[str, ServiceTracer] = {}
 _lock = threading.Lock()
@@ -61,6 +64,28 @@ def _traces_url(settings: Settings) -> str | None:
     return settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
 
 
+class _OneLineExportErrors(logging.Filter):
+    """The exporter logs every failed try of every batch (three retries, then an error):
+    a collector that is down is said in one line a minute instead."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self._url = url
+        self._next = 0.0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        if record.levelno < logging.WARNING or now < self._next:
+            return record.levelno < logging.WARNING
+        self._next = now + EXPORT_WARNING_EVERY_S
+        record.msg = "traces not sent: no answer from %s (OTEL_EXPORTER_OTLP_ENDPOINT); "
+        record.msg += "spans are dropped until it answers"
+        record.args = (self._url,)
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info = record.exc_text = None
+        return True
+
+
 class ServiceTracer:
     """One service's tracer provider, exporting in batches over OTLP/HTTP (protobuf)."""
 
@@ -76,7 +101,11 @@ class ServiceTracer:
         name = settings.otel_service_name or f"voice-agent-{service}"
         resource = Resource.create({"service.name": name, "voice_agent.service": service})
         self.provider = TracerProvider(resource=resource)
-        exporter = OTLPSpanExporter(endpoint=_traces_url(settings))
+        url = _traces_url(settings)
+        exporter = OTLPSpanExporter(endpoint=url)
+        logger = logging.getLogger(_EXPORTER_LOGGER)
+        if not any(isinstance(f, _OneLineExportErrors) for f in logger.filters):
+            logger.addFilter(_OneLineExportErrors(url or "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
         self.provider.add_span_processor(BatchSpanProcessor(exporter))
         self._tracer = self.provider.get_tracer("voice_agent")
         self._propagator = TraceContextTextMapPropagator()

@@ -5,6 +5,7 @@ OpenTelemetry imported, jobs encoded as before) unless the endpoint is set."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import subprocess
 import sys
@@ -141,3 +142,17 @@ def test_a_jobs_trace_rides_in_its_options_where_older_workers_accept_it() -> No
         # what an older worker does with it: every wire key is a field it knows
         older = {k: v for k, v in body.items() if k not in ("type", "v")}
         assert type(job)(**older).options["traceparent"] == traceparent
+
+
+def test_a_collector_that_does_not_answer_is_one_warning_not_one_per_try(caplog) -> None:
+    from shared.tracing import _EXPORTER_LOGGER, tracer_for
+
+    tracer_for(load_settings(otel_exporter_otlp_endpoint="http://127.0.0.1:9"), "probe")
+    exporter_log = logging.getLogger(_EXPORTER_LOGGER)
+    with caplog.at_level(logging.INFO, logger=_EXPORTER_LOGGER):
+        for _ in range(3):  # what the exporter logs for one failed batch, and the next
+            exporter_log.warning("Transient error %s encountered while exporting", "boom")
+            exporter_log.error("Failed to export span batch", exc_info=ValueError("x"))
+    (record,) = caplog.records
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" in record.getMessage()
+    assert "127.0.0.1:9" in record.getMessage() and record.exc_info is None
