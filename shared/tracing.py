@@ -177,7 +177,7 @@ class JobSpan:
         span = self._tracer.start(
             f"{self._tracer.service} first output",
             self._span,
-            start_ns=self._span.start_time,
+            start_ns=getattr(self._span, "start_time", None),  # None: not sampled
             output=what,
         )
         span.end()
@@ -207,7 +207,7 @@ class TurnSpans:
         tracer = self._tracer
         attributes = {"session.id": self._session_id, "turn.id": turn_id, "turn.source": source}
         root = tracer.start("turn", kind=tracer.kinds.SERVER, **attributes)
-        receive = tracer.start("gateway receive", root, start_ns=root.start_time)
+        receive = tracer.start("gateway receive", root, start_ns=getattr(root, "start_time", None))
         if len(self._turns) >= TURNS_OPEN_LIMIT:
             self.finish(next(iter(self._turns)), "forgotten")
         self._turns[turn_id] = _Turn(root, receive)

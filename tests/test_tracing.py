@@ -156,3 +156,23 @@ def test_a_collector_that_does_not_answer_is_one_warning_not_one_per_try(caplog)
     (record,) = caplog.records
     assert "OTEL_EXPORTER_OTLP_ENDPOINT" in record.getMessage()
     assert "127.0.0.1:9" in record.getMessage() and record.exc_info is None
+
+
+def test_turns_the_sampler_leaves_out_are_followed_without_a_span(monkeypatch) -> None:
+    from shared.tracing import TurnSpans, tracer_for
+
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    settings = load_settings(otel_exporter_otlp_endpoint="http://127.0.0.1:9")
+    tracer = tracer_for(settings, "sampled-out")
+    assert tracer is not None
+    spans = TurnSpans(tracer, "s1")
+    traceparent = spans.begin("t1", "speech")
+    assert not int(traceparent[-2:], 16) & 1  # not sampled: the workers record nothing either
+    spans.received("t1")
+    spans.end_of_speech("t1", {"end_of_speech_silence_ms": 150})
+    job = tracer.job(LlmJob("s1", "t1", "news", trace=traceparent), 1)
+    job.first_output("token")
+    assert not int(job.traceparent[-2:], 16) & 1
+    job.end("ok")
+    spans.relaying("t1")
+    spans.finish("t1", "complete", 3)
