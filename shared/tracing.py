@@ -90,6 +90,7 @@ class ServiceTracer:
     """One service's tracer provider, exporting in batches over OTLP/HTTP (protobuf)."""
 
     def __init__(self, settings: Settings, service: str) -> None:
+        from opentelemetry.context import Context
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
@@ -110,6 +111,7 @@ class ServiceTracer:
         self._tracer = self.provider.get_tracer("voice_agent")
         self._propagator = TraceContextTextMapPropagator()
         self._in_context = set_span_in_context
+        self._no_parent = Context()  # never the ambient context: a turn is its own trace
         self.kinds = SpanKind
 
     def start(
@@ -121,7 +123,7 @@ class ServiceTracer:
         **attributes: Any,
     ) -> Any:
         """A started span, child of ``parent`` (a span, or None for a new trace)."""
-        context = self._in_context(parent) if parent is not None else None
+        context = self._in_context(parent) if parent is not None else self._no_parent
         return self._tracer.start_span(
             name,
             context=context,
