@@ -24,12 +24,16 @@ ROOT = Path(__file__).resolve().parent.parent
 STAGES = {"gateway", "asr", "llm", "tts"}
 
 
-def _turn_trace(spans: list[ReceivedSpan], turn_id: str, stages: set[str]) -> str | None:
-    """The trace id of ``turn_id`` once its root has ended and every stage's job span is in."""
+def _turn_trace(spans: list[ReceivedSpan], turn_id: str, names: set[str]) -> str | None:
+    """The trace id of ``turn_id`` once it holds spans of all ``names`` and every span's
+    parent has arrived (services export on their own schedules)."""
     roots = [s for s in spans if s.name == "turn" and s.attributes.get("turn.id") == turn_id]
     for root in roots:
-        services = {s.resource["voice_agent.service"] for s in spans if s.trace_id == root.trace_id}
-        if stages <= services:
+        trace = [s for s in spans if s.trace_id == root.trace_id]
+        ids = {s.span_id for s in trace}
+        if names <= {s.name for s in trace} and all(
+            s.parent_id in ids for s in trace if s is not root
+        ):
             return root.trace_id
     return None
 
@@ -58,9 +62,12 @@ async def test_a_spoken_turn_is_one_trace_across_all_four_services(
             spoken = await client.say(speech_16k("read me the sports headlines"), realtime=True)
             command = await client.ask("technology news")
         assert spoken.complete and command.complete, (spoken.errors, command.errors)
-        trace_id = receiver.wait_for(lambda s: _turn_trace(s, spoken.turn_id, STAGES))
+        jobs = {f"{stage} job" for stage in ("asr", "llm", "tts")}
+        trace_id = receiver.wait_for(
+            lambda s: _turn_trace(s, spoken.turn_id, {"gateway relay", *jobs})
+        )
         command_trace = receiver.wait_for(
-            lambda s: _turn_trace(s, command.turn_id, {"gateway", "llm", "tts"})
+            lambda s: _turn_trace(s, command.turn_id, {"gateway relay", "llm job", "tts job"})
         )
         spans = receiver.trace(trace_id)
     assert command_trace != trace_id  # one trace per turn
@@ -72,6 +79,7 @@ async def test_a_spoken_turn_is_one_trace_across_all_four_services(
     (root,) = named["turn"]
     assert root.parent_id == "" and root.attributes["turn.outcome"] == "complete"
     assert {s.service for s in spans} == {f"voice-agent-{stage}" for stage in STAGES}
+    assert {s.resource["voice_agent.service"] for s in spans} == STAGES
     ids = {s.span_id: s for s in spans}
     assert all(s.parent_id in ids for s in spans if s is not root)  # one tree, nothing lost
     (asr_job,) = named["asr job"]
