@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from shared.settings import Settings
 
+log = logging.getLogger(__name__)
+
 TURNS_OPEN_LIMIT = 64  # a session's turns with open spans; beyond, the oldest are ended
 EXPORT_WARNING_EVERY_S = 60.0  # a collector that does not answer: one line this often
 _EXPORTER_LOGGER = "opentelemetry.exporter.otlp.proto.http.trace_exporter"
@@ -113,6 +115,8 @@ class ServiceTracer:
         self._in_context = set_span_in_context
         self._no_parent = Context()  # never the ambient context: a turn is its own trace
         self.kinds = SpanKind
+        target = url or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        log.info("traces of %s go to %s", name, target)
 
     def start(
         self,
