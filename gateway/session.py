@@ -43,6 +43,7 @@ from shared.protocol import (
 )
 from shared.settings import Settings
 from shared.streams import StreamAppender, now_ms
+from shared.tracing import TurnSpans, tracer_for
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,9 @@ class VoiceSession:
         self._turn_refused = False  # the last utterance was refused: say it once
         self._keys_kept_at = -math.inf  # loop time the session's keys were last refreshed
         self.delivery.observe(self._hear_hypothesis)
+        tracer = tracer_for(settings, "gateway")  # None: tracing off, every hook skipped
+        self._spans = TurnSpans(tracer, self.session_id) if tracer is not None else None
+        self.delivery.spans = self._spans
         self._barge: BargeIn | None = None  # confirm mode: pause, then decide
         if settings.barge_in_mode == "confirm":
             self._barge = BargeIn(
@@ -151,6 +155,8 @@ class VoiceSession:
         finally:
             self.relay.unsubscribe(self.session_id, self.delivery.deliver)
             self.control.forget_takeover(self.session_id, self.connection_id)
+            if self._spans is not None:
+                self._spans.close()
             if self._releaser:
                 self._releaser.cancel()
             if self._barge is not None:
@@ -448,10 +454,13 @@ class VoiceSession:
             source="command",
             created_ms=now_ms(),
             options=self.options.as_job_options(),
+            trace=self._spans.begin(turn_id, "command") if self._spans is not None else "",
         )
         stream = self._keys.jobs_for("llm", self.session_id)
         maxlen = self.settings.jobs_maxlen
         await self.store.publish_turn(self.session_id, number, stream, job, maxlen)
+        if self._spans is not None:
+            self._spans.received(turn_id)
         self.delivery.expect(turn_id, "command")
 
     async def _on_audio(self, audio: AudioInput) -> None:
@@ -488,6 +497,7 @@ class VoiceSession:
             protocol.INPUT_SAMPLE_RATE,
             now_ms(),
             self.options.as_job_options(),
+            self._spans.begin(turn_id, "speech") if self._spans is not None else "",
         )
         stream = self._keys.jobs_for("asr", self.session_id)
         maxlen = self.settings.jobs_maxlen
@@ -498,6 +508,8 @@ class VoiceSession:
             await published
         else:  # queued in this order, so both join the next write pipeline, job first
             await asyncio.gather(published, self._inputs.append(input_key, first))
+        if self._spans is not None:
+            self._spans.received(turn_id)
         return turn_id, input_key
 
     async def send_input(self, input_key: str, chunk: InputChunk) -> None:
@@ -510,6 +522,8 @@ class VoiceSession:
         self.delivery.add_timings(turn_id, timings)
         metrics.END_OF_SPEECH.labels(str(timings.get("end_of_speech_rule"))).inc()
         self._onset.reset()
+        if self._spans is not None:
+            self._spans.end_of_speech(turn_id, timings)
 
     async def _abandon_utterance(self) -> None:
         """The client left mid-utterance: end its input so the ASR worker lets go now."""
@@ -527,7 +541,8 @@ class VoiceSession:
     def start_early_reply(self, turn_id: str, attempt_id: str, text: str) -> None:
         if self._barge is not None and not self._barge.early_reply_allowed(turn_id, text):
             return  # speech over a reply, not yet known to be a request
-        self._early.start(turn_id, attempt_id, text)
+        trace = self._spans.traceparent(turn_id) if self._spans is not None else ""
+        self._early.start(turn_id, attempt_id, text, trace)
 
     def use_early_reply(self, attempt_id: str) -> None:
         self._early.use(attempt_id)
@@ -562,6 +577,7 @@ class _BargeInIO:
 
     async def answer(self, turn_id: str, text: str, speech_end_ms: int) -> None:
         session = self._session
+        spans = session._spans
         job = LlmJob(
             session.session_id,
             turn_id,
@@ -569,6 +585,7 @@ class _BargeInIO:
             "speech",
             speech_end_ms,
             session.options.as_job_options(),
+            trace=spans.traceparent(turn_id) if spans is not None else "",
         )
         stream = session._keys.jobs_for("llm", session.session_id)
         maxlen = session.settings.jobs_maxlen
