@@ -29,7 +29,10 @@ def barge_system(
     redis_url: str, fixture_http: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[System]:
     log_dir = Path(tmp_path_factory.mktemp("barge"))
-    with running_system(f"{redis_url}/8", fixture_http, log_dir, STREAM_PREFIX="barge") as up:
+    # decisions by events only (words, the end of the speech): the audio here goes faster
+    # than real time, so a wall-clock limit would race it; tests/test_barge_in checks it
+    env = {"STREAM_PREFIX": "barge", "FALSE_INTERRUPTION_MS": "30000"}
+    with running_system(f"{redis_url}/8", fixture_http, log_dir, **env) as up:
         yield up
 
 
