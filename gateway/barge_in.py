@@ -265,6 +265,8 @@ class BargeIn:
             candidate = self._open(turn_id, input_key, playing)
         if candidate is not None and not candidate.decided:
             candidate.mic.append(pcm)
+        if playing is None:  # no reply is playing: nothing to keep of the last one
+            self.sound = self.reply = None
         if playing is None or self.paused is not None:
             self._onset.reset()
             return
