@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.auth import Authenticator, AuthError, bearer_token
+from gateway.early_reply import finish_closed_copies
 from gateway.relay import ReplyRelay
 from gateway.session import VoiceSession
 from gateway.session_store import SessionStore
@@ -30,6 +31,7 @@ CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_SERVICE_RESTART = 1012
 READY_WINDOW_MS = 10_000  # a heartbeat younger than this counts as a live worker
+CLOSED_COPY_WAIT_S = 10.0  # at shutdown: for used early replies of closed connections
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -55,6 +57,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            await finish_closed_copies(CLOSED_COPY_WAIT_S)  # replies started early
             await control.stop()
             await relay.stop()
             await redis.aclose()

@@ -39,12 +39,13 @@ Per-session keys (TTL ``SESSION_TTL_SECONDS`` refreshed on each write):
 
 * ``{p}:reply:{session}`` stream, no group -- ``ReplyEvent``: everything the client should
   see, in order, from every stage. The gateway XREADs it from the last id it relayed.
-* ``{p}:held:{session}`` stream, no group -- ``ReplyEvent``s of replies started before the
+* ``{p}:early:{session}`` stream, no group -- ``ReplyEvent``s of replies started before the
   end of speech was confirmed (``PREEMPTIVE_REPLY``), under their attempt's turn id
-  (``t5.p1``). The gateway holds them, then copies a confirmed attempt's events to the
-  reply stream as the turn's own (``t5``) or drops a discarded one.
-* ``{p}:confirmed:{session}`` hash -- attempt turn id -> "1" once the gateway confirmed
-  that reply (its LLM worker then keeps its news state and history).
+  (``t5.p1``). The gateway keeps them aside, then copies a used attempt's events to the
+  reply stream as the turn's own (``t5``) or forgets a dropped one (``shared.early_reply``).
+* ``{p}:early:verdicts:{session}`` hash -- attempt turn id -> ``open:<words>``, ``used`` or
+  ``dropped``: the one record of whether an attempt is the turn's reply
+  (``shared.early_reply``, which says who writes it and when).
 * ``{p}:history:{session}`` list of msgpack ``HistoryTurn`` (newest last, bounded).
 * ``{p}:news:state:{session}`` string, msgpack: the stories last presented to the session
   (for "more about the first story", "next", "repeat").
@@ -213,11 +214,11 @@ class Keys:
     def reply(self, session_id: str) -> str:
         return f"{self._scope(session_id)}:reply:{session_id}"
 
-    def held_reply(self, session_id: str) -> str:
-        return f"{self._scope(session_id)}:held:{session_id}"
+    def early_replies(self, session_id: str) -> str:
+        return f"{self._scope(session_id)}:early:{session_id}"
 
-    def confirmed(self, session_id: str) -> str:
-        return f"{self._scope(session_id)}:confirmed:{session_id}"
+    def early_verdicts(self, session_id: str) -> str:
+        return f"{self._scope(session_id)}:early:verdicts:{session_id}"
 
     def history(self, session_id: str) -> str:
         return f"{self._scope(session_id)}:history:{session_id}"
@@ -242,8 +243,8 @@ class Keys:
             self.history(session_id),
             self.news_state(session_id),
             self.cancelled(session_id),
-            self.held_reply(session_id),
-            self.confirmed(session_id),
+            self.early_replies(session_id),
+            self.early_verdicts(session_id),
             self.language(session_id),
         )
 

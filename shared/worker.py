@@ -349,7 +349,8 @@ class StageWorker(Generic[JobT]):
         turn_id = getattr(job, "turn_id", "")
         if session_id:
             data = {"code": protocol.STAGE_FAILED, "message": message}
-            await self.replies.emit(ReplyEvent("error", session_id, turn_id, data))
+            event = ReplyEvent("error", session_id, turn_id, data)
+            await self.replies.emit(event, getattr(job, "options", None))
 
     async def _dead_letter(
         self, stream: str, entry_id: str, reason: str, fields: dict[bytes, bytes]

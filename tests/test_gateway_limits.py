@@ -95,7 +95,7 @@ async def test_a_frame_far_over_the_limit_is_closed_with_1009(redis_url: str) ->
 async def test_input_held_past_the_limit_without_barge_in_is_refused_busy(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(gateway_session, "HELD_LIMIT", 2)
+    monkeypatch.setattr(gateway_session, "WAITING_INPUT_LIMIT", 2)
     async with (
         running_gateway(redis_url, barge_in=False) as gateway,
         VoiceClient.connect(gateway.url) as client,
