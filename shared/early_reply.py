@@ -89,10 +89,13 @@ POLL_S = 0.5  # how often a waiter reads the record in case a notice was missed
 
 # KEYS[1] the record, KEYS[2] the session's LLM work stream
 # ARGV[1] attempt id, ARGV[2] "open:<words>", ARGV[3] record TTL, ARGV[4] maxlen, ARGV[5] job
+# The job goes first: a script that fails midway keeps what it wrote, and a job without
+# its record is only a wasted call (its verdict reads ``dropped``), never a silent turn.
 _OPEN = """
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
-redis.call('EXPIRE', KEYS[1], ARGV[3])
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'm', ARGV[5])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1
 """
 

@@ -34,6 +34,7 @@ class _Talk:
         self.client = client
         self.turn = Turn()
         self.heard = asyncio.Event()
+        self.final = asyncio.Event()  # the final transcript arrived
         self.reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -45,6 +46,8 @@ class _Talk:
             if event["event"] == "partial_transcription" and data.get("complete") is True:
                 if data["text"] == REQUEST:
                     self.heard.set()
+            if event["event"] == "partial_transcription" and data.get("is_final"):
+                self.final.set()
             if event["event"] in ("streaming_complete", "error"):
                 return
 

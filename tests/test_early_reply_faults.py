@@ -1,0 +1,184 @@
+"""Early replies fail safe: whatever breaks on the early path, the turn still gets one
+whole reply (the normal job's, or the attempt's), and no event names an attempt.
+
+Real services as separate processes (``tests/cluster.py``), real speech; the faults are
+real too: a Redis user that may not publish LLM jobs (the gateway's publish of the
+attempt fails), and a gateway stopped at the end of speech.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from shared.keys import Keys
+from shared.messages import ReplyEvent, decode
+from tests.audio_checks import speech_16k
+from tests.cluster import Cluster, feeds_env
+from tests.openai_standin import ChatScript, StandIn, running_standin
+from tests.support import free_port, wait_for_http
+from tests.test_preemptive_reply import REQUEST, SILENCE, _Talk
+from voice_agent.client import VoiceClient
+
+PREFIX = "ef"
+REPLY = (
+    "Here is the news for today. Markets were calm this morning. "
+    "A new battery factory opened in the north. Rain is expected over the weekend."
+)
+
+
+@pytest.fixture
+def slow_model() -> Iterator[StandIn]:
+    """An OpenAI-compatible model that takes about 2 s to stream ``REPLY``: the turn is
+    still going when the fault strikes."""
+    state = StandIn(chat=ChatScript(reply=REPLY, chunk_delay=0.1))
+    with running_standin(state, free_port()) as standin:
+        yield standin
+
+
+@pytest.fixture
+def services(
+    redis_url: str, fixture_http: str, tmp_path: Path, slow_model: StandIn
+) -> Iterator[Cluster]:
+    """ASR, LLM and TTS workers on database 4; the test starts its own gateway."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "REDIS_URL": f"{redis_url}/4",
+        "STREAM_PREFIX": PREFIX,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "NEWS_FEEDS": feeds_env(fixture_http),
+        "LOG_LEVEL": "INFO",
+        "PREEMPTIVE_REPLY": "true",
+        "GATEWAY_DRAIN_SECONDS": "0",
+        "LLM_PROVIDER": "openai",
+        "LLM_BASE_URL": slow_model.base_url,
+        "LLM_API_KEY": slow_model.api_key,
+        "LLM_MAX_TOOL_ROUNDS": "0",
+    }
+    cluster = Cluster(f"{redis_url}/4", tmp_path, env)
+    cluster.ws_url = f"ws://127.0.0.1:{port}/ws/voice"
+    cluster.http_url = f"http://127.0.0.1:{port}"
+    client = cluster.client()
+    client.flushdb()
+    client.close()
+    try:
+        for name in ("asr1", "llm1", "tts1"):
+            cluster.start(name)
+        cluster.wait_for_workers(["asr1", "llm1", "tts1"])
+        yield cluster
+    finally:
+        cluster.stop_all()
+
+
+def start_gateway(cluster: Cluster, **env: str) -> None:
+    gateway = cluster.start("gateway", **env)
+    wait_for_http(f"{cluster.http_url}/health", gateway)
+
+
+async def speak_to_the_end(client: VoiceClient) -> _Talk:
+    """The request, then the pause that ends it (an early reply starts in that pause)."""
+    talk = _Talk(client)
+    await talk.send(speech_16k(REQUEST, 300, 0))
+    await talk.heard.wait()
+    await talk.send(SILENCE * 15)
+    return talk
+
+
+async def stored_turn(cluster: Cluster, session_id: str) -> list[ReplyEvent]:
+    """The session's reply stream (what a resume replays) up to the end of its turn."""
+    redis = aioredis.Redis.from_url(cluster.redis_url)
+    last, events = "0-0", []
+    try:
+        while not any(_ends_turn(e) for e in events):
+            answer = await redis.xread({Keys(PREFIX).reply(session_id): last}, block=1000)
+            for _key, entries in answer or []:
+                for entry_id, fields in entries:
+                    last = entry_id
+                    if isinstance(event := decode(fields), ReplyEvent):
+                        events.append(event)
+    finally:
+        await redis.aclose()
+    return events
+
+
+def _ends_turn(event: ReplyEvent) -> bool:
+    return event.event == "streaming_complete" or (
+        event.event == "error" and "reason" not in event.data
+    )
+
+
+async def attempt_events(cluster: Cluster, session_id: str) -> int:
+    """Events written under an attempt's id (``t1.p1``) in any stream of the session:
+    proof that the early path was taken."""
+    redis = aioredis.Redis.from_url(cluster.redis_url)
+    count = 0
+    try:
+        async for key in redis.scan_iter(match=f"{PREFIX}:*{session_id}*", _type="stream"):
+            for _id, fields in await redis.xrange(key):
+                event = decode(fields)
+                count += isinstance(event, ReplyEvent) and event.turn_id == "t1.p1"
+    finally:
+        await redis.aclose()
+    return count
+
+
+def assert_one_whole_reply(events: list[ReplyEvent]) -> None:
+    assert {e.turn_id for e in events} == {"t1"}, "an event names a turn the client never saw"
+    assert events[-1].event == "streaming_complete", events[-1]
+    finals = [e for e in events if e.event == "agent_response" and e.data["is_final"]]
+    assert len(finals) == 1 and finals[0].data["text"].startswith("Here is the news")
+    chunks = [e.data["chunk_index"] for e in events if e.event == "tts_chunk"]
+    assert chunks and chunks == list(range(len(chunks)))
+
+
+async def test_a_failed_publish_of_the_early_reply_falls_back_to_the_normal_reply(
+    services: Cluster, redis_url: str
+) -> None:
+    """The gateway's user may not write the LLM work stream: the attempt is never
+    published, and the recogniser's final must still get the turn its reply."""
+    user, password = f"gw-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    admin = services.client()
+    try:  # everything but the LLM jobs (``ef:llm:...``) writable; all readable
+        admin.execute_command(
+            "ACL", "SETUSER", user, "on", f">{password}", "+@all", "&*",
+            f"~{PREFIX}:[^l]*", f"~{PREFIX}:la*", f"%R~{PREFIX}:*",
+        )  # fmt: skip
+    finally:
+        admin.close()
+    host = redis_url.split("://", 1)[1]
+    start_gateway(services, REDIS_URL=f"redis://{user}:{password}@{host}/4")
+    async with VoiceClient.connect(services.ws_url) as client:
+        talk = await speak_to_the_end(client)
+        await asyncio.wait_for(talk.reader, 60)
+        session_id = client.session_id
+    assert not talk.turn.errors, talk.turn.errors
+    assert_one_whole_reply(await stored_turn(services, session_id))
+    assert "early reply I/O failed" in services.log("gateway")  # the fault did strike
+
+
+async def test_a_gateway_stopped_at_the_end_of_speech_leaves_the_turn_answered(
+    services: Cluster,
+) -> None:
+    """SIGTERM once the final transcript is out, the early reply still going: the reply
+    stream (what the client resumes from on another gateway) gets the whole reply."""
+    start_gateway(services)
+    async with VoiceClient.connect(services.ws_url) as client:
+        talk = _Talk(client)
+        await talk.send(speech_16k(REQUEST, 300, 0))
+        await talk.heard.wait()
+        await talk.send(SILENCE * 4)  # the pause ends the request
+        await talk.final.wait()
+        services.signal("gateway", signal.SIGTERM)
+        session_id = client.session_id
+        talk.reader.cancel()
+    assert_one_whole_reply(await stored_turn(services, session_id))
+    assert await attempt_events(services, session_id)  # it was the early reply's
