@@ -95,15 +95,5 @@ def _supervise(settings: Settings) -> int:
     return code
 
 
-def __getattr__(name: str) -> object:
-    """``gateway_server`` and ``page_url`` moved to ``gateway.server``; older imports of them
-    from here keep working (without loading the server just to run ``main``)."""
-    if name in ("gateway_server", "page_url"):
-        from gateway import server
-
-        return getattr(server, name)
-    raise AttributeError(name)
-
-
 if __name__ == "__main__":
     main()

@@ -178,22 +178,6 @@ class Keys:
         """The work stream that carries a session's jobs of a kind."""
         return self.jobs(kind, self.partition(session_id))
 
-    @property
-    def asr_jobs(self) -> str:
-        return self.jobs("asr")
-
-    @property
-    def llm_jobs(self) -> str:
-        return self.jobs("llm")
-
-    @property
-    def tts_jobs(self) -> str:
-        return self.jobs("tts")
-
-    @property
-    def dead_letters(self) -> str:
-        return self.dead_letters_of(0)
-
     def dead_letters_of(self, partition: int) -> str:
         """Where a partition's failed jobs go (on a cluster: next to its work streams)."""
         if self.cluster:

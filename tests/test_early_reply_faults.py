@@ -59,6 +59,7 @@ def services(
         "LOG_LEVEL": "INFO",
         "PREEMPTIVE_REPLY": "true",
         "GATEWAY_DRAIN_SECONDS": "0",
+        "RECLAIM_IDLE_MS": "1000",  # a killed worker's job is taken over after a second
         "LLM_PROVIDER": "openai",
         "LLM_BASE_URL": slow_model.base_url,
         "LLM_API_KEY": slow_model.api_key,
@@ -182,3 +183,26 @@ async def test_a_gateway_stopped_at_the_end_of_speech_leaves_the_turn_answered(
         talk.reader.cancel()
     assert_one_whole_reply(await stored_turn(services, session_id))
     assert await attempt_events(services, session_id)  # it was the early reply's
+
+
+async def test_an_llm_worker_killed_during_the_early_reply_leaves_a_whole_reply(
+    services: Cluster,
+) -> None:
+    """kill -9 of the LLM worker running the attempt: another one takes the attempt over
+    from its checkpoint, and the client gets its reply once, chunks without a gap."""
+    services.start("llm2")
+    services.wait_for_workers(["llm2"])
+    start_gateway(services)
+    async with VoiceClient.connect(services.ws_url) as client:
+        talk = _Talk(client)
+        await talk.send(speech_16k(REQUEST, 300, 0))
+        await talk.heard.wait()
+        await talk.send(SILENCE * 2)  # the pause starts the early reply, not yet the end
+        victim = services.owner("llm")  # the attempt's job is the only LLM job so far
+        services.signal(victim, signal.SIGKILL).wait(5)
+        await talk.send(SILENCE * 13)
+        await asyncio.wait_for(talk.reader, 60)
+        session_id = client.session_id
+    assert not talk.turn.errors, talk.turn.errors
+    assert_one_whole_reply(await stored_turn(services, session_id))
+    assert await attempt_events(services, session_id)

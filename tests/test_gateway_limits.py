@@ -25,7 +25,7 @@ import websockets
 from redis.asyncio import Redis
 
 from gateway import session as gateway_session
-from gateway.__main__ import gateway_server
+from gateway.server import gateway_server
 from shared.messages import ReplyEvent
 from shared.settings import Settings, load_settings
 from shared.streams import ReplyWriter

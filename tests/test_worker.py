@@ -24,7 +24,7 @@ async def running(
 ) -> AsyncIterator[StageWorker]:
     config = load_settings(reclaim_idle_ms=500, shutdown_grace_seconds=1, **settings)
     worker = StageWorker(
-        redis, config, kind="llm", stream=STREAM, group=GROUP, job_type=LlmJob, handler=handler
+        redis, config, kind="llm", streams=(STREAM,), group=GROUP, job_type=LlmJob, handler=handler
     )
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
@@ -155,7 +155,7 @@ async def test_a_failed_hand_back_is_logged_in_one_line(redis: Redis, caplog) ->
         redis,
         load_settings(),
         kind="llm",
-        stream=STREAM,
+        streams=(STREAM,),
         group=GROUP,
         job_type=LlmJob,
         handler=lambda job, ctx: None,
