@@ -92,7 +92,7 @@ async def test_a_frame_far_over_the_limit_is_closed_with_1009(redis_url: str) ->
         assert code == 1009
 
 
-async def test_input_held_past_the_limit_without_barge_in_is_refused_busy(
+async def test_input_waiting_past_the_limit_without_barge_in_is_refused_busy(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(gateway_session, "WAITING_INPUT_LIMIT", 2)
@@ -101,7 +101,7 @@ async def test_input_held_past_the_limit_without_barge_in_is_refused_busy(
         VoiceClient.connect(gateway.url) as client,
     ):
         await client.send_command("top headlines")  # turn t1: no worker, so it stays busy
-        for _ in range(2):  # held until t1's reply has been sent
+        for _ in range(2):  # waiting until t1's reply has been sent
             await client.send_command("and sports")
         await client.send_command("and science")  # one more than the limit
         await client.ws.send("not json")  # its error comes right after any earlier one
