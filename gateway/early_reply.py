@@ -84,11 +84,14 @@ class EarlyReplies:
     def drop(self, attempt_id: str) -> None:
         self._apply(attempt_id, self._attempts.drop(attempt_id))
 
-    async def stop_used(self, turn_id: str, record: CancelRecord) -> None:
-        """The client cancelled ``turn_id``: stop the workers of the reply it got early."""
-        for attempt in self._attempts.all():
-            if attempt.turn_id == turn_id and attempt.phase == Phase.USED:
-                await self._stop(attempt.attempt_id, record)
+    async def stop_turn(self, turn_id: str, record: CancelRecord) -> None:
+        """The client cancelled ``turn_id``: stop its attempts, used or not yet decided
+        (closing the record of those, so their LLM worker waits no longer)."""
+        for attempt in self._attempts.cancel_turn(turn_id):
+            await asyncio.gather(
+                self._stop(attempt.attempt_id, record),
+                self._verdicts.decide(self._session_id, attempt.attempt_id, None),
+            )
 
     async def close(self) -> None:
         """The connection ended: withdraw the attempts still undecided (the normal job

@@ -372,7 +372,7 @@ class VoiceSession:
             self.control.cancel(self.session_id, turn_id, record),
             self._inputs.append(self._keys.tts_input(self.session_id, turn_id), stop_tts),
             self._write_interruption(events),
-            self._early.stop_used(turn_id, record),
+            self._early.stop_turn(turn_id, record),
         )
         self._onset.reset()
 

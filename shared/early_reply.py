@@ -54,6 +54,9 @@ an attempt's job fails or is dead-lettered  its error goes to the early stream u
                                             only if the attempt is used
 ASR worker killed between verdict and final the job reruns: ``decide`` returns the same
                                             verdict, the final goes out once
+the client cancels the turn                 its attempts stop whatever their verdict
+gateway killed (SIGKILL) after ``used``     not covered: the rest of that reply is not
+                                            copied, the turn has no end in the replay
 ==========================================  ==============================================
 
 No event naming an attempt id ever reaches the reply stream: the workers write an
@@ -338,6 +341,19 @@ class Attempts:
             return Step(forward=self._as_turn(item, kept))
         item.phase = Phase.DROPPED
         return Step(stop=True)
+
+    def cancel_turn(self, turn_id: str) -> list[Attempt]:
+        """The client cancelled ``turn_id``: its attempts still going (undecided or used)
+        are dropped whatever their verdict; returns them (their workers must stop)."""
+        going = [
+            item
+            for item in self._attempts.values()
+            if item.turn_id == turn_id and item.phase not in (Phase.DONE, Phase.DROPPED)
+        ]
+        for item in going:
+            item.phase = Phase.DROPPED
+            item.kept.clear()
+        return going
 
     def _as_turn(self, item: Attempt, events: list[ReplyEvent]) -> list[ReplyEvent]:
         renamed = []

@@ -92,3 +92,14 @@ async def test_other_words_a_withdrawal_or_no_record_drop_an_attempt(redis: Redi
     assert await verdicts.decide(S, "t3.p1", "next story") == DROPPED
     assert not await verdicts.open(_job("t3.p1"), "next story", 100)
     assert await redis.xlen(keys.jobs("llm")) == 2
+
+
+def test_a_cancelled_turn_drops_its_attempts_whatever_their_verdict() -> None:
+    attempts = Attempts()
+    attempts.start("t1.p1", "t1", "sports")
+    attempts.start("t1.p2", "t1", "sports news")
+    attempts.settled("t1.p1", DROPPED)
+    attempts.drop("t1.p2")  # withdrawing: its verdict not read yet
+    assert [a.attempt_id for a in attempts.cancel_turn("t1")] == ["t1.p2"]
+    assert attempts.settled("t1.p2", USED).forward == []  # too late: nothing goes out
+    assert attempts.on_event(_event("tts_chunk", turn="t1.p2")).forward == []
