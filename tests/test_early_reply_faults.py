@@ -24,7 +24,7 @@ from tests.audio_checks import speech_16k
 from tests.cluster import Cluster, feeds_env
 from tests.openai_standin import ChatScript, StandIn, running_standin
 from tests.support import free_port, wait_for_http
-from tests.test_preemptive_reply import REQUEST, SILENCE, _Talk
+from tests.test_preemptive_reply import REQUEST, SILENCE, _Talk, read_turn
 from voice_agent.client import VoiceClient
 
 PREFIX = "ef"
@@ -95,26 +95,7 @@ async def speak_to_the_end(client: VoiceClient) -> _Talk:
 
 
 async def stored_turn(cluster: Cluster, session_id: str) -> list[ReplyEvent]:
-    """The session's reply stream (what a resume replays) up to the end of its turn."""
-    redis = aioredis.Redis.from_url(cluster.redis_url)
-    last, events = "0-0", []
-    try:
-        while not any(_ends_turn(e) for e in events):
-            answer = await redis.xread({Keys(PREFIX).reply(session_id): last}, block=1000)
-            for _key, entries in answer or []:
-                for entry_id, fields in entries:
-                    last = entry_id
-                    if isinstance(event := decode(fields), ReplyEvent):
-                        events.append(event)
-    finally:
-        await redis.aclose()
-    return events
-
-
-def _ends_turn(event: ReplyEvent) -> bool:
-    return event.event == "streaming_complete" or (
-        event.event == "error" and "reason" not in event.data
-    )
+    return await read_turn(cluster.redis_url, Keys(PREFIX).reply(session_id))
 
 
 async def attempt_events(cluster: Cluster, session_id: str) -> int:

@@ -85,6 +85,23 @@ async def _stored(system, session_id: str) -> tuple[list[ReplyEvent], int]:
     return [e for _, f in entries if isinstance(e := decode(f), ReplyEvent)], len(history)
 
 
+async def read_turn(redis_url: str, reply_key: str) -> list[ReplyEvent]:
+    """A reply stream (what a resume replays) up to the end of its first turn."""
+    redis = aioredis.Redis.from_url(redis_url)
+    last, events = "0-0", []
+    try:
+        while not any(e.ends_turn for e in events):
+            answer = await redis.xread({reply_key: last}, block=1000)
+            for _key, entries in answer or []:
+                for entry_id, fields in entries:
+                    last = entry_id
+                    if isinstance(event := decode(fields), ReplyEvent):
+                        events.append(event)
+    finally:
+        await redis.aclose()
+    return events
+
+
 def _one_clean_reply(turn: Turn, events: list[ReplyEvent]) -> None:
     assert {e.turn_id for e in events} == {"t1"}, "no attempt's own turn id is ever stored"
     finals = [e for e in events if e.event == "agent_response" and e.data["is_final"]]
@@ -139,19 +156,8 @@ async def test_a_client_gone_at_the_end_of_speech_still_gets_its_turn_answered(s
         await talk.send(SILENCE * 4)  # the pause ends the request; the client leaves at once
         session_id = client.session_id
         talk.reader.cancel()
-    redis = aioredis.Redis.from_url(system.redis_url)
-    try:
-        last = "0-0"
-        events: list[ReplyEvent] = []
-        while not any(e.event == "streaming_complete" for e in events):  # what resume replays
-            answer = await redis.xread({Keys().reply(session_id): last}, block=1000)
-            for _key, entries in answer or []:
-                for entry_id, fields in entries:
-                    last = entry_id
-                    if isinstance(event := decode(fields), ReplyEvent):
-                        events.append(event)
-    finally:
-        await redis.aclose()
+    events = await read_turn(system.redis_url, Keys().reply(session_id))
+    assert events[-1].event == "streaming_complete"
     assert {e.turn_id for e in events} == {"t1"}
     assert len([e for e in events if e.event == "agent_response" and e.data["is_final"]]) == 1
     chunks = [e.data["chunk_index"] for e in events if e.event == "tts_chunk"]
