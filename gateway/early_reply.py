@@ -53,6 +53,7 @@ class EarlyReplies:
         relay: ReplyRelay,
         control: ControlChannel,
         job_options: Callable[[], dict[str, object]],
+        on_discarded: Callable[[], None] = lambda: None,
     ) -> None:
         self._session_id = session_id
         self._settings = settings
@@ -61,6 +62,7 @@ class EarlyReplies:
         self._relay = relay
         self._control = control
         self._job_options = job_options
+        self._on_discarded = on_discarded  # an attempt that was published is not the reply
         self._verdicts = EarlyVerdicts(redis, settings.keys, settings.session_ttl_seconds)
         self._replies = StreamAppender(redis, settings.session_ttl_seconds, settings.reply_maxlen)
         self._inputs = StreamAppender(redis, settings.turn_ttl_seconds)
@@ -180,6 +182,8 @@ class EarlyReplies:
             loop.call_later(0.2 * (SETTLE_TRIES - tries + 1), self._do, retry)
             return
         metrics.PREEMPTIVE_REPLIES.labels("used" if verdict == USED else "discarded").inc()
+        if verdict != USED:
+            self._on_discarded()
         self._apply(attempt_id, self._attempts.settled(attempt_id, verdict))
 
     async def _copy_rest(self, attempt: Attempt) -> None:
