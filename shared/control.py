@@ -118,15 +118,16 @@ class ControlChannel:
             return True
         return False
 
-    async def wait_decided(self, session_id: str, attempt: str, wait_s: float) -> None:
-        """Return when a verdict on an early reply ``attempt`` is announced ("decided",
-        published by ``shared.early_reply``), or after ``wait_s``."""
+    async def wait_decided(self, session_id: str, attempt: str, wait_s: float) -> bool:
+        """Whether a verdict on an early reply ``attempt`` was announced ("decided",
+        published by ``shared.early_reply``) within ``wait_s``."""
         marker = (session_id, attempt)
         event = self._decided.setdefault(marker, asyncio.Event())
         try:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait_s):
                     await event.wait()
+            return event.is_set()
         finally:
             self._decided.pop(marker, None)
 

@@ -3,6 +3,9 @@ verdict record every side decides and reads (a real Redis)."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+
 from redis.asyncio import Redis
 
 from shared.early_reply import DROPPED, OPEN, USED, Attempts, EarlyVerdicts, Phase
@@ -103,3 +106,30 @@ def test_a_cancelled_turn_drops_its_attempts_whatever_their_verdict() -> None:
     assert [a.attempt_id for a in attempts.cancel_turn("t1")] == ["t1.p2"]
     assert attempts.settled("t1.p2", USED).forward == []  # too late: nothing goes out
     assert attempts.on_event(_event("tts_chunk", turn="t1.p2")).forward == []
+
+
+async def test_the_record_on_a_redis_cluster_wakes_the_waiting_worker(
+    redis_cluster_url: str,
+) -> None:
+    """Its scripts touch one slot (the record and the session's work stream share the
+    session's tag), and a verdict's notice reaches a control channel on the cluster."""
+    from shared.control import ControlChannel
+    from shared.settings import load_settings
+    from shared.streams import connect
+
+    keys = load_settings(redis_url=redis_cluster_url, stream_prefix="erc").keys
+    redis = connect(redis_cluster_url, cluster=True)
+    control = ControlChannel(redis, keys, 60)
+    await control.start()
+    try:
+        verdicts = EarlyVerdicts(redis, keys, 60)
+        session = uuid.uuid4().hex
+        job = LlmJob(session, "t1.p1", "news", "speech", 0, {"early": True})
+        assert await verdicts.open(job, "news", 100)
+        waiting = asyncio.create_task(control.wait_decided(session, "t1.p1", 60))
+        await asyncio.sleep(0)  # it waits from now on
+        assert await verdicts.decide(session, "t1.p1", "news") == USED
+        assert await waiting  # the notice, not the minute
+    finally:
+        await control.stop()
+        await redis.aclose()
