@@ -6,11 +6,12 @@ during a pause, before the end of speech is confirmed. That reply is an *attempt
 the turn's reply is decided once, in one place, and every side reads it there.
 
 The record: ``Keys.early_verdicts(session)``, a hash, attempt id -> ``open:<words>``,
-``used`` or ``dropped``. ``open`` is written only together with the attempt's LLM job
-(``EarlyVerdicts.open``, one script: no job without its record, no record without its
-job). It leaves ``open`` once, atomically (``EarlyVerdicts.decide``): to ``used`` only
-when the recogniser's final transcript is exactly the words the attempt answered; to
-``dropped`` for anything else, including every withdrawal. An attempt never opened
+``used`` or ``dropped``. ``open`` is written only after the attempt's LLM job, in one
+script (``EarlyVerdicts.open``): never a record without its job (a job left without its
+record reads ``dropped``, a wasted call at worst). It leaves ``open`` once, atomically
+(``EarlyVerdicts.decide``): to ``used`` only when the recogniser's final transcript is
+exactly the words the attempt answered; to ``dropped`` for anything else, including
+every withdrawal. An attempt never opened
 (its publish failed, or its record expired) is ``dropped`` for everyone.
 
 Who does what:
@@ -39,8 +40,10 @@ failure                                     what happens
 publishing the attempt fails                never ``open``: the ASR worker publishes the
                                             normal job
 the user speaks on / the hypothesis changes gateway withdraws it before the end marker
-its kept events overflow, or its events     gateway withdraws it; if the ASR worker
-stop decoding (stream trimmed or broken)    decided ``used`` first, the events go on
+too many events kept while undecided        gateway withdraws it; if the ASR worker
+                                            decided ``used`` first, the events go on
+the verdict cannot be read (Redis blip)     read again a few times, else at close, where
+                                            the attempt is withdrawn (or copied if used)
 client gone before the final transcript     gateway withdraws it at close: normal job,
                                             whose reply a resume replays
 client gone after ``used``                  the closing connection copies the rest of
