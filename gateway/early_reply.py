@@ -74,10 +74,11 @@ class EarlyReplies:
 
     # --- decisions (from the utterance state machine) ---------------------------------
 
-    def start(self, turn_id: str, attempt_id: str, text: str) -> None:
+    def start(self, turn_id: str, attempt_id: str, text: str, trace: str = "") -> None:
+        """``trace``: the utterance's traceparent (tracing on), for the attempt's job."""
         self._attempts.start(attempt_id, turn_id, text)
         metrics.PREEMPTIVE_REPLIES.labels("started").inc()
-        self._do(lambda: self._open(attempt_id, turn_id, text))
+        self._do(lambda: self._open(attempt_id, turn_id, text, trace))
 
     def settle(self, attempt_id: str) -> None:
         """The utterance's final transcript is out: its verdict is in the record."""
@@ -145,7 +146,7 @@ class EarlyReplies:
             except Exception:
                 log.exception("early reply I/O failed")
 
-    async def _open(self, attempt_id: str, turn_id: str, text: str) -> None:
+    async def _open(self, attempt_id: str, turn_id: str, text: str, trace: str) -> None:
         """Follow the early stream (before the first event can be written), then publish
         the attempt's job with its record. Failing, the attempt was never open: the ASR
         worker publishes the normal job, and it is forgotten here."""
@@ -161,7 +162,7 @@ class EarlyReplies:
             if attempt is None or not attempt.undecided or attempt.phase == Phase.WITHDRAWING:
                 return  # given up before it started: never opened, nothing to cancel
             options = {**self._job_options(), EARLY_OPTION: True, REPLY_TURN_OPTION: turn_id}
-            job = LlmJob(self._session_id, attempt_id, text, "speech", now_ms(), options)
+            job = LlmJob(self._session_id, attempt_id, text, "speech", now_ms(), options, trace)
             opened = await self._verdicts.open(job, text, self._settings.jobs_maxlen)
         finally:
             if not opened:
