@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 
 from gateway import session as gateway_session
 from gateway.server import gateway_server
+from shared.early_reply import EarlyVerdicts
 from shared.messages import ReplyEvent
 from shared.settings import Settings, load_settings
 from shared.streams import ReplyWriter
@@ -243,6 +244,9 @@ async def _reply_started_in_a_pause(client: VoiceClient, gateway: Gateway) -> No
 async def hypothesis(gateway: Gateway, session_id: str, is_final: bool) -> None:
     redis = Redis.from_url(gateway.settings.redis_url)
     heard = {"text": "read me the sports headlines", "is_final": is_final, "complete": True}
+    if is_final:  # the ASR worker decides the early reply before its final goes out
+        verdicts = EarlyVerdicts(redis, gateway.settings.keys, 60)
+        await verdicts.decide(session_id, "t1.p1", heard["text"])
     replies = ReplyWriter(redis, gateway.settings.keys, 60, gateway.settings.reply_maxlen)
     await replies.emit(ReplyEvent("partial_transcription", session_id, "t1", heard))
     await redis.aclose()
