@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 
 from shared.keys import Keys
 from shared.messages import ReplyEvent, decode
+from shared.streams import ReplyWriter
 from tests.audio_checks import speech_16k
 from tests.cluster import Cluster, feeds_env
 from tests.openai_standin import ChatScript, StandIn, running_standin
@@ -187,3 +188,45 @@ async def test_an_llm_worker_killed_during_the_early_reply_leaves_a_whole_reply(
     assert not talk.turn.errors, talk.turn.errors
     assert_one_whole_reply(await stored_turn(services, session_id))
     assert await attempt_events(services, session_id)
+
+
+async def test_an_early_reply_keeping_too_many_events_is_withdrawn_for_the_normal_reply(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More events than the gateway keeps for an undecided attempt (a long reply before a
+    long pause ends): it withdraws the attempt, so the recogniser's final, the same words,
+    finds it dropped and leaves the turn to the normal reply; none of it is shown."""
+    from shared import early_reply
+    from tests.test_gateway_limits import (
+        _reply_started_in_a_pause,
+        hypothesis,
+        running_gateway,
+        until,
+    )
+
+    monkeypatch.setattr(early_reply, "KEPT_EVENTS_LIMIT", 2)
+    overrides = {"asr_provider": "pocketsphinx", "end_of_speech_complete_ms": 5000}
+    async with running_gateway(redis_url, **overrides) as gateway:
+        keys = gateway.settings.keys
+        redis = aioredis.Redis.from_url(gateway.settings.redis_url)
+        verdicts = early_reply.EarlyVerdicts(redis, keys, 60)
+        try:
+            async with VoiceClient.connect(gateway.url) as client:
+                session_id = client.session_id
+                await _reply_started_in_a_pause(client, gateway)
+                record = keys.early_verdicts(session_id)
+                while not await redis.hexists(record, "t1.p1"):  # noqa: ASYNC110 - Redis state
+                    await asyncio.sleep(0.02)
+                writer = ReplyWriter(redis, keys, 60, 1000)
+                for index in range(3):  # as its TTS worker writes them: aside
+                    chunk = {"chunk_index": index, "format": "mp3"}
+                    event = ReplyEvent("tts_chunk", session_id, "t1.p1", chunk)
+                    await writer.emit(event, {early_reply.EARLY_OPTION: True})
+                while await verdicts.read(session_id, "t1.p1") == early_reply.OPEN:  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+                await hypothesis(gateway, client.session_id, is_final=True)  # the same words
+                events = await until(client, "pong", ping=True)
+            assert await verdicts.read(session_id, "t1.p1") == early_reply.DROPPED
+        finally:
+            await redis.aclose()
+    assert not [e for e in events if e["event"] == "tts_chunk"], "nothing of it is shown"
