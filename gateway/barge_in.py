@@ -111,7 +111,7 @@ class Candidate:
     end_held: bool = False  # its end went out without a reply: the final decides
     answered: bool = False  # the final came and was dealt with
     speech_end_ms: int = 0
-    early_text: str | None = None  # an early reply it was denied (its end names the text)
+    early_attempt: str | None = None  # an early reply it was denied (its end names it)
     hypothesis: str = ""  # the recogniser's latest words for it
     mic: deque[bytes] = field(default_factory=lambda: deque(maxlen=MIC_KEPT_MS // 100))
 
@@ -224,12 +224,12 @@ class BargeIn:
         words = self.reply_words(candidate.reply_turn)
         return confirms_person(text, words, self.min_words, final)
 
-    def early_reply_allowed(self, turn_id: str, text: str) -> bool:
+    def early_reply_allowed(self, turn_id: str, attempt_id: str) -> bool:
         """No reply starts early for a candidate still being judged."""
         candidate = self.pending(turn_id)
         if candidate is None:
             return True
-        candidate.early_text = text
+        candidate.early_attempt = attempt_id
         return False
 
     # --- what the session tells it ------------------------------------------------------
@@ -302,7 +302,7 @@ class BargeIn:
         if candidate is None or chunk.cancelled:
             return chunk
         if candidate.decided:
-            if candidate.early_text is not None and chunk.preempted == candidate.early_text:
+            if candidate.early_attempt is not None and chunk.preempted == candidate.early_attempt:
                 return dataclasses.replace(chunk, preempted="")  # that reply never started
             return chunk
         if not candidate.echo_checks and not candidate.voice_checks and candidate.mic:

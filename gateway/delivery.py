@@ -319,8 +319,7 @@ class ReplyDelivery:
             int(event.data.get("chunk_index", -1)),
             int(event.data.get("sentence", 0)),
             float(event.data.get("audio_ms", 0.0)),
-            # an error without a spoken apology ends the turn (no_speech, stage failure)
-            ends_turn=event.event == "error" and "reason" not in event.data,
+            ends_turn=event.ends_turn,
             event_id=event_id,
         )
 

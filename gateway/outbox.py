@@ -25,7 +25,7 @@ class OutFrame:
     chunk_index: int = -1
     sentence: int = 0  # which sentence of the reply a tts_chunk belongs to (1-based)
     audio_ms: float = 0.0  # for streaming_complete: length of the reply's audio
-    ends_turn: bool = False  # an error after which no reply follows
+    ends_turn: bool = False  # the turn's last event (``ReplyEvent.ends_turn``)
     event_id: str = ""  # reply-stream entry id ("" for control frames: not replayable)
 
 

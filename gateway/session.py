@@ -48,7 +48,7 @@ from shared.tracing import TurnSpans, tracer_for
 log = logging.getLogger(__name__)
 
 CONTROL_LIMIT = 256  # errors/pongs waiting for the socket; beyond: close 1008
-HELD_LIMIT = 2000  # frames waiting for the current reply to end (barge-in off)
+WAITING_INPUT_LIMIT = 2000  # frames waiting for the current reply to end (barge-in off)
 CLOSE_GRACE_SECONDS = 10.0  # a closing socket's last frames get this long to go out
 _BYTES_PER_SECOND = protocol.INPUT_SAMPLE_RATE * 2
 
@@ -85,7 +85,14 @@ class VoiceSession:
         self._turns = 0
         self._onset = SpeechOnset(settings.barge_in_min_speech_ms)
         self._early = EarlyReplies(
-            self.session_id, settings, redis, relay, control, lambda: self.options.as_job_options()
+            self.session_id,
+            settings,
+            redis,
+            relay,
+            control,
+            lambda: self.options.as_job_options(),
+            # a discarded one's model calls were one request more
+            on_discarded=lambda: self._limits.charge_discarded_reply(),
         )
         self._speech = UtteranceTracker(
             self,
@@ -94,7 +101,7 @@ class VoiceSession:
             # an external recogniser's final never has the local partial's exact words
             early_replies=settings.preemptive_reply and not settings.use_external_asr,
         )
-        self._held: deque[VoiceCommand | AudioInput] = deque()
+        self._waiting_input: deque[VoiceCommand | AudioInput] = deque()  # barge-in off
         self._releaser: asyncio.Task[None] | None = None
         self._last_frame_at = 0.0  # loop time of the client's last frame (idle timeout)
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -327,8 +334,8 @@ class VoiceSession:
             await self._on_cancel(event)
         else:
             self._check_rate(event)
-            if self._held or (not self.barge_in and self.replying):
-                self._hold(event)
+            if self._waiting_input or (not self.barge_in and self.replying):
+                self._wait_for_reply(event)
             else:
                 await self._process(event)
 
@@ -347,18 +354,18 @@ class VoiceSession:
                 "this frame was dropped",
             )
 
-    def _hold(self, event: VoiceCommand | AudioInput) -> None:
+    def _wait_for_reply(self, event: VoiceCommand | AudioInput) -> None:
         """Barge-in off: a new request waits until the current reply has been sent."""
-        if len(self._held) >= HELD_LIMIT:
+        if len(self._waiting_input) >= WAITING_INPUT_LIMIT:
             raise ProtocolError(protocol.BUSY, "still replying; too much input is waiting")
-        self._held.append(event)
+        self._waiting_input.append(event)
         if self._releaser is None or self._releaser.done():
-            self._releaser = asyncio.create_task(self._release_held())
+            self._releaser = asyncio.create_task(self._release_waiting_input())
 
-    async def _release_held(self) -> None:
-        while self._held:
+    async def _release_waiting_input(self) -> None:
+        while self._waiting_input:
             await self.delivery.idle.wait()
-            event = self._held.popleft()
+            event = self._waiting_input.popleft()
             try:
                 await self._process(event)
             except ProtocolError as exc:
@@ -420,7 +427,7 @@ class VoiceSession:
             self.control.cancel(self.session_id, turn_id, record),
             self._inputs.append(self._keys.tts_input(self.session_id, turn_id), stop_tts),
             self._write_interruption(events),
-            self._early.stop_used(turn_id, record),
+            self._early.stop_turn(turn_id, record),
         )
         self._onset.reset()
 
@@ -539,26 +546,27 @@ class VoiceSession:
         await self._early.close()
 
     def start_early_reply(self, turn_id: str, attempt_id: str, text: str) -> None:
-        if self._barge is not None and not self._barge.early_reply_allowed(turn_id, text):
+        if self._barge is not None and not self._barge.early_reply_allowed(turn_id, attempt_id):
             return  # speech over a reply, not yet known to be a request
         trace = self._spans.traceparent(turn_id) if self._spans is not None else ""
         self._early.start(turn_id, attempt_id, text, trace)
 
-    def use_early_reply(self, attempt_id: str) -> None:
-        self._early.use(attempt_id)
+    def settle_early_reply(self, attempt_id: str) -> None:
+        self._early.settle(attempt_id)
 
     def drop_early_reply(self, attempt_id: str) -> None:
-        self._limits.charge_discarded_reply()  # its model calls were one request more
         self._early.drop(attempt_id)
 
     def _hear_hypothesis(self, event: ReplyEvent) -> None:
         """Partials on their way to the client tell the utterance what has been heard."""
         if event.event != "partial_transcription":
+            if event.ends_turn:  # ended without a final transcript (a stage failure)
+                self._speech.hear_final(event.turn_id)
             return
-        text = str(event.data.get("text", ""))
         if event.data.get("is_final"):
-            self._speech.hear_final(event.turn_id, text)
+            self._speech.hear_final(event.turn_id)
         else:
+            text = str(event.data.get("text", ""))
             self._speech.hear(event.turn_id, event.data.get("complete"), text)
 
 
