@@ -20,18 +20,20 @@ from dataclasses import dataclass
 from starlette.websockets import WebSocket
 
 from gateway.outbox import Outbox, OutboxOverflow, OutFrame
-from gateway.session_store import is_interruption, turn_number
+from gateway.session_store import Replay, is_interruption, turn_number
 from shared import metrics, protocol
 from shared.control import CancelRecord
 from shared.messages import ReplyEvent
 from shared.streams import now_ms
+from shared.tracing import TurnSpans
 
 log = logging.getLogger(__name__)
 
 TURNS_REMEMBERED = 64  # per connection; beyond it the oldest are forgotten (down to half)
 CANCELLED_REMEMBERED = 256  # cancelled turns whose late events are still dropped
 TIMINGS_REMEMBERED = 64  # unfinished turns whose stage timings wait for their completion
-CLOSE_SLOW_READER = (1008, "client too slow to receive")
+# a slow reader may resume (its events wait in the reply stream): "try again later"
+CLOSE_SLOW_READER = (1013, "client too slow to receive")
 CLOSE_NOT_READING = (1008, "client does not read its events")
 
 
@@ -47,15 +49,17 @@ class _Reply:
     complete: bool = False
     audio_ms: float = 0.0
     last_sent_id: str = ""  # reply-stream id of the last event of the turn sent
+    paused_at: float | None = None  # perf_counter when the client was told to pause
+    paused_s: float = 0.0  # time spent paused before (the client did not play then)
 
 
 class ReplyDelivery:
     def __init__(
-        self, websocket: WebSocket, session_id: str, outbox_limit: int, control_limit: int
+        self, websocket: WebSocket, session_id: str, outbox_max_bytes: int, control_limit: int
     ) -> None:
         self.ws = websocket
         self.session_id = session_id
-        self.outbox = Outbox(outbox_limit, control_limit)
+        self.outbox = Outbox(outbox_max_bytes, control_limit)
         self.idle = asyncio.Event()  # no reply in progress
         self.idle.set()
         self.closed_reason: tuple[int, str] | None = None
@@ -67,6 +71,7 @@ class ReplyDelivery:
         self._shown: dict[str, str] = {}
         self._timings: dict[str, dict[str, object]] = {}
         self._observers: list[Callable[[ReplyEvent], None]] = []
+        self.spans: TurnSpans | None = None  # the turns' trace spans (tracing on)
 
     @property
     def closing(self) -> bool:
@@ -104,11 +109,13 @@ class ReplyDelivery:
         a lookup, not a scan)."""
         return next(reversed(self._in_progress), None)
 
-    def _finish(self, turn_id: str, reply: _Reply) -> None:
+    def _finish(self, turn_id: str, reply: _Reply, outcome: str = "complete") -> None:
         reply.complete = True
         self._in_progress.pop(turn_id, None)
         if not self._in_progress:
             self.idle.set()
+        if self.spans is not None:
+            self.spans.finish(turn_id, outcome, reply.chunks_sent)
 
     def playing_turn(self) -> str | None:
         """A reply still in progress, or sent but (by its length) still playing."""
@@ -121,8 +128,47 @@ class ReplyDelivery:
         reply = self._replies[turn_id]
         if turn_id in self._cancelled or reply.first_chunk_at is None:
             return None
-        played_ms = (time.perf_counter() - reply.first_chunk_at) * 1000
-        return turn_id if played_ms < reply.audio_ms else None
+        return turn_id if self.played_ms(turn_id) < reply.audio_ms else None
+
+    def played_ms(self, turn_id: str) -> float:
+        """How much of the reply the client has played, judged by the clock (0: none)."""
+        reply = self._replies.get(turn_id)
+        if reply is None or reply.first_chunk_at is None:
+            return 0.0
+        until = reply.paused_at or time.perf_counter()
+        return (until - reply.first_chunk_at - reply.paused_s) * 1000
+
+    def pause(self, turn_id: str) -> bool:
+        """Tell the client to pause ``turn_id``'s playback (``reply_paused``, ahead of
+        queued events) and hold its further events here. False: nothing to pause."""
+        reply = self._replies.get(turn_id)
+        if reply is None or turn_id in self._cancelled or reply.paused_at is not None:
+            return False
+        reply.paused_at = time.perf_counter()
+        self.outbox.hold(turn_id)
+        data = {"session_id": self.session_id, "turn_id": turn_id}
+        self.control(protocol.server_frame("reply_paused", {**data, **self._position(reply)}))
+        return True
+
+    def resume(self, turn_id: str) -> bool:
+        """``reply_resumed``, then the held events follow in order. False: not paused."""
+        reply = self._replies.get(turn_id)
+        if reply is None or reply.paused_at is None:
+            return False
+        reply.paused_s += time.perf_counter() - reply.paused_at
+        reply.paused_at = None
+        data = {"session_id": self.session_id, "turn_id": turn_id}
+        self.control(protocol.server_frame("reply_resumed", {**data, **self._position(reply)}))
+        self.outbox.release()
+        return True
+
+    @staticmethod
+    def _position(reply: _Reply) -> dict[str, object]:
+        """Where the reply stands: chunks sent so far, the last event of it sent."""
+        position: dict[str, object] = {"chunks_sent": reply.chunks_sent}
+        if reply.last_sent_id:
+            position["last_event_id"] = reply.last_sent_id
+        return position
 
     def interrupt(self, turn_id: str, reason: str) -> tuple[CancelRecord, list[ReplyEvent]]:
         """Stop relaying ``turn_id`` now; returns what was delivered and the events that
@@ -132,12 +178,16 @@ class ReplyDelivery:
             time.perf_counter(), "speech", last_sent_id=self._shown.pop(turn_id, "")
         )
         self.outbox.drop_turn(turn_id)
+        if reply.paused_at is not None:  # cut while paused: the lane goes on without it
+            reply.paused_s += time.perf_counter() - reply.paused_at
+            reply.paused_at = None
+            self.outbox.release()
         self._cancelled[turn_id] = None
         if len(self._cancelled) > CANCELLED_REMEMBERED:
             del self._cancelled[next(iter(self._cancelled))]
         heard = reply.sentence
         if reply.complete and reply.first_chunk_at is not None and reply.audio_ms > 0:
-            played = (time.perf_counter() - reply.first_chunk_at) * 1000 / reply.audio_ms
+            played = self.played_ms(turn_id) / reply.audio_ms
             heard = min(reply.sentence, math.ceil(reply.sentence * played))
         # "0-0": nothing of the turn was shown (an empty id means a pre-v3 record)
         record = CancelRecord(reply.chunks_sent, heard, now_ms(), reply.last_sent_id or "0-0")
@@ -159,7 +209,7 @@ class ReplyDelivery:
                 "timings": timings,
             }
             events.append(ReplyEvent("streaming_complete", self.session_id, turn_id, data))
-        self._finish(turn_id, reply)
+        self._finish(turn_id, reply, "interrupted")
         return record, events
 
     # --- events ----------------------------------------------------------------------
@@ -194,6 +244,33 @@ class ReplyDelivery:
         """An event the client already had (before its resume position): keep the turn
         timings it carried, so a replayed ``streaming_complete`` is as first sent."""
         self._with_turn_timings(event)
+
+    def replay(self, replay: Replay, max_bytes: int) -> None:
+        """A resume: queue the events the client missed (``SessionStore.replay`` kept the
+        newest ``max_bytes`` of them: the replay must leave room in the outbox for live
+        events). If older ones were skipped, the client is told first, on the control
+        lane, by an ``error`` ``replay_truncated`` naming how many and where it starts."""
+        for event in replay.seen:
+            self.prime(event)  # their turn timings, as if they had been sent
+        if replay.skipped and replay.missed:
+            self._replay_truncated(replay.skipped, replay.missed[0][0], max_bytes)
+        for entry_id, event in replay.missed:
+            self.deliver(event, entry_id)
+
+    def _replay_truncated(self, count: int, first_id: str, limit: int) -> None:
+        message = (
+            f"{count} older events were not replayed: a replay is limited to the newest "
+            f"{limit} bytes (half of OUTBOX_MAX_BYTES); it starts at event {first_id}"
+        )
+        data = {
+            "code": protocol.REPLAY_TRUNCATED,
+            "message": message,
+            "session_id": self.session_id,
+            "skipped_events": count,
+            "replay_from": first_id,
+        }
+        self.control(protocol.server_frame("error", data))
+        metrics.ERRORS.labels(protocol.REPLAY_TRUNCATED).inc()
 
     def remember_cancelled(self, turn_ids: list[str]) -> None:
         """Turns cancelled on an earlier connection of the session (a resume): their
@@ -242,8 +319,7 @@ class ReplyDelivery:
             int(event.data.get("chunk_index", -1)),
             int(event.data.get("sentence", 0)),
             float(event.data.get("audio_ms", 0.0)),
-            # an error without a spoken apology ends the turn (no_speech, stage failure)
-            ends_turn=event.event == "error" and "reason" not in event.data,
+            ends_turn=event.ends_turn,
             event_id=event_id,
         )
 
@@ -286,6 +362,8 @@ class ReplyDelivery:
             return
         if frame.event_id:
             reply.last_sent_id = frame.event_id
+        if self.spans is not None:
+            self.spans.relaying(turn_id)
         if frame.event == "tts_chunk":
             reply.chunks_sent += 1
             reply.sentence = max(reply.sentence, frame.sentence)
@@ -298,4 +376,4 @@ class ReplyDelivery:
             reply.audio_ms = frame.audio_ms
             self._finish(turn_id, reply)
         elif frame.ends_turn:
-            self._finish(turn_id, reply)
+            self._finish(turn_id, reply, "error")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import uuid
 from collections import deque
 
@@ -19,12 +20,13 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from gateway.barge_in import BargeIn
 from gateway.delivery import ReplyDelivery
 from gateway.early_reply import EarlyReplies
 from gateway.endpointing import SpeechOnset
 from gateway.rate_limit import SessionLimits
 from gateway.relay import ReplyRelay
-from gateway.session_store import Replay, ResumeRefused, SessionStore, turn_number
+from gateway.session_store import Replay, ResumeLimited, ResumeRefused, SessionStore, turn_number
 from gateway.utterance import EndOfSpeechPolicy, UtteranceTracker
 from shared import metrics, protocol
 from shared.control import ControlChannel
@@ -41,12 +43,12 @@ from shared.protocol import (
 )
 from shared.settings import Settings
 from shared.streams import StreamAppender, now_ms
+from shared.tracing import TurnSpans, tracer_for
 
 log = logging.getLogger(__name__)
 
-OUTBOX_LIMIT = 4096  # reply events waiting for the socket; beyond: close 1008
 CONTROL_LIMIT = 256  # errors/pongs waiting for the socket; beyond: close 1008
-HELD_LIMIT = 2000  # frames waiting for the current reply to end (barge-in off)
+WAITING_INPUT_LIMIT = 2000  # frames waiting for the current reply to end (barge-in off)
 CLOSE_GRACE_SECONDS = 10.0  # a closing socket's last frames get this long to go out
 _BYTES_PER_SECOND = protocol.INPUT_SAMPLE_RATE * 2
 
@@ -83,7 +85,14 @@ class VoiceSession:
         self._turns = 0
         self._onset = SpeechOnset(settings.barge_in_min_speech_ms)
         self._early = EarlyReplies(
-            self.session_id, settings, redis, relay, control, lambda: self.options.as_job_options()
+            self.session_id,
+            settings,
+            redis,
+            relay,
+            control,
+            lambda: self.options.as_job_options(),
+            # a discarded one's model calls were one request more
+            on_discarded=lambda: self._limits.charge_discarded_reply(),
         )
         self._speech = UtteranceTracker(
             self,
@@ -92,15 +101,31 @@ class VoiceSession:
             # an external recogniser's final never has the local partial's exact words
             early_replies=settings.preemptive_reply and not settings.use_external_asr,
         )
-        self._held: deque[VoiceCommand | AudioInput] = deque()
+        self._waiting_input: deque[VoiceCommand | AudioInput] = deque()  # barge-in off
         self._releaser: asyncio.Task[None] | None = None
         self._last_frame_at = 0.0  # loop time of the client's last frame (idle timeout)
         self._idle_timer: asyncio.TimerHandle | None = None
         self._limits = SessionLimits(
             settings.audio_rate_limit, settings.audio_burst_seconds, settings.commands_per_minute
         )
-        self.delivery = ReplyDelivery(websocket, self.session_id, OUTBOX_LIMIT, CONTROL_LIMIT)
+        self.delivery = ReplyDelivery(
+            websocket, self.session_id, settings.outbox_max_bytes, CONTROL_LIMIT
+        )
+        self._turn_refused = False  # the last utterance was refused: say it once
+        self._keys_kept_at = -math.inf  # loop time the session's keys were last refreshed
         self.delivery.observe(self._hear_hypothesis)
+        tracer = tracer_for(settings, "gateway")  # None: tracing off, every hook skipped
+        self._spans = TurnSpans(tracer, self.session_id) if tracer is not None else None
+        self.delivery.spans = self._spans
+        self._barge: BargeIn | None = None  # confirm mode: pause, then decide
+        if settings.barge_in_mode == "confirm":
+            self._barge = BargeIn(
+                _BargeInIO(self),
+                settings.barge_in_pause_ms,
+                settings.barge_in_min_words,
+                settings.false_interruption_ms,
+            )
+            self.delivery.observe(self._barge.observe)
         self.taken_over = False
         self._cancelled_before: list[str] = []  # turns cut on earlier connections (resume)
 
@@ -118,14 +143,18 @@ class VoiceSession:
             )
             await self.ws.close(code=1008, reason="resume refused")
             return
+        except ResumeLimited as exc:
+            metrics.RESUMES.labels("limited").inc()
+            await self.ws.send_text(
+                protocol.error_frame(protocol.RATE_LIMITED, str(exc), self.session_id)
+            )
+            await self.ws.close(code=1013, reason="too many resumes, retry later")
+            return
         resumed = bool(self.params.resuming)
         await self.ws.send_text(self._connected_frame(token, resumed, replay.live_from))
         sender = asyncio.create_task(self.delivery.send_loop(), name=f"ws-send-{self.session_id}")
         self.control.on_takeover(self.session_id, self.connection_id, self._taken_over)
-        for event in replay.seen:
-            self.delivery.prime(event)
-        for entry_id, event in replay.missed:
-            self.delivery.deliver(event, entry_id)  # already filtered by the cancel records
+        self.delivery.replay(replay, self._replay_bytes)  # filtered by the cancel records
         self.delivery.remember_cancelled(self._cancelled_before)  # live: drop their late events
         await self.relay.subscribe(self.session_id, self.delivery.deliver, replay.live_from)
         try:
@@ -133,8 +162,12 @@ class VoiceSession:
         finally:
             self.relay.unsubscribe(self.session_id, self.delivery.deliver)
             self.control.forget_takeover(self.session_id, self.connection_id)
+            if self._spans is not None:
+                self._spans.close()
             if self._releaser:
                 self._releaser.cancel()
+            if self._barge is not None:
+                self._barge.close()
             await self._abandon_utterance()
             if not self.taken_over:
                 try:
@@ -174,9 +207,15 @@ class VoiceSession:
             params.last_turn_id,
             params.last_chunk_index,
             cancelled,
+            self._replay_bytes,
         )
         metrics.RESUMES.labels("ok").inc()
         return token, replay
+
+    @property
+    def _replay_bytes(self) -> int:
+        """A replay fills half the outbox at most: live events still fit behind it."""
+        return self.settings.outbox_max_bytes // 2
 
     def _connected_frame(self, token: str, resumed: bool, last_event_id: str) -> str:
         data = {
@@ -190,6 +229,8 @@ class VoiceSession:
             "resume_window_seconds": self.store.resume_window,
             "resumed": resumed,
             "barge_in": self.barge_in,
+            # confirm: speech over a reply pauses it (reply_paused), words cut it
+            "barge_in_mode": self.settings.barge_in_mode,
             # the session's language; with lang_auto the first request's text may change it
             "lang": self.options.lang or self.settings.default_language,
             "lang_auto": self.options.lang is None,
@@ -253,7 +294,20 @@ class VoiceSession:
         else:
             self.delivery.close(1000, "idle timeout")
 
+    async def _keep_keys(self) -> None:
+        """A client that stays connected without a turn pings: its session's keys live
+        on (refreshed at most every quarter of ``SESSION_TTL_SECONDS``)."""
+        now = asyncio.get_running_loop().time()
+        if now - self._keys_kept_at >= self.settings.session_ttl_seconds / 4:
+            self._keys_kept_at = now
+            try:
+                await self.store.keep(self.session_id)
+            except RedisError:  # the next turn or ping refreshes them; a ping is no request
+                log.debug("could not refresh the session's keys", exc_info=True)
+
     def _refuse(self, code: str, message: str) -> None:
+        if not code or (code == protocol.NO_SPEECH and self._turn_refused):
+            return  # refused again, or the end of an utterance refused: the client knows
         turn = self._speech.current.turn_id if self._speech.current else None
         self.delivery.send_error(code, message, turn)
 
@@ -274,13 +328,14 @@ class VoiceSession:
             event = AudioInput(pcm=pcm, is_final=False)
         metrics.count_event("in", _event_name(event, text is None))
         if isinstance(event, Ping):
+            await self._keep_keys()
             self.delivery.control(protocol.server_frame("pong", {"server_ms": now_ms()}))
         elif isinstance(event, Cancel):
             await self._on_cancel(event)
         else:
             self._check_rate(event)
-            if self._held or (not self.barge_in and self.replying):
-                self._hold(event)
+            if self._waiting_input or (not self.barge_in and self.replying):
+                self._wait_for_reply(event)
             else:
                 await self._process(event)
 
@@ -289,7 +344,7 @@ class VoiceSession:
             if not self._limits.allow_command():
                 raise ProtocolError(
                     protocol.RATE_LIMITED,
-                    f"more than {self._limits.commands_per_minute} commands and cancels a "
+                    f"more than {self._limits.commands_per_minute} requests and cancels a "
                     "minute; this one was dropped",
                 )
         elif event.pcm and not self._limits.allow_audio(len(event.pcm) / _BYTES_PER_SECOND):
@@ -299,18 +354,18 @@ class VoiceSession:
                 "this frame was dropped",
             )
 
-    def _hold(self, event: VoiceCommand | AudioInput) -> None:
+    def _wait_for_reply(self, event: VoiceCommand | AudioInput) -> None:
         """Barge-in off: a new request waits until the current reply has been sent."""
-        if len(self._held) >= HELD_LIMIT:
+        if len(self._waiting_input) >= WAITING_INPUT_LIMIT:
             raise ProtocolError(protocol.BUSY, "still replying; too much input is waiting")
-        self._held.append(event)
+        self._waiting_input.append(event)
         if self._releaser is None or self._releaser.done():
-            self._releaser = asyncio.create_task(self._release_held())
+            self._releaser = asyncio.create_task(self._release_waiting_input())
 
-    async def _release_held(self) -> None:
-        while self._held:
+    async def _release_waiting_input(self) -> None:
+        while self._waiting_input:
             await self.delivery.idle.wait()
-            event = self._held.popleft()
+            event = self._waiting_input.popleft()
             try:
                 await self._process(event)
             except ProtocolError as exc:
@@ -333,7 +388,7 @@ class VoiceSession:
         if not self._limits.allow_command():
             self.delivery.send_error(
                 protocol.RATE_LIMITED,
-                f"more than {self._limits.commands_per_minute} commands and cancels a minute; "
+                f"more than {self._limits.commands_per_minute} requests and cancels a minute; "
                 "this cancel was dropped",
             )
             return
@@ -372,7 +427,7 @@ class VoiceSession:
             self.control.cancel(self.session_id, turn_id, record),
             self._inputs.append(self._keys.tts_input(self.session_id, turn_id), stop_tts),
             self._write_interruption(events),
-            self._early.stop_used(turn_id, record),
+            self._early.stop_turn(turn_id, record),
         )
         self._onset.reset()
 
@@ -391,6 +446,7 @@ class VoiceSession:
     # --- requests --------------------------------------------------------------------
 
     def _next_turn(self) -> tuple[str, int]:
+        self._turn_refused = False  # a turn opens: a later refused utterance is told again
         self._turns += 1
         return f"t{self._turns}", self._turns
 
@@ -405,10 +461,13 @@ class VoiceSession:
             source="command",
             created_ms=now_ms(),
             options=self.options.as_job_options(),
+            trace=self._spans.begin(turn_id, "command") if self._spans is not None else "",
         )
         stream = self._keys.jobs_for("llm", self.session_id)
         maxlen = self.settings.jobs_maxlen
         await self.store.publish_turn(self.session_id, number, stream, job, maxlen)
+        if self._spans is not None:
+            self._spans.received(turn_id)
         self.delivery.expect(turn_id, "command")
 
     async def _on_audio(self, audio: AudioInput) -> None:
@@ -418,14 +477,26 @@ class VoiceSession:
                 "this server does not recognise speech (ASR_PROVIDER=none); "
                 "recognise on the device and send voice_command",
             )
-        if self.barge_in and audio.pcm and (playing := self.delivery.playing_turn()):
+        immediate = self._barge is None
+        if immediate and self.barge_in and audio.pcm and (playing := self.delivery.playing_turn()):
             if self._onset.push(audio.pcm):
                 await self.cancel(playing, "barge_in")
         await self._speech.push(audio)
+        if self._barge is not None and self.barge_in and audio.pcm:
+            utterance = self._speech.current
+            turn_id, key = (utterance.turn_id, utterance.input_key) if utterance else (None, "")
+            await self._barge.audio(audio.pcm, turn_id, key)
 
     # --- the utterance state machine's I/O (gateway.utterance.UtteranceIO) -------------
 
     async def open_utterance(self, first: InputChunk | None) -> tuple[str, str]:
+        if not self._limits.allow_command():  # a spoken turn counts as a request
+            told, self._turn_refused = self._turn_refused, True
+            raise ProtocolError(
+                "" if told else protocol.RATE_LIMITED,
+                f"more than {self._limits.commands_per_minute} requests and cancels a minute; "
+                "this utterance was not heard",
+            )
         turn_id, number = self._next_turn()
         job = AsrJob(
             self.session_id,
@@ -433,6 +504,7 @@ class VoiceSession:
             protocol.INPUT_SAMPLE_RATE,
             now_ms(),
             self.options.as_job_options(),
+            self._spans.begin(turn_id, "speech") if self._spans is not None else "",
         )
         stream = self._keys.jobs_for("asr", self.session_id)
         maxlen = self.settings.jobs_maxlen
@@ -443,9 +515,13 @@ class VoiceSession:
             await published
         else:  # queued in this order, so both join the next write pipeline, job first
             await asyncio.gather(published, self._inputs.append(input_key, first))
+        if self._spans is not None:
+            self._spans.received(turn_id)
         return turn_id, input_key
 
     async def send_input(self, input_key: str, chunk: InputChunk) -> None:
+        if chunk.end and self._barge is not None:
+            chunk = await self._barge.end_marker(input_key, chunk)
         await self._inputs.append(input_key, chunk)
 
     def input_complete(self, turn_id: str, timings: dict[str, object]) -> None:
@@ -453,6 +529,8 @@ class VoiceSession:
         self.delivery.add_timings(turn_id, timings)
         metrics.END_OF_SPEECH.labels(str(timings.get("end_of_speech_rule"))).inc()
         self._onset.reset()
+        if self._spans is not None:
+            self._spans.end_of_speech(turn_id, timings)
 
     async def _abandon_utterance(self) -> None:
         """The client left mid-utterance: end its input so the ASR worker lets go now."""
@@ -468,10 +546,13 @@ class VoiceSession:
         await self._early.close()
 
     def start_early_reply(self, turn_id: str, attempt_id: str, text: str) -> None:
-        self._early.start(turn_id, attempt_id, text)
+        if self._barge is not None and not self._barge.early_reply_allowed(turn_id, attempt_id):
+            return  # speech over a reply, not yet known to be a request
+        trace = self._spans.traceparent(turn_id) if self._spans is not None else ""
+        self._early.start(turn_id, attempt_id, text, trace)
 
-    def use_early_reply(self, attempt_id: str) -> None:
-        self._early.use(attempt_id)
+    def settle_early_reply(self, attempt_id: str) -> None:
+        self._early.settle(attempt_id)
 
     def drop_early_reply(self, attempt_id: str) -> None:
         self._early.drop(attempt_id)
@@ -479,12 +560,57 @@ class VoiceSession:
     def _hear_hypothesis(self, event: ReplyEvent) -> None:
         """Partials on their way to the client tell the utterance what has been heard."""
         if event.event != "partial_transcription":
+            if event.ends_turn:  # ended without a final transcript (a stage failure)
+                self._speech.hear_final(event.turn_id)
             return
-        text = str(event.data.get("text", ""))
         if event.data.get("is_final"):
-            self._speech.hear_final(event.turn_id, text)
+            self._speech.hear_final(event.turn_id)
         else:
+            text = str(event.data.get("text", ""))
             self._speech.hear(event.turn_id, event.data.get("complete"), text)
+
+
+class _BargeInIO:
+    """The session's side of ``gateway.barge_in.BargeInIO``."""
+
+    def __init__(self, session: VoiceSession) -> None:
+        self._session = session
+        self.playing_turn = session.delivery.playing_turn
+        self.played_ms = session.delivery.played_ms
+        self.pause = session.delivery.pause
+        self.resume = session.delivery.resume
+
+    async def cut(self, turn_id: str) -> None:
+        await self._session.cancel(turn_id, "barge_in")
+
+    async def answer(self, turn_id: str, text: str, speech_end_ms: int) -> None:
+        session = self._session
+        spans = session._spans
+        job = LlmJob(
+            session.session_id,
+            turn_id,
+            text,
+            "speech",
+            speech_end_ms,
+            session.options.as_job_options(),
+            trace=spans.traceparent(turn_id) if spans is not None else "",
+        )
+        stream = session._keys.jobs_for("llm", session.session_id)
+        maxlen = session.settings.jobs_maxlen
+        await session.store.publish_turn(session.session_id, session._turns, stream, job, maxlen)
+
+    async def restart_utterance(self, turn_id: str, pcm: bytes) -> tuple[str, str] | None:
+        speech = self._session._speech
+        await speech.cancel(turn_id)
+        await speech.push(AudioInput(pcm, False))
+        current = speech.current
+        return (current.turn_id, current.input_key) if current else None
+
+    async def unanswered(self, turn_id: str) -> None:
+        message = "only noise, an acknowledgement or the reply itself was heard; it goes on"
+        data = {"code": protocol.NO_SPEECH, "message": message}
+        event = ReplyEvent("error", self._session.session_id, turn_id, data)
+        await self._session._write_interruption([event])
 
 
 def _end_of_speech_policy(settings: Settings) -> EndOfSpeechPolicy | None:

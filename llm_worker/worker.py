@@ -15,7 +15,6 @@ import logging
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from llm_worker.early_reply import early_reply
 from llm_worker.errors import LlmError
 from llm_worker.history import ConversationMemory
 from llm_worker.language import turn_language
@@ -24,6 +23,7 @@ from llm_worker.sentences import SentenceSplitter
 from llm_worker.speech_text import speech_text
 from shared import metrics, protocol
 from shared.checkpoint import StaleTurn
+from shared.early_reply import LlmAttempt
 from shared.engines import AgentRequest, ReplyAgent
 from shared.messages import LlmJob, TtsJob
 from shared.settings import Settings
@@ -73,7 +73,8 @@ def make_llm_handler(redis: aioredis.Redis, settings: Settings, agent: ReplyAgen
     async def handle(job: LlmJob, ctx: JobContext) -> None:
         progress = await TurnProgress(redis, settings, job).load()
         ctx.cleanup.append(progress.checkpoint.key)
-        early = early_reply(redis, keys, job)  # started before the end of speech?
+        # started before the end of speech? (an attempt: ``shared.early_reply``)
+        early = LlmAttempt.of(redis, keys, job, settings.session_ttl_seconds)
         wait_s = settings.input_idle_timeout
         if progress.done:  # finished before a crash, maybe not yet remembered
             if not progress.remembered:
@@ -86,7 +87,7 @@ def make_llm_handler(redis: aioredis.Redis, settings: Settings, agent: ReplyAgen
             log.info("turn %s: taking over a reply already under way", job.turn_id)
         lang = await turn_language(redis, settings, job)
         options = {**job.options, "lang": lang}  # TTS speaks with this language's voice
-        tts_job = TtsJob(job.session_id, job.turn_id, job.created_ms, options)
+        tts_job = TtsJob(job.session_id, job.turn_id, job.created_ms, options, ctx.trace_for(job))
         await progress.start_speech(tts_job)
         sink = _SentenceSink(progress, lang)
         splitter = SentenceSplitter(language=lang)
@@ -104,7 +105,10 @@ def make_llm_handler(redis: aioredis.Redis, settings: Settings, agent: ReplyAgen
                         break  # the client cut this reply off: stop generating now
                     if not delta:
                         continue
-                    first_token_ms = first_token_ms or now_ms()
+                    if first_token_ms is None:
+                        first_token_ms = now_ms()
+                        if ctx.trace is not None:
+                            ctx.trace.first_output("token")
                     parts.append(delta)
                     await sink.send(delta, splitter.push(delta))
         except (StaleTurn, RedisError):

@@ -87,6 +87,16 @@ def test_compose_matches_the_compose_spec_schema() -> None:
     assert not validator.is_valid(typo), "the schema must reject unknown keys"
 
 
+def test_the_tracing_overlay_is_valid_and_keeps_the_base_stack_free_of_other_images() -> None:
+    """Jaeger lives in its own file: the base stack names only the project's and valkey's images."""
+    validator = Draft201909Validator(json.loads((SCHEMAS / "compose_spec.json").read_text()))
+    overlay = load_yaml("compose.tracing.yaml")
+    assert not [e.message for e in validator.iter_errors(overlay)]
+    assert "jaeger" in overlay["services"]
+    images = {s["image"] for s in load_yaml("compose.yaml")["services"].values() if "image" in s}
+    assert all(image.startswith(("valkey/", "redis")) for image in images), images
+
+
 def default_stack() -> dict:
     """The services a plain ``docker compose up`` starts (no profile)."""
     services = load_yaml("compose.yaml")["services"]
@@ -205,9 +215,9 @@ async def deployment(
     ]
     redis = aioredis.Redis.from_url(overrides["REDIS_URL"])
     ready = {
-        (keys.asr_jobs, ASR_GROUP): 1,
-        (keys.llm_jobs, LLM_GROUP): 1,
-        (keys.tts_jobs, TTS_GROUP): 2,
+        (keys.jobs("asr"), ASR_GROUP): 1,
+        (keys.jobs("llm"), LLM_GROUP): 1,
+        (keys.jobs("tts"), TTS_GROUP): 2,
     }
     try:
         async with asyncio.timeout(60), httpx.AsyncClient() as http:
@@ -240,7 +250,7 @@ async def test_compose_services_run_as_processes_share_work_and_stop_cleanly(
             for text in ("technology news", "business news"):
                 turn = await client.ask(text)
                 assert turn.chunks and turn.complete and not turn.errors, turn.events[-1:]
-        tts = await consumers(deployment.redis, deployment.keys.tts_jobs, TTS_GROUP)
+        tts = await consumers(deployment.redis, deployment.keys.jobs("tts"), TTS_GROUP)
         if all(c["inactive"] >= 0 for c in tts):  # -1: this consumer never got a job
             break
     assert [c["inactive"] >= 0 for c in tts] == [True, True], tts
