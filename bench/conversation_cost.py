@@ -10,9 +10,11 @@ loaded), then with ``--sessions`` WebSocket sessions open:
    process uses meanwhile (``/proc/PID/stat`` utime + stime) is its idle rate;
 2. typed turns (``voice_command``, speech recognised on the phone), then spoken turns
    (16 kHz speech streamed at real-time pace as binary frames), ``--typed-rounds`` and
-   ``--rounds`` of three per session, all sessions at once; CPU-milliseconds per turn =
-   (CPU used - idle rate x time) / turns, per process; peak RSS from ``VmHWM`` (reset through
-   ``/proc/PID/clear_refs`` before the turns);
+   ``--rounds`` of three per session, all sessions at once (each spoken turn starts while
+   the reply before it still plays, as when someone talks over it; ``--listen`` waits
+   until it has played); CPU-milliseconds per turn = (CPU used - idle rate x time) /
+   turns, per process; peak RSS from ``VmHWM`` (reset through ``/proc/PID/clear_refs``
+   before the turns);
 3. Redis memory (``INFO memory`` used_memory) with the sessions open before any turn,
    its peak during the turns and after them, minus the level before the sessions opened,
    per session; and ``MEMORY USAGE`` of every key that names a session, by kind.
@@ -30,7 +32,7 @@ Render free instance (0.1 CPU, 512 MB, the all-in-one process), per Starter inst
 stack. The CPU budget of an instance is its share minus the services' idle use.
 
     python -m bench.conversation_cost [--sessions 4] [--rounds 1] [--typed-rounds 4]
-        [--turn-every 20] [--configs offline,cloud,all-in-one] [--idle-seconds 5]
+        [--turn-every 20] [--configs offline,cloud,all-in-one] [--idle-seconds 5] [--listen]
 """
 
 from __future__ import annotations
@@ -268,15 +270,18 @@ class Tally:
     reply_chars: int = 0
     errors: list[str] | None = None
 
-    async def take(self, turn: Awaitable[Turn]) -> None:
+    async def take(self, turn: Awaitable[Turn]) -> Turn | None:
         """Count a finished turn; one without an end within the limit is an error
         (``no_end``), counted too (its CPU was spent), and the run goes on."""
         try:
             async with asyncio.timeout(TURN_LIMIT_S + 10):  # the sending too, not only replies
-                self.add(await turn)
+                done = await turn
         except TimeoutError:
             self.turns += 1
             self.errors = [*(self.errors or []), "no_end"]
+            return None
+        self.add(done)
+        return done
 
     def add(self, turn: Turn) -> None:
         self.turns += 1
@@ -291,11 +296,21 @@ async def _typed(client: VoiceClient, rounds: int, tally: Tally) -> None:
             await tally.take(client.ask(text, limit_s=TURN_LIMIT_S))
 
 
-async def _spoken(client: VoiceClient, rounds: int, audio: dict[str, bytes], tally: Tally) -> None:
+async def _spoken(
+    client: VoiceClient, rounds: int, audio: dict[str, bytes], tally: Tally, listen: bool = False
+) -> None:
+    """Spoken turns back to back: each starts while the reply before it still plays at the
+    client (the gateway checks it for barge-in and echo); ``listen``: after the reply has
+    played (its ``audio_ms`` from its first chunk, plus 300 ms)."""
     for _ in range(rounds):
         for text in SPOKEN:
             pcm = audio[text]
-            await tally.take(client.say(pcm, limit_s=TURN_LIMIT_S, realtime=True, binary=True))
+            turn = client.say(pcm, limit_s=TURN_LIMIT_S, realtime=True, binary=True)
+            done = await tally.take(turn)
+            if listen and done is not None and done.complete and done.first_ms("tts_chunk"):
+                played_at = done.started_at + done.first_ms("tts_chunk") / 1000  # type: ignore[operator]
+                ends = played_at + done.complete.get("audio_ms", 0) / 1000 + 0.3
+                await asyncio.sleep(max(0.0, ends - time.perf_counter()))
 
 
 class Probe:
@@ -401,7 +416,9 @@ async def measure(running: Running, args: argparse.Namespace) -> dict[str, Any]:
         seconds = time.monotonic() - started
         idle = {name: (ms - before[name]) / seconds for name, ms in probe.cpu().items()}
         typed = await _phase(probe, idle, clients, lambda c, t: _typed(c, args.typed_rounds, t))
-        spoken = await _phase(probe, idle, clients, lambda c, t: _spoken(c, args.rounds, audio, t))
+        spoken = await _phase(
+            probe, idle, clients, lambda c, t: _spoken(c, args.rounds, audio, t, args.listen)
+        )
         await asyncio.sleep(1.0)
         after_memory = await probe.used_memory()
         keys = await probe.session_keys([c.session_id for c in clients])
@@ -410,6 +427,7 @@ async def measure(running: Running, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "sessions": sessions,
         "speech_seconds_per_spoken_turn": round(speech_s, 2),
+        "spoken_turns": "after the reply played" if args.listen else "over the playing reply",
         "idle_cpu_ms_per_s": {name: round(v, 2) for name, v in idle.items()},
         "typed": typed,
         "spoken": spoken,
@@ -514,6 +532,11 @@ def main() -> None:
         "--turn-every", type=float, default=20.0, help="seconds between a conversation's turns"
     )
     parser.add_argument("--configs", default="offline,cloud,all-in-one")
+    parser.add_argument(
+        "--listen",
+        action="store_true",
+        help="speak each turn after the previous reply has played, not over it (slower)",
+    )
     args = parser.parse_args()
     load_at_start = os.getloadavg()
     started = time.monotonic()
