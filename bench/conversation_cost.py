@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import datetime
 import json
 import math
@@ -225,6 +226,12 @@ def _env(redis_url: str, port: int, sessions: int, extra: dict[str, str]) -> dic
     }
 
 
+def _stop_with_bench() -> None:
+    """In the child: SIGTERM when the bench dies, even killed (Linux parent-death signal),
+    so no service outlives a run and joins the next run's consumer groups."""
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 @contextlib.contextmanager
 def system(config: str, sessions: int, extra: dict[str, str], edge_url: str) -> Iterator[Running]:
     """The services of ``config`` as processes on a fresh embedded valkey, once ready."""
@@ -242,7 +249,12 @@ def system(config: str, sessions: int, extra: dict[str, str], edge_url: str) -> 
         for name, argv in argvs.items():
             with open(logs / f"conversation_cost-{config}-{name}.log", "wb") as log:
                 procs[name] = subprocess.Popen(
-                    argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+                    argv,
+                    cwd=ROOT,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=_stop_with_bench,
                 )
         try:
             first = next(iter(procs.values()))
