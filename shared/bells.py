@@ -22,9 +22,9 @@ from, subscribed to every followed key.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
-import random
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -33,8 +33,9 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from shared.backoff import Backoff
+from shared.cluster_redirects import refresh_slot_map
 from shared.lifecycle import shutting_down
 from shared.resp import _GET_CONNECTION_ARGS, _send, pack, release_to_node
 
@@ -112,27 +113,33 @@ class BellListener:
 
     async def run(self) -> None:
         """Listen until cancelled."""
-        backoff = 0.05
+        backoff = Backoff()
         while True:
             try:
                 await self._listen()
+                problem: BaseException | None = None
             except asyncio.CancelledError:
                 raise
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                if backoff > 0.05 and not shutting_down():
-                    log.warning("stream bells lost Redis (%s); retrying in %.2fs", exc, backoff)
-            except Exception:
-                log.warning("stream bells failed; retrying in %.2fs", backoff, exc_info=True)
+            except Exception as exc:  # lost Redis, or a node's refusal (a slot that moved)
+                problem = exc
             finally:
+                if self.connected.is_set():  # it worked for a while: a first failure again
+                    backoff.reset()
                 self.connected.clear()
                 self._on_lost()
-            await asyncio.sleep(backoff * (1 + random.random()))
-            backoff = min(backoff * 2, 2.0)
+            delay = backoff.next_delay()
+            expected = isinstance(problem, (RedisError, OSError))
+            if not expected or (backoff.repeated and not shutting_down()):
+                log.warning(
+                    "stream bells lost Redis (%s); retrying in %.2fs",
+                    f"{type(problem).__name__}: {problem}",
+                    delay,
+                    exc_info=not expected,
+                )
+            await asyncio.sleep(delay)
             if self._cluster:  # a slot may have moved: learn the map again
-                try:
-                    await self._redis.nodes_manager.initialize()  # type: ignore[attr-defined]
-                except RedisError:
-                    pass
+                with contextlib.suppress(RedisError):
+                    await refresh_slot_map(self._redis)  # type: ignore[arg-type]
 
     async def _listen(self) -> None:
         conn, release = await self._connection()

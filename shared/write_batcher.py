@@ -23,6 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
 from shared.bells import bell_verbs
+from shared.cluster_redirects import moved, not_run, refresh_slot_map, refused
 from shared.messages import FIELD
 from shared.resp import Lane, pack
 
@@ -70,7 +71,9 @@ class WriteBatcher:
         self._publish = bell_verbs(isinstance(redis, RedisCluster))[0]
         self._append = redis.register_script(APPEND_SCRIPT)
         self._append_sha = self._append.sha.encode()
+        self._cluster = isinstance(redis, RedisCluster)
         self.round_trips = 0
+        self.resent = 0  # commands a cluster node refused, sent again
 
     async def xadd(
         self,
@@ -177,10 +180,27 @@ class WriteBatcher:
                 results[index] = (
                     outcome if isinstance(outcome, BaseException) else outcome[position]
                 )
-        for index, result in enumerate(results):
-            if isinstance(result, ResponseError) and str(result).startswith(("MOVED", "ASK")):
-                results[index] = await batch[index].resend()  # not applied: the slot moved
+        refused = [index for index, result in enumerate(results) if result is _NOT_RUN]
+        if refused:
+            # refused by a node that no longer serves the slot (``MOVED``), is migrating
+            # it (``ASK``) or is electing (``CLUSTERDOWN``…): it did not run; redis-py's
+            # own command follows the cluster to the right node
+            resent = await asyncio.gather(
+                *(self._resend(batch[index]) for index in refused), return_exceptions=True
+            )
+            for index, result in zip(refused, resent, strict=True):
+                results[index] = result
         return results
+
+    async def _resend(self, command: _Command) -> object:
+        self.resent += 1
+        try:
+            return await command.resend()
+        except ResponseError as exc:
+            if not (refused(exc) and moved(exc)):
+                raise
+        await refresh_slot_map(self._redis)  # type: ignore[arg-type]
+        return await command.resend()  # redis-py gave up on the slot map it had
 
     async def _send_one(self, batch: list[_Command]) -> list[object]:
         self.round_trips += 1
@@ -196,9 +216,15 @@ class WriteBatcher:
         for command in batch:
             own = replies[position : position + command.replies]
             position += command.replies
+            if self._cluster and not_run(own):
+                results.append(_NOT_RUN)  # sent again by ``_send_by_node``
+                continue
             error = next((reply for reply in own if isinstance(reply, Exception)), None)
             results.append(error if error is not None else own[0])
         return results
+
+
+_NOT_RUN = object()  # a command a cluster node refused to run (``not_run``)
 
 
 def pack_xadd(key: bytes, fields: dict[bytes, bytes], maxlen: int | None) -> bytes:
