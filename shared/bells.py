@@ -77,6 +77,7 @@ class BellListener:
         self._keys: dict[str, None] = {}
         self._unsubscribing: dict[str, int] = {}  # our own unsubscribes not yet answered
         self._conn: Any = None  # connected and subscribed to every key in ``_keys``
+        self._node_name = ""  # on a cluster: the node ``_conn`` is connected to
         self._pending: list[bytes] = []  # (un)subscribe commands for the next write
         self._flush_scheduled = False
         self.connected = asyncio.Event()
@@ -89,6 +90,19 @@ class BellListener:
         if self._keys.pop(key, 0) is None and self._conn is not None:
             self._unsubscribing[key] = self._unsubscribing.get(key, 0) + 1
             self._queue(pack(self._unsubscribe, key.encode()))
+
+    def follow_slot_owner(self) -> None:
+        """On a cluster, after the slot map changed (a failover, a reshard): a listener
+        still connected to the node that served its slot before (now a replica, or a
+        master of other slots) reconnects to the one that serves it now. A replica
+        accepts the subscription but is not where pushes are sure to arrive."""
+        if not self._cluster or self._conn is None:
+            return
+        node = self._redis.get_node_from_key(self._node_key)  # type: ignore[attr-defined]
+        writer = getattr(self._conn, "_writer", None)
+        if node.name != self._node_name and writer is not None:
+            self._node_name = node.name
+            writer.transport.abort()  # the read loop reconnects and subscribes again
 
     def _queue(self, command: bytes) -> None:
         """Subscriptions made in one turn of the event loop go out in one write (a hundred
@@ -207,6 +221,7 @@ class BellListener:
             cluster: RedisCluster = self._redis  # type: ignore[assignment]
             await cluster.initialize()
             node = cluster.get_node_from_key(self._node_key)
+            self._node_name = node.name
 
             async def release(connection: Any) -> None:
                 release_to_node(node, connection)

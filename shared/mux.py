@@ -396,6 +396,9 @@ class StreamMux:
             for key in subs:  # read them again once Redis is back
                 self._ring(group, key)
             raise
+        finally:
+            if group.bells is not None:
+                group.bells.follow_slot_owner()  # the read may have learnt a new slot map
         full: set[str] = set()
         for key, entries in read:
             sub = subs.get(key)

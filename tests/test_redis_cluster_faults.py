@@ -103,3 +103,39 @@ async def test_a_followed_stream_keeps_delivering_through_failovers(
     finally:
         await mux.stop()
     assert all(got[key] == [b"1", b"2", b"3"] for key in before), got
+
+
+async def test_a_stream_followed_after_a_failover_on_an_idle_listener_is_delivered(
+    changing: LocalCluster, client: aioredis.Redis
+) -> None:
+    """A slot's listener that follows nothing when its master fails over (between two
+    turns) stays connected to the old master, now a replica: a stream of that slot
+    followed later is still pushed and read."""
+    mux = StreamMux(client, "test:wake-idle")
+    got: list[bytes] = []
+    arrived = asyncio.Event()
+
+    def deliver(_id: str, fields: dict[bytes, bytes]) -> None:
+        got.append(fields[FIELD])
+        arrived.set()
+
+    mux.start()
+    try:
+        for round_ in range(1, 4):
+            key = keys_on_every_master(changing, f"idle{round_}")[0]
+            await mux.subscribe(key, deliver)
+            await mux.wait_listening()
+            mux.unsubscribe(key)
+            master = changing.master_of_slot(key_slot(key.encode()))
+            await asyncio.to_thread(changing.failover, master)
+            later = f"{key}:later"
+            got.clear()
+            await mux.subscribe(later, deliver)
+            await write_batcher(client).xadd(later, {FIELD: b"x"})
+            async with asyncio.timeout(30):
+                while not got:
+                    arrived.clear()
+                    await arrived.wait()
+            mux.unsubscribe(later)
+    finally:
+        await mux.stop()

@@ -18,7 +18,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,13 +124,25 @@ class LocalCluster:
         )
 
     def replica_of(self, master: int) -> int:
-        rows = self._view()
-        master_id = next(row["id"] for row in rows if row["port"] == str(master))
-        return next(
-            int(row["port"])
-            for row in rows
-            if row["master"] == master_id and "fail" not in row["flags"]
-        )
+        """A live replica of ``master`` (once the nodes' view shows one)."""
+        found: list[int] = []
+
+        def seen() -> bool:
+            rows = self._view()
+            ids = [row["id"] for row in rows if row["port"] == str(master)]
+            live = {str(port) for port in self.alive()}
+            found[:] = [
+                int(row["port"])
+                for row in rows
+                if ids
+                and row["master"] == ids[0]
+                and row["port"] in live
+                and "fail" not in row["flags"]
+            ]
+            return bool(found)
+
+        self._until(seen)
+        return found[0]
 
     def master_of_slot(self, slot: int) -> int:
         for shard in _ask(self.alive()[0], "CLUSTER", "SLOTS"):  # type: ignore[union-attr]
@@ -142,8 +154,15 @@ class LocalCluster:
         """``CLUSTER FAILOVER`` on ``master``'s replica (a provider's maintenance): the
         replica becomes master of its slots; returns its port once every node agrees."""
         replica = self.replica_of(master)
-        _ask(replica, "CLUSTER", "FAILOVER")
-        self._until(lambda: self._role(replica) == "master" and self._role(master) == "slave")
+        swapped = lambda: self._role(replica) == "master" and self._role(master) == "slave"  # noqa: E731
+        # a replica that has not caught up with its master (one that was failed over a
+        # moment ago is still syncing) lets a manual failover time out: ask again
+        for _ in range(5):
+            self._until(lambda: _in_sync(replica))
+            _ask(replica, "CLUSTER", "FAILOVER")
+            if self._until(swapped, limit_s=10, fail=False):
+                break
+        self._until(swapped)
         self.wait_ok()
         return replica
 
@@ -184,12 +203,17 @@ class LocalCluster:
     def wait_ok(self) -> None:
         self._until(lambda: all(_cluster_ok(port) for port in self.alive()))
 
-    def _until(self, condition: object) -> None:
-        deadline = time.monotonic() + _WAIT_S
-        while not condition():  # type: ignore[operator]
+    def _until(
+        self, condition: Callable[[], bool], limit_s: float = _WAIT_S, fail: bool = True
+    ) -> bool:
+        deadline = time.monotonic() + limit_s
+        while not condition():
             if time.monotonic() > deadline:
+                if not fail:
+                    return False
                 raise RuntimeError(f"the local Redis Cluster did not settle: {self._view()}")
             time.sleep(0.05)
+        return True
 
     def stop(self) -> None:
         for server in self.servers.values():
@@ -241,7 +265,10 @@ def started_cluster(workdir: Path, replicas: int = 0) -> Iterator[LocalCluster]:
 
 
 def _in_sync(port: int) -> bool:
-    role = _ask(port, "ROLE")
+    try:
+        role = _ask(port, "ROLE")
+    except redis.RedisError:
+        return False
     return role[0] == "master" or role[3] == "connected"  # type: ignore[index]
 
 
