@@ -6,9 +6,11 @@ their slot are sent again where it went; a followed stream keeps delivering."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
@@ -17,9 +19,13 @@ from shared import resp
 from shared.messages import FIELD
 from shared.mux import StreamMux
 from shared.resp import pack, round_trip
+from shared.settings import load_settings
 from shared.streams import connect
 from shared.write_batcher import write_batcher
+from tests.audio_checks import speech_16k, word_error_rate
+from tests.support import System, running_system
 from tests.support.redis_cluster import LocalCluster, started_cluster
+from voice_agent.client import Turn, VoiceClient
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +145,133 @@ async def test_a_stream_followed_after_a_failover_on_an_idle_listener_is_deliver
             mux.unsubscribe(later)
     finally:
         await mux.stop()
+
+
+async def test_reads_and_writes_follow_a_slot_while_it_moves(
+    changing: LocalCluster, client: aioredis.Redis
+) -> None:
+    """Half-way through a reshard a key already moved is asked for on the target
+    (``ASK``), one not moved yet on the source; afterwards the slot's new master
+    (``MOVED``, learnt here by the writes). Writes refused meanwhile are sent again where they belong: each
+    entry lands exactly once."""
+    keys = [f"moving:{{m}}:{n}" for n in range(4)]
+    slot = key_slot(keys[0].encode())
+    for key in keys:
+        await client.set(key, key)
+    source = changing.master_of_slot(slot)
+    target = next(master for master in changing.masters() if master != source)
+    resp.redirected.clear()
+    batcher = write_batcher(client)
+    resent = batcher.resent
+    await asyncio.to_thread(changing.begin_move, slot, target)
+    await asyncio.to_thread(changing.migrate_keys, slot, target, 2)
+    for key in keys:
+        got = await round_trip(client, pack(b"GET", key.encode()), 1, idempotent=True, key=key)
+        assert got == [key.encode()]
+    assert "AskError" in resp.redirected
+    # new streams of the slot: they are created on the target (ASK), several at once in
+    # one pipeline (refused in place, then sent again one by one)
+    streams = [f"moving:{{m}}:stream{n}" for n in range(6)]
+    await asyncio.gather(*(batcher.xadd(stream, {FIELD: b"during"}) for stream in streams))
+    await asyncio.to_thread(changing.move_slot, slot, target)  # the rest, and done
+    await asyncio.gather(*(batcher.xadd(stream, {FIELD: b"after"}) for stream in streams))
+    assert batcher.resent > resent
+    for stream in streams:
+        entries = await client.xrange(stream)
+        assert [fields[FIELD] for _id, fields in entries] == [b"during", b"after"], stream
+    for key in keys:
+        got = await round_trip(client, pack(b"GET", key.encode()), 1, idempotent=True, key=key)
+        assert got == [key.encode()]
+
+
+# --- the whole system through the same events ------------------------------------------
+
+SPOKEN = "read me the sports headlines"
+
+
+@pytest.fixture(scope="module")
+def system(
+    changing: LocalCluster, fixture_http: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[System]:
+    log_dir = Path(tmp_path_factory.mktemp("changing-system"))
+    with running_system(changing.url, fixture_http, log_dir, STREAM_PREFIX="cf") as up:
+        yield up
+
+
+def session_slot(system: System, session_id: str) -> int:
+    keys = load_settings(redis_url=system.redis_url, stream_prefix="cf").keys
+    return key_slot(keys.reply(session_id).encode())
+
+
+async def spoken_turn_through(client: VoiceClient, fault: Callable[[], object]) -> Turn:
+    """A spoken request streamed in real time while ``fault`` happens, and its reply."""
+    speaking = asyncio.create_task(client.say(speech_16k(SPOKEN), realtime=True))
+    await asyncio.to_thread(fault)
+    return await speaking
+
+
+def assert_whole(turn: Turn) -> None:
+    assert not turn.errors, turn.errors
+    assert word_error_rate(SPOKEN, turn.transcript or "") <= 0.25, turn.transcript
+    assert "striker" in turn.reply_text.lower(), turn.reply_text
+    indexes = [chunk["chunk_index"] for chunk in turn.chunks]
+    assert indexes == list(range(len(indexes))) and indexes, indexes
+    assert turn.complete["total_chunks_sent"] == len(indexes)
+
+
+def assert_still_serving(system: System) -> None:
+    log = system.log_path.read_text(errors="replace")
+    assert " stopped: " not in log, log[-3000:]
+    assert httpx.get(f"{system.http_url}/health", timeout=10).status_code == 200
+
+
+async def test_turns_go_on_through_a_failover_of_every_master(
+    changing: LocalCluster, system: System
+) -> None:
+    def fail_over_every_master() -> None:
+        for master in changing.masters():
+            changing.failover(master)
+
+    async with VoiceClient.connect(system.ws_url) as client:
+        assert (await client.ask("sports headlines")).complete
+        started = time.monotonic()
+        turn = await spoken_turn_through(client, fail_over_every_master)
+        print(f"spoken turn across three failovers: {time.monotonic() - started:.2f} s")
+        assert_whole(turn)
+        typed = await client.ask("what's new in technology")
+        assert typed.complete and not typed.errors, typed.errors
+    assert_still_serving(system)
+
+
+async def test_turns_go_on_while_a_live_sessions_slot_moves(
+    changing: LocalCluster, system: System
+) -> None:
+    async with VoiceClient.connect(system.ws_url) as client:
+        assert (await client.ask("sports headlines")).complete
+        slot = session_slot(system, client.session_id)
+        source = changing.master_of_slot(slot)
+        target = next(master for master in changing.masters() if master != source)
+        turn = await spoken_turn_through(client, lambda: changing.move_slot(slot, target))
+        assert changing.master_of_slot(slot) == target
+        assert_whole(turn)
+        typed = await client.ask("what's new in technology")
+        assert typed.complete and not typed.errors, typed.errors
+    assert_still_serving(system)
+
+
+async def test_turns_go_on_after_a_master_is_killed(changing: LocalCluster, system: System) -> None:
+    """``kill -9`` of the master of a live session's slot: its replica takes over after
+    the node timeout; the session's next turns (spoken and typed) complete."""
+    async with VoiceClient.connect(system.ws_url) as client:
+        assert (await client.ask("sports headlines")).complete
+        victim = changing.master_of_slot(session_slot(system, client.session_id))
+        if victim == changing.ports[0]:  # the URL's node: new clients start from it
+            victim = next(m for m in changing.masters() if m != changing.ports[0])
+        started = time.monotonic()
+        promoted = await asyncio.to_thread(changing.kill, victim)
+        print(f"master killed, replica {promoted} serving after {time.monotonic() - started:.2f} s")
+        turn = await client.say(speech_16k(SPOKEN), realtime=True)
+        assert_whole(turn)
+        typed = await client.ask("what's new in technology")
+        assert typed.complete and not typed.errors, typed.errors
+    assert_still_serving(system)

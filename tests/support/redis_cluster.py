@@ -179,19 +179,32 @@ class LocalCluster:
     def move_slot(self, slot: int, target: int) -> None:
         """Reshard one slot as ``redis-cli --cluster reshard`` does: MIGRATING/IMPORTING,
         MIGRATE of its keys in batches, then SETSLOT NODE on both and every master."""
+        self.begin_move(slot, target)
+        while self.migrate_keys(slot, target, 10):
+            pass
+        self.finish_move(slot, target)
+
+    def _ids(self) -> dict[int, str]:
+        return {int(row["port"]): row["id"] for row in self._view()}
+
+    def begin_move(self, slot: int, target: int) -> None:
+        source, ids = self.master_of_slot(slot), self._ids()
+        _ask(target, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", ids[source])
+        _ask(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", ids[target])
+
+    def migrate_keys(self, slot: int, target: int, count: int) -> int:
+        """MIGRATE up to ``count`` keys of a slot being moved; how many there were."""
         source = self.master_of_slot(slot)
-        ids = {row["port"]: row["id"] for row in self._view()}
-        source_id, target_id = ids[str(source)], ids[str(target)]
-        _ask(target, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", source_id)
-        _ask(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", target_id)
-        while True:
-            keys = _ask(source, "CLUSTER", "GETKEYSINSLOT", str(slot), "10")
-            if not keys:
-                break
+        keys = _ask(source, "CLUSTER", "GETKEYSINSLOT", str(slot), str(count))
+        if keys:
             _ask(source, "MIGRATE", "127.0.0.1", str(target), "", "0", "5000", "KEYS", *keys)  # type: ignore[misc]
+        return len(keys)  # type: ignore[arg-type]
+
+    def finish_move(self, slot: int, target: int) -> None:
+        source, ids = self.master_of_slot(slot), self._ids()
         for port in (target, source, *self.masters()):
             with contextlib.suppress(redis.RedisError):
-                _ask(port, "CLUSTER", "SETSLOT", str(slot), "NODE", target_id)
+                _ask(port, "CLUSTER", "SETSLOT", str(slot), "NODE", ids[target])
         self._until(lambda: self.master_of_slot(slot) == target)
 
     def _role(self, port: int) -> str:
