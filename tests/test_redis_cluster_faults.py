@@ -152,8 +152,8 @@ async def test_reads_and_writes_follow_a_slot_while_it_moves(
 ) -> None:
     """Half-way through a reshard a key already moved is asked for on the target
     (``ASK``), one not moved yet on the source; afterwards the slot's new master
-    (``MOVED``, learnt here by the writes). Writes refused meanwhile are sent again where they belong: each
-    entry lands exactly once."""
+    (``MOVED``, learnt here by the writes). Writes refused meanwhile are sent again
+    where they belong: each entry lands exactly once."""
     keys = [f"moving:{{m}}:{n}" for n in range(4)]
     slot = key_slot(keys[0].encode())
     for key in keys:
