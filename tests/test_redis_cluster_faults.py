@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -16,11 +17,12 @@ import redis.asyncio as aioredis
 from redis.crc import key_slot
 
 from shared import resp
-from shared.messages import FIELD
+from shared.messages import FIELD, LlmJob
 from shared.mux import StreamMux
 from shared.resp import pack, round_trip
 from shared.settings import load_settings
-from shared.streams import connect
+from shared.streams import connect, publish_job
+from shared.worker import JobContext, stage_worker
 from shared.write_batcher import write_batcher
 from tests.audio_checks import speech_16k, word_error_rate
 from tests.support import System, running_system
@@ -182,6 +184,47 @@ async def test_reads_and_writes_follow_a_slot_while_it_moves(
     for key in keys:
         got = await round_trip(client, pack(b"GET", key.encode()), 1, idempotent=True, key=key)
         assert got == [key.encode()]
+
+
+async def test_a_worker_reads_its_jobs_through_a_failover_of_every_master(
+    changing: LocalCluster, client: aioredis.Redis
+) -> None:
+    """The job reads (one blocked ``XREADGROUP`` per partition) are unblocked or refused
+    when their master becomes a replica; the worker reads on from the new masters."""
+    settings = load_settings(redis_url=changing.url, stream_prefix="wk", reclaim_idle_ms=60_000)
+    handled: list[str] = []
+    arrived = asyncio.Event()
+
+    async def handler(job: LlmJob, ctx: JobContext) -> None:
+        handled.append(job.text)
+        arrived.set()
+
+    async def publish_and_wait(label: str) -> None:
+        for n in range(8):
+            session_id = f"{label}-{n}"
+            stream = settings.keys.jobs_for("llm", session_id)
+            await publish_job(client, stream, LlmJob(session_id, "t1", session_id), 100)
+        async with asyncio.timeout(60):
+            while sum(text.startswith(label) for text in handled) < 8:
+                arrived.clear()
+                await arrived.wait()
+
+    worker = stage_worker(client, settings, "llm", LlmJob, handler)
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    try:
+        await publish_and_wait("before")
+        resp.redirected.clear()
+        for master in changing.masters():
+            await asyncio.to_thread(changing.failover, master)
+            await publish_and_wait(f"after{master}")
+            assert not running.done()
+    finally:
+        stop.set()
+        await running
+    print(f"job reads refused and sent again: {Counter(resp.redirected)}")
+    assert resp.redirected, "no read was refused: nothing was failed over under it"
+    assert len(handled) == len(set(handled)) == 8 * 4
 
 
 # --- the whole system through the same events ------------------------------------------
