@@ -13,9 +13,11 @@ from dataclasses import dataclass, field, replace
 
 import msgpack
 
+from llm_worker.news.demo import demo_notice
 from llm_worker.news.feeds import FeedSource, FetchResult, Story
-from llm_worker.news.intents import Intent, IntentKind, keywords, mentions_topic
+from llm_worker.news.intents import Intent, IntentKind, mentions_topic
 from llm_worker.news.phrases import Phrases
+from llm_worker.news.search import search, subject
 from llm_worker.news.speech import HEADLINES_PER_TURN, detail_sentences, headline_sentences
 
 MAX_SESSION_STORIES = 15
@@ -67,9 +69,9 @@ class Composer:
         p = self.p
         kind = intent.kind
         if kind is IntentKind.HEADLINES and result is not None:
-            return self._headlines(intent.topic or "general", result)
+            return self._from_demo(result, self._headlines(intent.topic or "general", result))
         if kind is IntentKind.SEARCH and result is not None:
-            return self._search(intent.query or "", result)
+            return self._from_demo(result, self._search(intent.query or "", result))
         if kind is IntentKind.STOP:
             return [p.stop], None
         if kind is IntentKind.GREETING:
@@ -92,6 +94,14 @@ class Composer:
         if kind in (IntentKind.NEXT, IntentKind.MORE_HEADLINES):
             return self._more_headlines(state)
         return self._previous(state)
+
+    def _from_demo(self, result: FetchResult, reply: Reply) -> Reply:
+        """A reply read from the demo set opens by saying so (once; "repeat" leaves it out)."""
+        if not result.demo:
+            return reply
+        sentences, state = reply
+        notice = demo_notice(self.p.code, offline=result.demo == "offline")
+        return [notice, *sentences], state
 
     def sources_for(self, intent: Intent) -> list[FeedSource]:
         """The feeds to read for ``intent``: the topic's own, else the general ones."""
@@ -129,15 +139,10 @@ class Composer:
         p = self.p
         if result.all_failed or not result.requested:
             return list(p.no_sources), None
-        terms = [re.compile(rf"\b{re.escape(t)}", re.IGNORECASE) for t in keywords(query)]
-        scored = []
-        for position, story in enumerate(_unique(result.stories)):
-            if all(t.search(f"{story.title} {story.summary}") for t in terms):
-                in_title = sum(bool(t.search(story.title)) for t in terms)
-                scored.append((-in_title, position, story))
-        if not scored:
+        stories = search(_unique(result.stories), query)
+        query = subject(query)
+        if not stories:
             return [p.search_none.format(query=query)], None
-        stories = [story for *_, story in sorted(scored)]
         label = p.label_search.format(query=query)
         shown = min(len(stories), MAX_SESSION_STORIES)
         count = p.one_story if len(stories) == 1 else p.n_stories.format(n=shown)
