@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 import redis.asyncio as aioredis
+from redis.exceptions import ClusterDownError, RedisError, ResponseError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import metrics, protocol
@@ -414,6 +414,19 @@ class StageWorker(Generic[JobT]):
             # another worker reclaimed it while we stalled: it finishes and acks the job
             log.warning("%s job %s taken over by another worker", self.kind, entry_id)
             metrics.JOBS.labels(self.kind, "taken_over").inc()
+            return
+        except (RedisConnectionError, RedisTimeoutError, ClusterDownError, TryAgainError) as exc:
+            # Redis went away under the job (a master died and its replica is taking
+            # over, a restart): not the job's fault. It stays pending and is taken over
+            # once idle for RECLAIM_IDLE_MS (by this worker too), going on from its
+            # checkpoint, instead of ending the turn with an error
+            log.warning(
+                "%s job %s left pending: Redis unavailable (%s)",
+                self.kind,
+                entry_id,
+                type(exc).__name__,
+            )
+            metrics.JOBS.labels(self.kind, "left_pending").inc()
             return
         except Exception:
             outcome = "failed"

@@ -303,16 +303,24 @@ async def test_turns_go_on_while_a_live_sessions_slot_moves(
 
 
 async def test_turns_go_on_after_a_master_is_killed(changing: LocalCluster, system: System) -> None:
-    """``kill -9`` of the master of a live session's slot: its replica takes over after
-    the node timeout; the session's next turns (spoken and typed) complete."""
+    """``kill -9`` of the master of a live session's slot while a typed request is under
+    way: its replica takes over after the node timeout, the work the request's stages
+    could not write meanwhile is taken up again (not failed), and the turn completes;
+    the session's next turns (spoken and typed) complete."""
     async with VoiceClient.connect(system.ws_url) as client:
         assert (await client.ask("sports headlines")).complete
         victim = changing.master_of_slot(session_slot(system, client.session_id))
         if victim == changing.ports[0]:  # the URL's node: new clients start from it
             victim = next(m for m in changing.masters() if m != changing.ports[0])
         started = time.monotonic()
-        promoted = await asyncio.to_thread(changing.kill, victim)
-        print(f"master killed, replica {promoted} serving after {time.monotonic() - started:.2f} s")
+        killing = asyncio.create_task(asyncio.to_thread(changing.kill, victim))
+        in_flight = await client.ask("business news please")
+        promoted = await killing
+        print(
+            f"master killed, replica {promoted} serving, typed turn done after "
+            f"{time.monotonic() - started:.2f} s"
+        )
+        assert in_flight.complete and not in_flight.errors, in_flight.errors
         turn = await client.say(speech_16k(SPOKEN), realtime=True)
         assert_whole(turn)
         typed = await client.ask("what's new in technology")
