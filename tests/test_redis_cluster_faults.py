@@ -326,3 +326,37 @@ async def test_turns_go_on_after_a_master_is_killed(changing: LocalCluster, syst
         typed = await client.ask("what's new in technology")
         assert typed.complete and not typed.errors, typed.errors
     assert_still_serving(system)
+
+
+async def test_writes_to_other_masters_go_on_while_a_killed_master_is_replaced(
+    changing: LocalCluster, client: aioredis.Redis
+) -> None:
+    """The batched writes of a process go out in one pipeline per node: a write to a
+    killed master's slot waits for its replica's promotion, writes to the other masters
+    do not wait behind it."""
+    with_replica = []
+    for master in changing.masters():
+        if master != changing.ports[0]:  # the URL's node: new clients start from it
+            try:
+                changing.replica_of(master)
+            except RuntimeError:
+                continue
+            with_replica.append(master)
+    victim = with_replica[0]
+    keys = keys_on_every_master(changing, "killed")
+    doomed = next(k for k in keys if changing.master_of_slot(key_slot(k.encode())) == victim)
+    others = [key for key in keys if key != doomed]
+    batcher = write_batcher(client)
+    for key in keys:
+        await batcher.xadd(key, {FIELD: b"before"})
+    await asyncio.to_thread(changing.replicated, victim)
+    replica = await asyncio.to_thread(changing.sigkill, victim)
+    promoted = asyncio.create_task(asyncio.to_thread(changing.wait_promoted, replica))
+    stalled = asyncio.create_task(batcher.xadd(doomed, {FIELD: b"during"}))
+    for key in others:
+        await batcher.xadd(key, {FIELD: b"during"})
+    assert not promoted.done(), "the replica took over before the other writes were done"
+    await promoted
+    await stalled
+    for key in keys:
+        assert [f[FIELD] for _id, f in await client.xrange(key)] == [b"before", b"during"]

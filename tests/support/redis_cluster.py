@@ -169,12 +169,25 @@ class LocalCluster:
     def kill(self, master: int) -> int:
         """``kill -9`` of ``master``: its replica is promoted after the node timeout;
         returns the new master's port once the cluster serves every slot again."""
+        replica = self.sigkill(master)
+        self.wait_promoted(replica)
+        return replica
+
+    def replicated(self, master: int) -> None:
+        """Until ``master``'s replica has every write so far (``WAIT``): replication is
+        asynchronous, and a master killed right after a write may take it along."""
+        _ask(master, "WAIT", "1", "5000")
+
+    def sigkill(self, master: int) -> int:
+        """``kill -9`` of ``master`` alone; returns the replica that will take over."""
         replica = self.replica_of(master)
         self.servers[master].send_signal(signal.SIGKILL)
         self.servers[master].wait()
+        return replica
+
+    def wait_promoted(self, replica: int) -> None:
         self._until(lambda: self._role(replica) == "master")
         self.wait_ok()
-        return replica
 
     def move_slot(self, slot: int, target: int) -> None:
         """Reshard one slot as ``redis-cli --cluster reshard`` does: MIGRATING/IMPORTING,
