@@ -334,15 +334,11 @@ async def test_writes_to_other_masters_go_on_while_a_killed_master_is_replaced(
     """The batched writes of a process go out in one pipeline per node: a write to a
     killed master's slot waits for its replica's promotion, writes to the other masters
     do not wait behind it."""
-    with_replica = []
-    for master in changing.masters():
-        if master != changing.ports[0]:  # the URL's node: new clients start from it
-            try:
-                changing.replica_of(master)
-            except RuntimeError:
-                continue
-            with_replica.append(master)
-    victim = with_replica[0]
+    victim = next(  # not the URL's node: new clients start from it
+        master
+        for master in changing.masters()
+        if master != changing.ports[0] and changing.replicas_of(master)
+    )
     keys = keys_on_every_master(changing, "killed")
     doomed = next(k for k in keys if changing.master_of_slot(key_slot(k.encode())) == victim)
     others = [key for key in keys if key != doomed]

@@ -123,26 +123,24 @@ class LocalCluster:
             if "master" in row["flags"] and row["slots"] and row["port"] in live
         )
 
+    def replicas_of(self, master: int) -> list[int]:
+        """The live replicas of ``master`` in the nodes' view now."""
+        rows = self._view()
+        ids = [row["id"] for row in rows if row["port"] == str(master)]
+        live = {str(port) for port in self.alive()}
+        return [
+            int(row["port"])
+            for row in rows
+            if ids
+            and row["master"] == ids[0]
+            and row["port"] in live
+            and "fail" not in row["flags"]
+        ]
+
     def replica_of(self, master: int) -> int:
         """A live replica of ``master`` (once the nodes' view shows one)."""
-        found: list[int] = []
-
-        def seen() -> bool:
-            rows = self._view()
-            ids = [row["id"] for row in rows if row["port"] == str(master)]
-            live = {str(port) for port in self.alive()}
-            found[:] = [
-                int(row["port"])
-                for row in rows
-                if ids
-                and row["master"] == ids[0]
-                and row["port"] in live
-                and "fail" not in row["flags"]
-            ]
-            return bool(found)
-
-        self._until(seen)
-        return found[0]
+        self._until(lambda: bool(self.replicas_of(master)))
+        return self.replicas_of(master)[0]
 
     def master_of_slot(self, slot: int) -> int:
         for shard in _ask(self.alive()[0], "CLUSTER", "SLOTS"):  # type: ignore[union-attr]
@@ -158,9 +156,9 @@ class LocalCluster:
         # a replica that has not caught up with its master (one that was failed over a
         # moment ago is still syncing) lets a manual failover time out: ask again
         for _ in range(5):
-            self._until(lambda: _in_sync(replica))
+            self._until(lambda: _caught_up(master, replica))
             _ask(replica, "CLUSTER", "FAILOVER")
-            if self._until(swapped, limit_s=10, fail=False):
+            if self._until(swapped, limit_s=6, fail=False):  # its own timeout: 5 s
                 break
         self._until(swapped)
         self.wait_ok()
@@ -288,6 +286,15 @@ def started_cluster(workdir: Path, replicas: int = 0) -> Iterator[LocalCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+def _caught_up(master: int, replica: int) -> bool:
+    """The replica is connected and has every write of its master so far."""
+    try:
+        ours, theirs = _ask(replica, "ROLE"), _ask(master, "ROLE")
+    except redis.RedisError:
+        return False
+    return ours[3] == "connected" and int(ours[4]) >= int(theirs[1])  # type: ignore[index]
 
 
 def _in_sync(port: int) -> bool:
