@@ -37,14 +37,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import metrics, protocol
-from shared.backoff import Backoff
 from shared.checkpoint import StaleTurn, preload_scripts
 from shared.control import ControlChannel
-from shared.lifecycle import shutting_down
+from shared.job_reads import JobReads, ReadBudget
 from shared.logs import session_id_var, turn_id_var
 from shared.messages import DeadLetter, MessageError, ReplyEvent, decode, encode
-from shared.mux import StreamMux, parse_xread
-from shared.resp import Lane, ReplyLost, pack
+from shared.mux import StreamMux
+from shared.resp import pack
 from shared.settings import Settings
 from shared.streams import ReplyWriter, ensure_group, is_cluster
 from shared.tracing import JobSpan, tracer_for
@@ -110,45 +109,6 @@ def consumer_name(settings: Settings, kind: str) -> str:
     return f"{kind}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-class _Budget:
-    """How many jobs the read loops may still ask for: the free slots less what reads
-    under way asked for. Every loop asks for at least one (a partition whose loop waited
-    for budget would wait for its entries while the worker idles), so a worker with
-    fewer free slots than partitions can be handed a few more jobs than it can start:
-    those wait in its queue with their claims kept fresh, and no loop reads again until
-    the queue is empty and a slot is free."""
-
-    def __init__(self, free: Callable[[], int]) -> None:
-        self._free = free
-        self.borrowed = 0
-        self._changed = asyncio.Event()
-
-    async def take(self, stop: asyncio.Event) -> int:
-        """Reserve what the next read may ask for; 0 once ``stop`` is set."""
-        while self._free() <= 0 and not stop.is_set():
-            self._changed.clear()
-            waits = [
-                asyncio.ensure_future(self._changed.wait()),
-                asyncio.ensure_future(stop.wait()),
-            ]
-            try:
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for wait in waits:
-                    wait.cancel()
-        if stop.is_set():
-            return 0
-        count = max(1, self._free() - self.borrowed)
-        self.borrowed += count
-        return count
-
-    def give_back(self, count: int) -> None:
-        self.borrowed -= count
-
-    def changed(self) -> None:
-        self._changed.set()
-
-
 class StageWorker(Generic[JobT]):
     """Runs ``handler`` for every job of type ``job_type`` on ``stream``/``group``."""
 
@@ -183,7 +143,7 @@ class StageWorker(Generic[JobT]):
         self._in_flight: dict[tuple[str, str], asyncio.Task[None]] = {}  # (stream, id)
         # read but not started yet (no free slot): started in order as jobs finish
         self._queued: dict[tuple[str, str], tuple[dict[bytes, bytes], int, bool]] = {}
-        self._budget = _Budget(self._free_slots)
+        self._budget = ReadBudget(self._free_slots)
         self._chores: set[asyncio.Task[None]] = set()
         self._draining = False
         self.handled = 0
@@ -215,94 +175,8 @@ class StageWorker(Generic[JobT]):
             await ensure_group(self.redis, stream, self.group)
 
     async def _read_loop(self, streams: tuple[str, ...], stop: asyncio.Event) -> None:
-        lane = Lane(self.redis)
-        try:
-            await self._read_own(lane, streams)  # ours, after a restart
-            await self._read_new(lane, streams, stop)
-        finally:
-            await lane.release()
-
-    async def _read_new(self, lane: Lane, streams: tuple[str, ...], stop: asyncio.Event) -> None:
-        backoff = Backoff()
-        reread = False  # a read's reply was lost: it may have handed us entries
-        while not stop.is_set():
-            try:
-                if reread:
-                    await self._read_own(lane, streams)
-                    reread = False
-                await self._read_entries(lane, streams, ">", block_ms=1000, stop=stop)
-                backoff.reset()
-                continue
-            except ResponseError as exc:
-                if "NOGROUP" in str(exc):
-                    log.warning("%s group vanished (stream deleted?); recreating", self.kind)
-                    with contextlib.suppress(RedisError):
-                        await self._ensure_groups(streams)
-                        continue
-                # a node that kept refusing (a cluster still electing its masters), or
-                # an answer we do not know: never worth stopping the worker for
-                problem = f"{type(exc).__name__}: {exc}"
-            except RedisError as exc:
-                # quiet on the first failure, as the mux: a read that was sent is not
-                # retried, so a Redis going down with the signal to stop (compose down)
-                # fails it before that signal is handled; and whenever stopping
-                reread = reread or isinstance(exc, ReplyLost)
-                problem = type(exc).__name__
-            delay = backoff.next_delay()
-            if backoff.repeated and not (stop.is_set() or shutting_down()):
-                log.warning(
-                    "%s worker lost Redis (%s); retrying in %.2fs", self.kind, problem, delay
-                )
-            await asyncio.sleep(delay)
-
-    async def _read_own(self, lane: Lane, streams: tuple[str, ...]) -> None:
-        """Re-read this consumer's own pending entries (``0``): after a restart with the
-        same ``WORKER_NAME``, and after a read whose reply was lost (it may have handed
-        us entries that nobody would run until they were reclaimed as idle)."""
-        await self._read_entries(lane, streams, "0", block_ms=None, count=1000)
-
-    async def _read_entries(
-        self,
-        lane: Lane,
-        streams: tuple[str, ...],
-        start: str,
-        block_ms: int | None,
-        count: int | None = None,
-        stop: asyncio.Event | None = None,
-    ) -> None:
-        """One ``XREADGROUP``, packed by hand on the loop's own connection, as the mux
-        reads streams: through redis-py it cost 230 µs a call here against 60, paid
-        about once per job when jobs arrive one by one.
-
-        A read of new entries asks for no more than this worker can start now, counted
-        over all its read loops (``_Budget``): on a cluster each partition has its own
-        loop, and a job handed to a worker that cannot start it waits for nothing.
-        """
-        if count is None:
-            count = await self._budget.take(stop or asyncio.Event())
-            if count == 0:
-                return
-        else:
-            self._budget.borrowed += count
-        try:
-            words = [b"XREADGROUP", b"GROUP", self.group.encode(), self.consumer.encode()]
-            words += [b"COUNT", b"%d" % count]
-            if block_ms is not None:
-                words += [b"BLOCK", b"%d" % block_ms]
-            words += [b"STREAMS", *(s.encode() for s in streams), *[start.encode()] * len(streams)]
-            (reply,) = await lane.round_trip(
-                pack(*words),
-                1,
-                reply_timeout=(block_ms or 0) / 1000 + 10,
-                idempotent=False,  # it hands the entries to this consumer: never sent twice
-                key=streams[0],
-            )
-            fresh = start == ">"  # never delivered: no worker has written their turns
-            for stream, entries in parse_xread(reply):
-                for entry_id, fields in entries:
-                    self._start(stream, entry_id, fields, deliveries=1, fresh=fresh)
-        finally:
-            self._budget.give_back(count)
+        reads = JobReads(self.redis, self.kind, self.group, self.consumer, streams, self._budget)
+        await reads.run(self._start, stop)
 
     def _free_slots(self) -> int:
         return max(0, self.settings.worker_concurrency - len(self._in_flight) - len(self._queued))
@@ -432,6 +306,7 @@ class StageWorker(Generic[JobT]):
             # over, a restart): not the job's fault. It stays pending and is taken over
             # once idle for RECLAIM_IDLE_MS (by this worker too), going on from its
             # checkpoint, instead of ending the turn with an error
+            outcome = "left_pending"
             log.warning(
                 "%s job %s left pending: Redis unavailable (%s)",
                 self.kind,
