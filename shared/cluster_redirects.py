@@ -86,15 +86,12 @@ def ask_target(cluster: RedisCluster, error: AskError, host: str) -> Any:
 _refreshing: weakref.WeakKeyDictionary[RedisCluster, asyncio.Future[None]] = (
     weakref.WeakKeyDictionary()
 )
-refreshes = 0  # slot-map reloads asked by this process (tests and figures)
 
 
 async def refresh_slot_map(cluster: RedisCluster) -> None:
     """Learn the slot map again: one ``CLUSTER SLOTS`` for everyone who found it out of
     date at once (a failover redirects every command in flight)."""
-    global refreshes
     future = _refreshing.get(cluster)
     if future is None or future.done():
-        refreshes += 1
         future = _refreshing[cluster] = asyncio.ensure_future(cluster.nodes_manager.initialize())
     await asyncio.shield(future)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections import Counter
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -174,7 +175,7 @@ async def _cluster_round_trip(
             return results
         if asyncio.get_running_loop().time() > deadline:
             return results
-        redirected.append(type(refusal).__name__)
+        redirected[type(refusal).__name__] += 1
         if isinstance(refusal, AskError) and not isinstance(refusal, MovedError):
             ask_node = ask_target(redis, refusal, node.host)
             if ask_node is None:  # a node this process has not met yet
@@ -192,8 +193,8 @@ REDIRECT_WINDOW_S = 20.0  # longer than a replica's promotion with a node timeou
 _ASKING = b"*1\r\n$6\r\nASKING\r\n"
 # one try per call: a cluster round trip retries on its own, against the slot's master
 _ONCE = Retry(NoBackoff(), 0)
-# what the round trips of this process were refused with and sent again (tests, figures)
-redirected: list[str] = []
+# how often the round trips of this process were refused and sent again, by refusal
+redirected: Counter[str] = Counter()
 
 
 def release_to_node(node: Any, conn: Any) -> None:
