@@ -39,6 +39,8 @@ const stats = {
   scheduledSamples: 0,
   scheduledSeconds: 0,
   stops: 0,
+  replyPauses: 0, // the server heard someone start to talk over a reply ...
+  replyResumes: 0, // ... and it was not a request after all
   connects: 0,
   resumes: 0,
 };
@@ -315,6 +317,12 @@ function onEvent(event, data) {
       return onComplete(data);
     case "interrupted":
       return onInterrupted(data);
+    case "reply_paused":
+      if (player && !turnFor(data.turn_id).cancelled) player.pause(data.turn_id);
+      return updateStop();
+    case "reply_resumed":
+      if (player && !turnFor(data.turn_id).cancelled) player.resume(data.turn_id);
+      return updateStop();
     case "error":
       return onError(data);
     default:
@@ -322,9 +330,11 @@ function onEvent(event, data) {
   }
 }
 
-/** The server heard the user start a new request; with barge-in on, the agent stops. */
+/** The server heard the user start a new request; with barge-in on, the agent stops. A
+ * server that confirms barge-ins pauses the reply itself and cuts it only for a person. */
 function onSpeechStarts(turnId) {
   if (!player || !player.playing || !(conn.session && conn.session.bargeIn)) return;
+  if (conn.session.confirmsBargeIn) return;
   const sounding = new Set(player.playingTurns());
   for (const turn of turns.values()) {
     if (turn.id === turnId || turn.cancelled) continue;
