@@ -242,11 +242,10 @@ async def test_partition_reads_take_no_more_than_the_worker_can_start_and_keep_c
         redis,
         config,
         kind="llm",
-        stream=streams[0],
+        streams=streams,
         group=GROUP,
         job_type=LlmJob,
         handler=handler,
-        partitions=streams,
     )
     refreshed = 0
     real_refresh = worker._refresh_claims
