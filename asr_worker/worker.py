@@ -18,7 +18,9 @@ used leaves the turn to the normal ``LlmJob``.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import redis.asyncio as aioredis
@@ -38,6 +40,12 @@ from shared.streams import now_ms
 from shared.worker import JobContext, StageWorker, stage_worker
 
 log = logging.getLogger(__name__)
+
+# Opening a stream may wait for a decoder (the engine lends out a few); it waits on its
+# own threads, never on asyncio's default pool, whose threads the streams that hold the
+# decoders need to feed, finish and give them back (waiting there, eight utterances on
+# two cores took every thread and the worker hung for good).
+_OPENING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="asr-open")
 
 
 class ExternalTranscriber(Protocol):
@@ -206,10 +214,13 @@ def _first_chunk(ctx: JobContext) -> InputChunk | None:
 
 
 async def _open_stream(engine: AsrEngine) -> AsrStream:
-    """On a thread (a recogniser may load a model), unless the engine says opening is
-    trivial (echo): a hundred utterances opening at once then cost no thread hops."""
+    """On a thread of its own (a recogniser may load a model or wait for a free decoder),
+    unless the engine says opening is trivial (echo): a hundred utterances opening at
+    once then cost no thread hops."""
     if getattr(engine, "blocking", True):
-        return await asyncio.to_thread(engine.open_stream)
+        opening = contextvars.copy_context().run  # its log lines name the turn
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(_OPENING, opening, engine.open_stream)
     return engine.open_stream()
 
 
