@@ -222,6 +222,9 @@ def _env(redis_url: str, port: int, sessions: int, extra: dict[str, str]) -> dic
         "NEWS_FEEDS": feeds,
         "LOG_LEVEL": "WARNING",
         "MAX_WEBSOCKET_CONNECTIONS": str(sessions + 20),
+        # the turns follow each other faster than a person talks (twelve typed ones in a
+        # few seconds): past the request limit's burst one would be refused
+        "COMMANDS_PER_MINUTE": "0",
         **extra,
     }
 

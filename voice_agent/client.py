@@ -20,6 +20,8 @@ from urllib.parse import urlencode
 import websockets
 
 TERMINAL_EVENTS = frozenset({"streaming_complete", "error"})
+# a request refused before it became a turn: its ``error`` names no turn, and no turn follows
+REFUSALS = frozenset({"rate_limited", "busy"})
 
 
 class ServerRefused(ConnectionError):
@@ -86,6 +88,11 @@ class Turn:
             if event["event"] == name:
                 return at
         return None
+
+
+def _refused(event: dict[str, Any]) -> bool:
+    data = event.get("data", {})
+    return event["event"] == "error" and not data.get("turn_id") and data.get("code") in REFUSALS
 
 
 class VoiceClient:
@@ -215,7 +222,8 @@ class VoiceClient:
             return await self.inbox.get()
 
     async def collect_turn(self, limit_s: float = 60.0, turn: Turn | None = None) -> Turn:
-        """Gather events until the turn's ``streaming_complete`` (or an error ends it)."""
+        """Gather events until the turn's ``streaming_complete`` (or an error ends it); a
+        request the server refused (``rate_limited``, ``busy``) ends at its refusal."""
         turn = turn or Turn()
         async with asyncio.timeout(limit_s):
             while True:
@@ -233,6 +241,8 @@ class VoiceClient:
                 if self.on_event is not None:
                     self.on_event(event)
                 turn.arrival_ms.append((time.perf_counter() - turn.started_at) * 1000)
+                if turn.turn_id is None and _refused(event):
+                    return turn  # nothing of it will come: it is not a turn
                 ends_turn = event["event"] in TERMINAL_EVENTS and data.get("turn_id")
                 if ends_turn and data["turn_id"] == turn.turn_id:
                     self.finished_turns.add(turn.turn_id)
