@@ -154,6 +154,8 @@ class VoiceSession(SessionSpeech):
         self.delivery.replay(replay, self._replay_bytes)  # filtered by the cancel records
         self.delivery.remember_cancelled(self._cancelled_before)  # live: drop their late events
         await self.relay.subscribe(self.session_id, self.delivery.deliver, replay.live_from)
+        if resumed:  # an early reply whose gateway died mid-copy is finished from here
+            await self._early.resume(self._cancelled_before)
         try:
             await self._receive_loop(sender)
         finally:

@@ -24,9 +24,9 @@ def test_a_used_attempt_forwards_its_kept_events_as_the_turn_and_stops_at_its_en
     attempts.start("t1.p1", "t1", "sports")
     assert attempts.on_event(_event("agent_response", text="Here")).forward == []
     step = attempts.settled("t1.p1", USED)
-    assert [(e.event, e.turn_id) for e in step.forward] == [("agent_response", "t1")]
+    assert [(e.event, e.turn_id) for _id, e in step.forward] == [("agent_response", "t1")]
     step = attempts.on_event(_event("streaming_complete"))
-    assert [e.turn_id for e in step.forward] == ["t1"]
+    assert [e.turn_id for _id, e in step.forward] == ["t1"]
     assert attempts.get("t1.p1").phase == Phase.DONE  # type: ignore[union-attr]
     assert attempts.on_event(_event("tts_chunk")).forward == []  # nothing after its end
 
@@ -49,7 +49,7 @@ def test_giving_an_attempt_up_withdraws_it_and_its_verdict_decides() -> None:
     assert attempts.drop("t1.p1").withdraw
     assert not attempts.drop("t1.p1").withdraw  # once
     attempts.on_event(_event("agent_response", text="Here"))
-    assert [e.turn_id for e in attempts.settled("t1.p1", USED).forward] == ["t1"]
+    assert [e.turn_id for _id, e in attempts.settled("t1.p1", USED).forward] == ["t1"]
 
 
 def test_too_many_kept_events_withdraw_the_attempt() -> None:
