@@ -58,13 +58,25 @@ an attempt's job fails or is dead-lettered  its error goes to the early stream u
 ASR worker killed between verdict and final the job reruns: ``decide`` returns the same
                                             verdict, the final goes out once
 the client cancels the turn                 its attempts stop whatever their verdict
-gateway killed (SIGKILL) after ``used``     not covered: the rest of that reply is not
-                                            copied, the turn has no end in the replay
+gateway killed (SIGKILL) after ``used``     the copy's position is in the record: the
+                                            gateway the client resumes on copies the
+                                            rest from there (no resume: nothing to do,
+                                            the keys expire after the resume window)
 ==========================================  ==============================================
 
 No event naming an attempt id ever reaches the reply stream: the workers write an
 attempt's events to the early stream only (``events_key``) and the gateway renames
 them to the utterance's turn when it copies them.
+
+The copy is resumable. Each copied event is appended by one script (``copy``) that also
+records, in the same hash, the early entry id it came from (``copied:<attempt>``; ``done``
+once the turn's end is copied), and appends only past that position. A gateway killed
+mid-copy leaves it there; a resume of the session on any gateway reads the used attempts
+whose copy is not ``done`` (``unfinished_copies``) and copies on from their position, and
+a second copier (the old connection's, still alive) only skips what is copied already.
+The copy stays in the gateway rather than in the workers: the LLM and TTS workers write
+one attempt's events from two processes, in whatever order they finish, and only a
+reader of the early stream knows the order the client must see them in.
 """
 
 from __future__ import annotations
