@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from gateway.command_revisions import CommandRevisions
 from gateway.delivery import ReplyDelivery
 from gateway.early_reply import EarlyReplies
 from gateway.endpointing import SpeechOnset
@@ -91,6 +92,13 @@ class VoiceSession:
             int(settings.max_utterance_seconds * _BYTES_PER_SECOND),
             # an external recogniser's final never has the local partial's exact words
             early_replies=settings.preemptive_reply and not settings.use_external_asr,
+        )
+        revisions = params.command_revisions is not False  # the client may turn them off
+        self._commands = CommandRevisions(
+            self,
+            _end_of_speech_policy(settings),
+            settings.command_revision_ms if revisions else 0,
+            early_replies=settings.preemptive_reply,
         )
         self._held: deque[VoiceCommand | AudioInput] = deque()
         self._releaser: asyncio.Task[None] | None = None
@@ -286,7 +294,8 @@ class VoiceSession:
 
     def _check_rate(self, event: VoiceCommand | AudioInput) -> None:
         if isinstance(event, VoiceCommand):
-            if not self._limits.allow_command():
+            counts = self._commands.counts_as_request(event.command, event.is_final)
+            if counts and not self._limits.allow_command():
                 raise ProtocolError(
                     protocol.RATE_LIMITED,
                     f"more than {self._limits.commands_per_minute} commands and cancels a "
@@ -320,7 +329,7 @@ class VoiceSession:
 
     async def _process(self, event: VoiceCommand | AudioInput) -> None:
         if isinstance(event, VoiceCommand):
-            await self._start_command(event.command)
+            await self._commands.command(event.command, event.is_final)
         else:
             await self._on_audio(event)
 
@@ -351,6 +360,8 @@ class VoiceSession:
         current = self._speech.current
         if current is not None and current.turn_id == turn_id:
             return True
+        if self._commands.pending_turn == turn_id:
+            return True
         if turn_number(turn_id) > self._turns:
             return False
         return self.delivery.knows(turn_id) or self.delivery.was_cancelled(turn_id)
@@ -361,9 +372,11 @@ class VoiceSession:
         the turn already stopped: nothing to do, nothing written."""
         utterance = self._speech.current
         if turn_id is None:
-            turn_id = utterance.turn_id if utterance else self.delivery.playing_turn()
+            turn_id = utterance.turn_id if utterance else self._commands.pending_turn
+            turn_id = turn_id or self.delivery.playing_turn()
         if turn_id is None or self.delivery.was_cancelled(turn_id):
             return
+        self._commands.cancel(turn_id)
         await self._speech.cancel(turn_id)
         record, events = self.delivery.interrupt(turn_id, reason)
         metrics.CANCELS.labels(reason).inc()
@@ -394,10 +407,32 @@ class VoiceSession:
         self._turns += 1
         return f"t{self._turns}", self._turns
 
-    async def _start_command(self, command: str) -> None:
+    # --- device transcripts (gateway.command_revisions.CommandIO) ----------------------
+
+    def new_turn(self) -> tuple[str, int]:
+        return self._next_turn()
+
+    async def replace_reply(self) -> None:
         if self.barge_in and (busy := self.delivery.busy_turn()):
             await self.cancel(busy, "barge_in")  # a new question replaces the unfinished reply
-        turn_id, number = self._next_turn()
+
+    async def revise_reply(self, turn_id: str) -> None:
+        await self.cancel(turn_id, "revised")
+
+    def send_error(self, code: str, message: str, turn_id: str | None = None) -> None:
+        self.delivery.send_error(code, message, turn_id)
+
+    async def use_command_attempt(
+        self, turn_id: str, number: int, attempt_id: str, timings: dict[str, object]
+    ) -> None:
+        await self.store.count_turn(self.session_id, number)
+        self.delivery.expect(turn_id, "command")
+        self.delivery.add_timings(turn_id, timings)
+        self._early.use(attempt_id)
+
+    async def publish_command(
+        self, turn_id: str, number: int, command: str, timings: dict[str, object]
+    ) -> None:
         job = LlmJob(
             session_id=self.session_id,
             turn_id=turn_id,
@@ -410,6 +445,8 @@ class VoiceSession:
         maxlen = self.settings.jobs_maxlen
         await self.store.publish_turn(self.session_id, number, stream, job, maxlen)
         self.delivery.expect(turn_id, "command")
+        if timings:
+            self.delivery.add_timings(turn_id, timings)
 
     async def _on_audio(self, audio: AudioInput) -> None:
         if not self.settings.speech_input_enabled:
@@ -465,6 +502,10 @@ class VoiceSession:
                 type(exc).__name__,
                 exc_info=log.isEnabledFor(logging.DEBUG),
             )
+        try:
+            await self._commands.close()  # before the early replies: it settles its own
+        except RedisError:
+            log.warning("Redis unavailable: a device transcript left unanswered at close")
         await self._early.close()
 
     def start_early_reply(self, turn_id: str, attempt_id: str, text: str) -> None:

@@ -129,6 +129,14 @@ class SessionStore:
 
         await write_batcher(self._redis).call(stream, packed, 3, through_redis_py)
 
+    async def count_turn(self, session_id: str, turn: int) -> None:
+        """Count a turn that published no job of its own (its reply was started early)."""
+        key = self._keys.session(session_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(key, "turns", turn)
+            pipe.expire(key, self._ttl)
+            await pipe.execute()
+
     async def detach(self, session_id: str) -> None:
         """The client went away: keep the session for the resume window only."""
         async with self._redis.pipeline(transaction=False) as pipe:
