@@ -191,10 +191,8 @@ class CommandRevisions:
             utterance.transcripts = revising.transcripts + 1
             utterance.longest_gap = max(revising.longest_gap, now - revising.changed_at)
         self._pending = utterance
-        if is_final is True:
-            await self._end(utterance, {"end_of_speech_rule": "is_final"})
-        elif is_final is None and self._window <= 0:
-            await self._end(utterance, {})  # revisions off: a whole request, as it always was
+        if is_final is True or (is_final is None and self._window <= 0):
+            await self._end(utterance, {})  # a whole request at once, as it always was
         else:
             self._consider_attempt(utterance)
             self._schedule(utterance)
