@@ -12,8 +12,8 @@ utterance here, so a person gets one answer per question:
   starts at once. Interims with nothing after them for ``INTERIM_TIMEOUT_MS`` count as
   final (a client that lost its recogniser still gets an answer).
 * without ``is_final``: a command that revises the previous one (its words extend, shorten
-  or correct it while keeping most of its first words) within ``COMMAND_REVISION_MS`` is
-  the same utterance. It ends by the end-of-speech rule of spoken turns, counted from the
+  or correct it while keeping most of its first words) before that one has ended, or
+  within ``COMMAND_REVISION_MS`` of its last transcript, is the same utterance. It ends by the end-of-speech rule of spoken turns, counted from the
   last change of its words (``EndOfSpeechPolicy``): the short wait after a complete
   request, the long one after a clearly unfinished one, ``END_OF_SPEECH_MS`` otherwise.
   A recogniser reports words, not silence: after a complete request the wait is also no
@@ -128,6 +128,11 @@ class CommandRevisions:
         """The turn of the utterance still being revised (no reply yet)."""
         return self._pending.turn_id if self._pending else None
 
+    def continues(self, text: str, is_final: bool | None) -> bool:
+        """Whether this command belongs to the utterance being spoken or just ended (so it
+        is handled at once, even while new requests wait for a reply to end)."""
+        return self._classify(_words(text), is_final)[0] != "new"
+
     def counts_as_request(self, text: str, is_final: bool | None) -> bool:
         """For the rate limit: an utterance's revisions are one request."""
         kind, utterance = self._classify(_words(text), is_final)
@@ -141,20 +146,20 @@ class CommandRevisions:
         """new | revision (of the pending one) | repeat or after_end (of the last one)."""
         now = asyncio.get_running_loop().time()
         pending, last = self._pending, self._last
-        if pending is not None and (is_final is not None or self._revises(pending, words, now)):
-            return "revision", pending
+        if pending is not None and (is_final is not None or self._revises(pending, words)):
+            return "revision", pending  # not ended yet: soon enough
         plain = is_final is None and self._window > 0
         if last is not None and (plain or (is_final is True and last.timed_out)):
             if last.words == words and now - last.heard_at <= max(self._window, 1.5):
                 return "repeat", last
-            if plain and self._revises(last, words, now):
+            if plain and now - last.heard_at <= self._window and self._revises(last, words):
                 return "after_end", last
         return "new", None
 
-    def _revises(self, utterance: _Utterance, words: tuple[str, ...], now: float) -> bool:
-        if utterance.interim:
+    def _revises(self, utterance: _Utterance, words: tuple[str, ...]) -> bool:
+        if utterance.interim or self._window <= 0:
             return False  # its client sends is_final: a plain command is another request
-        return now - utterance.heard_at <= self._window and _similar(utterance.words, words)
+        return _similar(utterance.words, words)
 
     async def command(self, text: str, is_final: bool | None) -> None:
         """One ``voice_command`` from the client."""

@@ -287,7 +287,7 @@ class VoiceSession:
             await self._on_cancel(event)
         else:
             self._check_rate(event)
-            if self._held or (not self.barge_in and self.replying):
+            if self._held or (not self.barge_in and self.replying and not self._continues(event)):
                 self._hold(event)
             else:
                 await self._process(event)
@@ -307,6 +307,12 @@ class VoiceSession:
                 f"audio arrives faster than {self._limits.audio_speed:g}x real time; "
                 "this frame was dropped",
             )
+
+    def _continues(self, event: VoiceCommand | AudioInput) -> bool:
+        """A device transcript of the utterance in progress (or its final text again)."""
+        return isinstance(event, VoiceCommand) and self._commands.continues(
+            event.command, event.is_final
+        )
 
     def _hold(self, event: VoiceCommand | AudioInput) -> None:
         """Barge-in off: a new request waits until the current reply has been sent."""
