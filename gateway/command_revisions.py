@@ -13,9 +13,10 @@ utterance here, so a person gets one answer per question:
   final (a client that lost its recogniser still gets an answer).
 * without ``is_final``: a command that revises the previous one (its words extend, shorten
   or correct it while keeping most of its first words) before that one has ended, or
-  within ``COMMAND_REVISION_MS`` of its last transcript, is the same utterance. It ends by the end-of-speech rule of spoken turns, counted from the
-  last change of its words (``EndOfSpeechPolicy``): the short wait after a complete
-  request, the long one after a clearly unfinished one, ``END_OF_SPEECH_MS`` otherwise.
+  within ``COMMAND_REVISION_MS`` of its last transcript, is the same utterance. It ends
+  by the end-of-speech rule of spoken turns, counted from the last change of its words
+  (``EndOfSpeechPolicy``): the short wait after a complete request, the long one after a
+  clearly unfinished one, ``END_OF_SPEECH_MS`` otherwise.
   A recogniser reports words, not silence: after a complete request the wait is also no
   shorter than 1.5 times the longest interval between the utterance's changes so far (up
   to ``END_OF_SPEECH_MS``), since a client that reports every 250 ms has not heard the
