@@ -42,7 +42,16 @@ EN_PIECES = [
     "Which one would you like to ",
     "hear more about?",
 ]
-REPLIES = {"zh-CN": ZH_PIECES, "es": ES_PIECES, "en": EN_PIECES}
+DE_PIECES = [  # the first sentence has an ordinal date: its full stop does not end it
+    "Am 3. ",
+    "Oktober sprach ",
+    "der Kanzler in Berlin. ",
+    "Die Aktie stieg ",
+    "um 2,5 Prozent. ",
+    "Willst du mehr ",
+    "hören?",
+]
+REPLIES = {"zh-CN": ZH_PIECES, "es": ES_PIECES, "en": EN_PIECES, "de": DE_PIECES}
 
 
 async def one_turn(ws_url: str, lang: str) -> tuple[float, float]:

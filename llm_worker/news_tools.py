@@ -3,7 +3,9 @@
 They read the same feeds through the same Redis cache (``FeedReader``) as the offline
 news agent, and keep the list last given to a session in the same Redis key
 (``Keys.news_state``), so "the second one" means the same story whichever agent answers.
-Results are compact JSON without links: the model reads them, the listener never should.
+A session in a language with feeds of its own (``NEWS_FEEDS_DE``...) reads those, as the
+offline agent does. Results are compact JSON without links: the model reads them, the
+listener never should.
 """
 
 from __future__ import annotations
@@ -11,8 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -20,7 +21,9 @@ from redis.asyncio import Redis
 from llm_worker.news.agent import SessionState
 from llm_worker.news.feeds import FeedReader, FeedSource, Story
 from llm_worker.news.intents import keywords, mentions_topic
+from llm_worker.news.search import search
 from shared.keys import Keys
+from shared.languages import language
 
 log = logging.getLogger(__name__)
 
@@ -51,25 +54,32 @@ class NewsTools:
         keys: Keys,
         *,
         state_ttl_seconds: int = 3600,
+        feeds_by_language: Mapping[str, Sequence[FeedSource]] | None = None,
     ) -> None:
         self._redis = redis
         self._reader = reader
         self._feeds = list(feeds)
+        self._by_language = {
+            language(code).code: list(own) for code, own in (feeds_by_language or {}).items()
+        }
         self._keys = keys
         self._state_ttl = state_ttl_seconds
 
-    @property
-    def topics(self) -> list[str]:
-        """Configured topics, "general" first (it always works: it falls back to all feeds)."""
-        return list(dict.fromkeys(["general", *(f.topic for f in self._feeds)]))
+    def feeds(self, lang: str = "en") -> list[FeedSource]:
+        """A session's feeds: its language's own, else the default list."""
+        return self._by_language.get(language(lang).code) or self._feeds
 
-    def specs(self) -> list[dict[str, Any]]:
-        """The tools in the Chat Completions ``tools`` format."""
+    def topics(self, lang: str = "en") -> list[str]:
+        """Configured topics, "general" first (it always works: it falls back to all feeds)."""
+        return list(dict.fromkeys(["general", *(f.topic for f in self.feeds(lang))]))
+
+    def specs(self, lang: str = "en") -> list[dict[str, Any]]:
+        """The tools in the Chat Completions ``tools`` format, for a session in ``lang``."""
         return [
             _function(
                 HEADLINES,
                 "Latest news headlines for a topic, as a numbered list of stories.",
-                {"topic": {"type": "string", "enum": self.topics}},
+                {"topic": {"type": "string", "enum": self.topics(lang)}},
             ),
             _function(
                 DETAILS,
@@ -84,8 +94,9 @@ class NewsTools:
             ),
         ]
 
-    async def run(self, session_id: str, name: str, arguments: str) -> str:
-        """Run one call; a bad call gets an error result the model can recover from."""
+    async def run(self, session_id: str, name: str, arguments: str, lang: str = "en") -> str:
+        """Run one call for a session in ``lang``; a bad call gets an error result the model
+        can recover from."""
         try:
             args = json.loads(arguments or "{}")
         except json.JSONDecodeError:
@@ -93,7 +104,8 @@ class NewsTools:
         if not isinstance(args, dict):
             return _error("the arguments must be a JSON object")
         if name == HEADLINES:
-            return await self._headlines(session_id, str(args.get("topic") or "general"))
+            topic = str(args.get("topic") or "general")
+            return await self._headlines(session_id, topic, self.feeds(lang))
         if name == DETAILS:
             number = args.get("number")
             if isinstance(number, str) and number.strip().isdigit():
@@ -102,15 +114,15 @@ class NewsTools:
                 return _error("number must be an integer, 1 for the first story")
             return await self._details(session_id, number)
         if name == SEARCH:
-            return await self._search(session_id, str(args.get("query") or ""))
+            return await self._search(session_id, str(args.get("query") or ""), self.feeds(lang))
         return _error(f"there is no tool called {name[:40]}")
 
     # --- tools ---------------------------------------------------------------------
 
-    async def _headlines(self, session_id: str, topic: str) -> str:
+    async def _headlines(self, session_id: str, topic: str, feeds: list[FeedSource]) -> str:
         topic = topic.strip().lower() or "general"
-        own = [f for f in self._feeds if f.topic == topic]
-        general = [f for f in self._feeds if f.topic == "general"] or self._feeds
+        own = [f for f in feeds if f.topic == topic]
+        general = [f for f in feeds if f.topic == "general"] or feeds
         result = await self._reader.read(own or general)
         if result.all_failed or not result.requested:
             return _error("no news source could be reached")
@@ -121,18 +133,13 @@ class NewsTools:
             return json.dumps({"topic": topic, "stories": [], "note": "nothing on this topic"})
         return await self._listed(session_id, f"{topic} headlines", stories, {"topic": topic})
 
-    async def _search(self, session_id: str, query: str) -> str:
-        terms = [re.compile(rf"\b{re.escape(t)}", re.IGNORECASE) for t in keywords(query)]
-        if not terms:
+    async def _search(self, session_id: str, query: str, feeds: list[FeedSource]) -> str:
+        if not keywords(query):
             return _error("the query has no keywords")
-        result = await self._reader.read(self._feeds)
+        result = await self._reader.read(feeds)
         if result.all_failed or not result.requested:
             return _error("no news source could be reached")
-        scored = []
-        for position, story in enumerate(_unique(result.stories)):
-            if all(t.search(f"{story.title} {story.summary}") for t in terms):
-                scored.append((-sum(bool(t.search(story.title)) for t in terms), position, story))
-        stories = [story for *_, story in sorted(scored, key=lambda row: row[:2])]
+        stories = search(_unique(result.stories), query)
         if not stories:
             return json.dumps({"query": query, "stories": [], "note": "no matching stories"})
         return await self._listed(session_id, f"stories about {query}", stories, {"query": query})

@@ -85,12 +85,13 @@ class OpenAIAgent:
         """Stream the model's text; between rounds, run the tools it asked for."""
         if self._missing_key:
             raise LlmError(errors.NO_API_KEY, "the language model needs an API key (LLM_API_KEY)")
-        system = system_prompt(self._tools.topics, language=request.language)
+        lang = request.language
+        system = system_prompt(self._tools.topics(lang), language=lang)
         messages = build_messages(system, request.history, request.text, self._history_tokens)
         spoke = False
         for round_number in range(self._max_tool_rounds + 1):
             offer_tools = round_number < self._max_tool_rounds
-            stream = await self._open(messages, offer_tools)
+            stream = await self._open(messages, offer_tools, lang)
             calls = ToolCalls()
             text: list[str] = []
             try:
@@ -110,18 +111,17 @@ class OpenAIAgent:
             log.info("turn %s round %s: %s tool calls", request.turn_id, round_number, len(wanted))
             messages.append(assistant_message("".join(text), wanted))
             for call in wanted:
-                result = await self._tools.run(
-                    request.session_id, call.name, "".join(call.arguments)
-                )
+                arguments = "".join(call.arguments)
+                result = await self._tools.run(request.session_id, call.name, arguments, lang)
                 messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
         if not spoke:
             raise LlmError(errors.BAD_RESPONSE, "the language model sent an empty reply")
 
-    async def _open(self, messages: list[dict[str, Any]], offer_tools: bool) -> Any:
+    async def _open(self, messages: list[dict[str, Any]], offer_tools: bool, lang: str) -> Any:
         """Start one streamed round; after the last tool round the model must answer in text."""
         extra: dict[str, Any] = {}
         if self._max_tool_rounds:
-            extra["tools"] = self._tools.specs()
+            extra["tools"] = self._tools.specs(lang)
             if not offer_tools:
                 extra["tool_choice"] = "none"
         try:

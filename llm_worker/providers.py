@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
 
@@ -10,6 +11,9 @@ from llm_worker.worker import build_llm_worker
 from shared.engines import ReplyAgent
 from shared.settings import Settings
 from shared.worker import StageWorker
+
+if TYPE_CHECKING:
+    from llm_worker.news import FeedSource
 
 
 def language_feeds(settings: Settings) -> dict[str, str]:
@@ -29,13 +33,17 @@ def language_feeds(settings: Settings) -> dict[str, str]:
     }
 
 
+def _feeds_by_language(settings: Settings) -> dict[str, list[FeedSource]]:
+    from llm_worker.news import parse_feed_sources
+
+    return {code: parse_feed_sources(spec) for code, spec in language_feeds(settings).items()}
+
+
 def _news(redis: aioredis.Redis, settings: Settings) -> ReplyAgent:
     from llm_worker.news import DEFAULT_NEWS_FEEDS, NewsAgent, parse_feed_sources
 
     feeds = parse_feed_sources(settings.news_feeds or DEFAULT_NEWS_FEEDS)
-    by_language = {
-        code: parse_feed_sources(spec) for code, spec in language_feeds(settings).items()
-    }
+    by_language = _feeds_by_language(settings)
     return NewsAgent(
         redis,
         settings.keys,
@@ -65,7 +73,9 @@ def _openai(redis: aioredis.Redis, settings: Settings) -> ReplyAgent:
         fetch_timeout_seconds=settings.news_fetch_timeout,
     )
     return OpenAIAgent(
-        NewsTools(redis, reader, feeds, settings.keys),
+        NewsTools(
+            redis, reader, feeds, settings.keys, feeds_by_language=_feeds_by_language(settings)
+        ),
         model=settings.llm_model,
         base_url=settings.llm_base_url,
         api_key=key,

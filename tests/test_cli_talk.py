@@ -1,4 +1,5 @@
-"""``voice-agent talk`` against the running system: typed and spoken, reply saved."""
+"""``voice-agent talk`` against the running system: typed and spoken, reply saved, in the
+language asked for (``--lang``, and the Python client's ``lang``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 
 from shared.audio import pcm16_to_wav
 from tests.audio_checks import decode_mp3, speech_16k
+from voice_agent.client import VoiceClient
+from voice_agent.talk import EXIT_TURN_FAILED
 
 ROOT = Path(__file__).parent.parent
 
@@ -35,3 +38,25 @@ def test_talk_with_a_wav_file_prints_the_transcript(system, tmp_path: Path) -> N
     # piped: partials are plain lines, no carriage returns and no padding
     assert "\r" not in result.stdout and "    " not in result.stdout.split("timing")[0]
     assert "striker" in result.stdout.lower()
+
+
+def test_talk_with_lang_is_answered_in_that_language(system, tmp_path: Path) -> None:
+    out = tmp_path / "reply.mp3"
+    # "news" alone would be answered in English: the language comes from --lang
+    result = _talk(system, "--lang", "de", "--text", "news", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "agent: Hier sind die wichtigsten Schlagzeilen. Erstens:" in result.stdout
+    assert decode_mp3(out.read_bytes())[1] > 1.0
+
+
+def test_talk_with_an_unknown_lang_names_the_choices(system, tmp_path: Path) -> None:
+    result = _talk(system, "--lang", "tlh", "--text", "news", "--out", str(tmp_path / "r.mp3"))
+    assert result.returncode == EXIT_TURN_FAILED
+    assert "supported language" in result.stderr and "zh-cn" in result.stderr.lower()
+
+
+async def test_python_client_sets_the_session_language(system) -> None:
+    async with VoiceClient.connect(f"{system.ws_url}?user_id=py", lang="fr") as client:
+        assert client.connected["lang"] == "fr" and client.connected["lang_auto"] is False
+        turn = await client.ask("news")
+    assert turn.reply_text.startswith("Voici les principaux titres.")

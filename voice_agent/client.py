@@ -1,7 +1,7 @@
 """An async Python client for the ``/ws/voice`` protocol (used by tests, benchmarks, CLI).
 
-async with VoiceClient.connect("ws://localhost:8000/ws/voice") as client:
-    turn = await client.ask("what's new in technology")
+async with VoiceClient.connect("ws://localhost:8000/ws/voice", lang="es") as client:
+    turn = await client.ask("¿qué hay de nuevo en tecnología?")
     print(turn.reply_text, len(turn.audio))
 """
 
@@ -101,7 +101,13 @@ class VoiceClient:
 
     @classmethod
     @asynccontextmanager
-    async def connect(cls, url: str, **kwargs: Any) -> AsyncIterator[VoiceClient]:
+    async def connect(
+        cls, url: str, *, lang: str | None = None, **kwargs: Any
+    ) -> AsyncIterator[VoiceClient]:
+        """Open a session; ``lang`` ("zh-CN", "es", "fr", "de", "en") sets its language
+        (else the server's default, or the language of the first request that tells)."""
+        if lang:
+            url = f"{url}{'&' if '?' in url else '?'}{urlencode({'lang': lang})}"
         async with websockets.connect(url, max_size=None, **kwargs) as ws:
             first = json.loads(await ws.recv())
             if first.get("event") == "error":

@@ -205,6 +205,8 @@ def _session_url(args: argparse.Namespace) -> str:
     query = {"user_id": args.user, "format": args.format}
     if args.voice:
         query["voice"] = args.voice
+    if args.lang:  # in the URL, so a resumed session keeps it
+        query["lang"] = args.lang
     token = args.token or os.environ.get("VOICE_AGENT_TOKEN")
     if token:
         query["token"] = token
@@ -324,6 +326,9 @@ def add_talk_command(commands: argparse._SubParsersAction) -> None:
     talk_parser.add_argument("--out", default="reply.mp3", help="where to save the reply audio")
     talk_parser.add_argument("--format", default="mp3", choices=["mp3", "pcm16", "wav"])
     talk_parser.add_argument("--voice", default=None)
+    talk_parser.add_argument(
+        "--lang", default=None, help="the session's language: en, zh-CN, es, fr or de"
+    )
     talk_parser.add_argument("--user", default="cli")
     talk_parser.add_argument(
         "--token", default=None, help="API key or signed token (default: $VOICE_AGENT_TOKEN)"

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field, replace
 import msgpack
 
 from llm_worker.news.feeds import FeedSource, FetchResult, Story
-from llm_worker.news.intents import Intent, IntentKind, keywords, mentions_topic
+from llm_worker.news.intents import Intent, IntentKind, mentions_topic
 from llm_worker.news.phrases import Phrases
+from llm_worker.news.search import search, subject
 from llm_worker.news.speech import HEADLINES_PER_TURN, detail_sentences, headline_sentences
 
 MAX_SESSION_STORIES = 15
@@ -129,15 +130,10 @@ class Composer:
         p = self.p
         if result.all_failed or not result.requested:
             return list(p.no_sources), None
-        terms = [re.compile(rf"\b{re.escape(t)}", re.IGNORECASE) for t in keywords(query)]
-        scored = []
-        for position, story in enumerate(_unique(result.stories)):
-            if all(t.search(f"{story.title} {story.summary}") for t in terms):
-                in_title = sum(bool(t.search(story.title)) for t in terms)
-                scored.append((-in_title, position, story))
-        if not scored:
+        stories = search(_unique(result.stories), query)
+        query = subject(query)
+        if not stories:
             return [p.search_none.format(query=query)], None
-        stories = [story for *_, story in sorted(scored)]
         label = p.label_search.format(query=query)
         shown = min(len(stories), MAX_SESSION_STORIES)
         count = p.one_story if len(stories) == 1 else p.n_stories.format(n=shown)
