@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from gateway import command_revisions
 from gateway.command_revisions import FREE_REVISIONS, CommandRevisions, _similar, _words
 from gateway.utterance import EndOfSpeechPolicy
 
@@ -157,3 +158,24 @@ async def test_a_plain_command_pending_at_close_is_answered() -> None:
     await revisions.command("what is the latest in sports", None)
     await revisions.close()
     assert io.log[-1] == ("publish", "t1", "what is the latest in sports", "default")
+
+
+async def test_words_revised_after_the_end_replace_the_reply_that_began() -> None:
+    revisions, io = _revisions()
+    await revisions.command("read me the sports headlines", None)
+    await io.published.wait()  # the short pause after a complete request
+    await revisions.command("read me the sports headlines today", None)
+    assert io.log[-3:] == [
+        ("revised", "t1"),
+        ("replace",),
+        ("start", "t2.p1", "read me the sports headlines today"),
+    ]
+
+
+async def test_interims_without_a_final_are_answered_once(monkeypatch) -> None:
+    monkeypatch.setattr(command_revisions, "INTERIM_TIMEOUT_MS", 30)
+    revisions, io = _revisions()
+    await revisions.command("what is the latest in sports", False)
+    await io.published.wait()
+    await revisions.command("what is the latest in sports", True)  # late: already answered
+    assert io.log == [("replace",), ("publish", "t1", "what is the latest in sports", "no_final")]
