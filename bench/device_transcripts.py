@@ -17,7 +17,7 @@ audio chunks of turns that were not the answer, errors, model calls started and 
 to their end per question, and the replies started early (started/used/discarded, from
 the gateway's metrics).
 
-    python -m bench.device_transcripts [--rounds 2] [--ways plain,interim,revisions_off]
+    python -m bench.device_transcripts [--rounds 1] [--ways plain,interim,revisions_off]
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from voice_agent.client import VoiceClient
 
 PARTIAL_EVERY_S = 0.25
 REPLY = "Here is the news. Markets were calm today. Want to hear more?"
-SETTLE_S = 1.0  # after the answer: anything still arriving belongs to an abandoned reply
+SETTLE_S = 0.8  # after the answer: anything still arriving belongs to an abandoned reply
 QUESTIONS = [
     "what is the latest news about the football match in london this weekend",
     "read me the sports headlines",
@@ -181,7 +181,7 @@ async def run(ways: list[str], rounds: int) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--ways", default="plain,interim,revisions_off")
     args = parser.parse_args()
     print(json.dumps(asyncio.run(run(args.ways.split(","), args.rounds)), indent=2))
