@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, WebSocket
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.auth import Authenticator, AuthError, bearer_token
@@ -150,6 +150,13 @@ def create_app(settings: Settings) -> FastAPI:
             if not sessions:
                 app.state.all_closed.set()
             metrics.SESSIONS_OPEN.dec()
+
+    @app.websocket("/{path:path}")
+    async def no_voice_endpoint(websocket: WebSocket, path: str) -> None:
+        """Any other WebSocket path: HTTP 404 naming the right one (Starlette's 403 for an
+        unmatched path reads as "access refused" to a client that has no token to fix)."""
+        body = f"no voice endpoint at /{path}; the path is /ws/voice\n"
+        await websocket.send_denial_response(PlainTextResponse(body, status_code=404))
 
     async def drain(deadline_seconds: float) -> None:
         """SIGTERM: refuse new sockets, let replies in progress finish (up to the deadline),

@@ -1,7 +1,7 @@
 """At start-up, one log line per configured news feed: where it is and whether it answers.
 
-A machine that cannot reach its feeds gets "I couldn't reach any news sources" from the
-agent; the log says why at once, and which setting changes the feeds (``NEWS_FEEDS``).
+A machine that cannot reach its feeds hears the bundled demo headlines from the agent;
+the log says why at once, and which setting changes the feeds (``NEWS_FEEDS``).
 The check runs beside the worker's start, never holding it up.
 """
 
@@ -40,6 +40,9 @@ async def report_news_feeds(settings: Settings) -> None:
     from llm_worker.news import DEFAULT_NEWS_FEEDS, make_http_client, parse_feed_sources
 
     sources = parse_feed_sources(settings.news_feeds or DEFAULT_NEWS_FEEDS)
+    if settings.news_feeds.strip().lower() == "demo":
+        log.info("news feeds (NEWS_FEEDS): the bundled demo headlines, nothing is fetched")
+        return
     origin = "NEWS_FEEDS" if settings.news_feeds else "built-in defaults; NEWS_FEEDS sets others"
     log.info("news feeds (%s): %d", origin, len(sources))
     async with make_http_client(settings.news_fetch_timeout) as client:
@@ -53,7 +56,7 @@ async def report_news_feeds(settings: Settings) -> None:
             )
     if sources and all(outcomes):
         log.warning(
-            "no news feed is reachable: replies will say so; "
+            "no news feed is reachable: replies read the demo headlines and say so; "
             "set NEWS_FEEDS to feeds this machine can reach"
         )
 

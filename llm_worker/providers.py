@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 
@@ -14,6 +17,22 @@ from shared.worker import StageWorker
 
 if TYPE_CHECKING:
     from llm_worker.news import FeedSource
+
+log = logging.getLogger(__name__)
+
+
+def is_remote(base_url: str) -> bool:
+    """True when ``base_url`` names a host on the internet: not loopback, not a private or
+    link-local address, not a single-label or ``.local``/``.internal`` name (a compose
+    service, a laptop on the LAN). No DNS lookup: start-up must not wait on one."""
+    host = (urlsplit(base_url).hostname or "").lower().rstrip(".")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        if host == "localhost" or "." not in host:
+            return False
+        return not host.endswith((".localhost", ".local", ".internal", ".lan", ".home.arpa"))
+    return address.is_global
 
 
 def language_feeds(settings: Settings) -> dict[str, str]:
@@ -36,7 +55,10 @@ def language_feeds(settings: Settings) -> dict[str, str]:
 def _feeds_by_language(settings: Settings) -> dict[str, list[FeedSource]]:
     from llm_worker.news import parse_feed_sources
 
-    return {code: parse_feed_sources(spec) for code, spec in language_feeds(settings).items()}
+    return {
+        code: parse_feed_sources(spec, code)  # "demo": the demo headlines in that language
+        for code, spec in language_feeds(settings).items()
+    }
 
 
 def _news(redis: aioredis.Redis, settings: Settings) -> ReplyAgent:
@@ -57,13 +79,19 @@ def _news(redis: aioredis.Redis, settings: Settings) -> ReplyAgent:
 def _openai(redis: aioredis.Redis, settings: Settings) -> ReplyAgent:
     from llm_worker.news import DEFAULT_NEWS_FEEDS, FeedReader, make_http_client, parse_feed_sources
     from llm_worker.news_tools import NewsTools
-    from llm_worker.openai_agent import OpenAIAgent, key_required
+    from llm_worker.openai_agent import OpenAIAgent, key_required, server_name
 
     key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else ""
     if not key and key_required(settings.llm_base_url) and settings.openai_api_key:
         key = settings.openai_api_key.get_secret_value()  # only ever sent to OpenAI itself
     if not key and key_required(settings.llm_base_url):
         raise ValueError("LLM_PROVIDER=openai with OpenAI's endpoint needs LLM_API_KEY to be set")
+    if not key and is_remote(settings.llm_base_url):
+        log.warning(
+            "LLM_BASE_URL points at %s, a remote host, and LLM_API_KEY is not set: "
+            "hosted models refuse requests without a key",
+            server_name(settings.llm_base_url),
+        )
     feeds = parse_feed_sources(settings.news_feeds or DEFAULT_NEWS_FEEDS)
     reader = FeedReader(
         redis,

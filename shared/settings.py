@@ -225,12 +225,16 @@ class Settings(BaseSettings):
     @field_validator("news_feeds")
     @classmethod
     def _feed_urls(cls, value: str) -> str:
+        if value.strip().lower() == "demo":
+            return value  # the bundled demo headlines
         for item in (part.strip() for part in value.split(",")):
             url = (
                 item.partition("=")[2] if "=" in item and "://" not in item.split("=")[0] else item
             )
             if item and not url.strip().startswith(("http://", "https://")):
-                raise ValueError(f"item {item!r} is not topic=http(s)://url (or a bare URL)")
+                raise ValueError(
+                    f"item {item!r} is not topic=http(s)://url (or a bare URL, or demo alone)"
+                )
         return value
 
     @field_validator("default_language")

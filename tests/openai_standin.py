@@ -87,7 +87,7 @@ def _app(state: StandIn) -> Starlette:
         routes=[
             Route("/v1/audio/transcriptions", transcriptions, methods=["POST"]),
             _speech_route(state),
-            _chat_route(state),
+            *_chat_routes(state),
         ]
     )
 
@@ -163,6 +163,7 @@ class ChatScript:
     chunk_delay: float = 0.0
     first_token_delay: float = 0.0  # seconds before the first content (a model's think time)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)  # the URL path of each request
     # ``pieces``: stream exactly these deltas (text without spaces, e.g. Chinese, cannot
     # be cut at words); ``hold_last``: send the last piece only once this event is set,
     # and ``last_sent`` says whether it went out (ordering without wall-clock)
@@ -175,7 +176,7 @@ class ChatScript:
     release: threading.Event = field(default_factory=threading.Event)
 
 
-def _chat_route(state: StandIn) -> Route:
+def _chat_routes(state: StandIn) -> list[Route]:
     async def chat_completions(request: Request) -> Response:
         auth = request.headers.get("authorization", "")
         if auth != f"Bearer {state.api_key}":  # like the real service, echo the key it got
@@ -183,12 +184,18 @@ def _chat_route(state: StandIn) -> Route:
         body = await request.json()
         script = state.chat
         script.requests.append(body)
+        script.paths.append(request.url.path)
         if script.fault in ("rate_limit", "server_error"):
             status = 429 if script.fault == "rate_limit" else 500
             return _error(status, "Rate limit reached for requests.", "requests")
         return StreamingResponse(_chat_events(script, body), media_type="text/event-stream")
 
-    return Route("/v1/chat/completions", chat_completions, methods=["POST"])
+    # providers put the API under different paths (/v1, /api/paas/v4, none at all)
+    return [
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/chat/completions", chat_completions, methods=["POST"]),
+        Route("/{prefix:path}/chat/completions", chat_completions, methods=["POST"]),
+    ]
 
 
 def _sse(body: dict[str, Any], delta: dict[str, Any], finish: str | None = None) -> str:

@@ -200,3 +200,32 @@ def test_all_in_one_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         for child in children:  # an orphaned valkey-server of this test
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGTERM)
+
+
+def _runs(service: dict[str, Any], stage: str) -> bool:
+    command = service.get("dockerCommand", "")
+    return command == "voice-agent up" or command == f"python -m {stage}"
+
+
+@pytest.mark.parametrize("name", BLUEPRINTS)
+def test_blueprints_say_how_to_choose_a_model_and_speak_with_neural_voices(name: str) -> None:
+    blueprint = load_yaml(name)
+    assert "docs/providers.md" in (ROOT / name).read_text()  # the comment beside them
+    services = [s for s in blueprint["services"] if s["type"] != "keyvalue"]
+    for service in services:
+        keys = {v["key"]: v for v in service["envVars"] if "key" in v}
+        if _runs(service, "llm_worker"):
+            for key in ("LLM_PROVIDER", "LLM_BASE_URL", "LLM_MODEL"):
+                assert value_of(blueprint, service, key), (service["name"], key)
+            assert keys["LLM_API_KEY"] == {"key": "LLM_API_KEY", "sync": False}
+        if _runs(service, "tts_worker"):
+            assert value_of(blueprint, service, "TTS_FALLBACK") == "edge,espeak"
+        env = {
+            key: value_of(blueprint, service, key)
+            for key in SETTINGS_VARS
+            if value_of(blueprint, service, key) is not None
+        }
+        env.pop("REDIS_URL", None)
+        Settings(**{key.lower(): value for key, value in env.items()})  # every value valid
+    assert any(_runs(s, "llm_worker") for s in services)
+    assert any(_runs(s, "tts_worker") for s in services)

@@ -1,6 +1,7 @@
 """The docs name every setting the program reads, with the program's defaults.
 
-Sources compared with ``shared.settings.Settings``: the README's configuration table,
+Sources compared with ``shared.settings.Settings``: the table in docs/configuration.md
+(every setting, none stale) and the README's short one,
 ``.env.example`` (every setting, set to its default or commented out), and every
 ``NAME`` / ``NAME=value`` / ``NAME (default)`` mentioned in docs/*.md.
 """
@@ -28,6 +29,7 @@ NOT_SETTINGS = {
     "ASR_PROVIDERS",  # the choices, constants in shared/settings.py
     "LLM_PROVIDERS",
     "TTS_PROVIDERS",
+    "OLLAMA_HOST",  # Ollama's own listen address, in the model recipes
 }
 UNSET = {"unset", "—", "-", "empty", ""}
 
@@ -52,8 +54,10 @@ def same_default(name: str, written: str) -> bool:
     return written == expected
 
 
-def readme_table() -> dict[str, str]:
-    text = (ROOT / "README.md").read_text().split("## Configuration", 1)[1]
+def settings_table(path: Path) -> dict[str, str]:
+    """Setting -> default as written, from the first table whose header starts with
+    "| Variable | Default |" in ``path``."""
+    text = path.read_text().split("| Variable | Default |", 1)[1].split("\n\n", 1)[0]
     rows = {}
     for names, default in re.findall(r"^\| ((?:`[A-Z0-9_]+`(?: / )?)+) \| ([^|]+) \|", text, re.M):
         for name in re.findall(r"`([A-Z0-9_]+)`", names):
@@ -61,9 +65,7 @@ def readme_table() -> dict[str, str]:
     return rows
 
 
-def test_the_readme_table_lists_every_setting_with_its_default() -> None:
-    rows = readme_table()
-    assert set(rows) == set(FIELDS), (set(FIELDS) - set(rows), set(rows) - set(FIELDS))
+def assert_defaults(rows: dict[str, str]) -> None:
     special = {"NEWS_FEEDS": "BBC feeds"}  # empty means the built-in BBC feeds
     for name, written in rows.items():
         if name in special:
@@ -72,6 +74,22 @@ def test_the_readme_table_lists_every_setting_with_its_default() -> None:
             assert written.startswith("`NEWS_FEEDS` if set") and default_text(name) == ""
         else:
             assert same_default(name, written), (name, written, default_text(name))
+
+
+def test_the_configuration_page_lists_every_setting_with_its_default() -> None:
+    rows = settings_table(ROOT / "docs" / "configuration.md")
+    missing, stale = set(FIELDS) - set(rows), set(rows) - set(FIELDS)
+    assert not missing, f"docs/configuration.md lacks {sorted(missing)}"
+    assert not stale, f"docs/configuration.md lists settings the program lacks: {sorted(stale)}"
+    assert_defaults(rows)
+
+
+def test_the_readme_names_a_few_settings_and_points_to_all_of_them() -> None:
+    section = (ROOT / "README.md").read_text().split("## Configuration", 1)[1].split("\n## ")[0]
+    assert "(docs/configuration.md)" in section
+    rows = settings_table(ROOT / "README.md")
+    assert 3 <= len(rows) <= 15 and set(rows) <= set(FIELDS), set(rows) - set(FIELDS)
+    assert_defaults(rows)
 
 
 def test_env_example_sets_every_setting_to_its_default() -> None:

@@ -31,8 +31,17 @@ async def test_none_reachable_says_which_setting_to_change(
     with caplog.at_level(logging.INFO, logger="llm_worker.feed_report"):
         await report_news_feeds(load_settings(news_feeds=f"http://127.0.0.1:{free_port()}/x"))
     assert "set NEWS_FEEDS" in caplog.records[-1].getMessage()
+    assert "demo headlines" in caplog.records[-1].getMessage()
     assert caplog.records[-1].levelname == "WARNING"
 
 
 def test_feed_addresses_are_shown_without_their_query() -> None:
     assert shown_url("https://feeds.example/rss?key=s3cret") == "https://feeds.example/rss"
+
+
+async def test_demo_feeds_are_named_and_not_probed(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="llm_worker.feed_report"):
+        await report_news_feeds(load_settings(news_feeds="demo"))
+    assert [r.getMessage() for r in caplog.records] == [
+        "news feeds (NEWS_FEEDS): the bundled demo headlines, nothing is fetched"
+    ]

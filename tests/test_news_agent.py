@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from llm_worker.news.agent import FILLER, NO_SOURCES, NewsAgent
-from llm_worker.news.feeds import FeedSource
+from llm_worker.news.agent import FILLER, NewsAgent
+from llm_worker.news.demo import demo_notice
+from llm_worker.news.feeds import FeedSource, parse_feed_sources
 from shared.engines import AgentRequest
 from shared.keys import Keys
+from tests.support import free_port
 
 FIXTURES = Path(__file__).parent / "fixtures" / "news"
 KEYS = Keys("t")
@@ -102,7 +104,9 @@ async def test_session_state_expires(agent: NewsAgent, redis: Redis) -> None:
     assert 0 < await redis.ttl(KEYS.news_state("s1")) <= 3600
 
 
-async def test_no_reachable_feed_says_so_after_the_fetch_timeout(redis: Redis) -> None:
+async def test_no_reachable_feed_reads_demo_headlines_after_the_fetch_timeout(
+    redis: Redis,
+) -> None:
     with socket.socket() as hanging, socket.socket() as closed:
         hanging.bind(("127.0.0.1", 0))
         hanging.listen(8)
@@ -115,5 +119,42 @@ async def test_no_reachable_feed_says_so_after_the_fetch_timeout(redis: Redis) -
         news = NewsAgent(redis, KEYS, feeds, fetch_timeout_seconds=1.0)
         parts = await deltas(news, "what's the news")
         await news.aclose()
-    assert "".join(parts) == f"{FILLER} {NO_SOURCES}"
-    assert "NEWS_FEEDS" in NO_SOURCES and "try again" not in NO_SOURCES
+    notice = demo_notice("en", offline=True)
+    assert parts[:2] == [FILLER, f" {notice}"]
+    assert notice.startswith("Demo headlines: no news source reachable")
+    assert parts[2:4] == [
+        " Here are the top headlines.",
+        " First, City opens its first all-night public library.",
+    ]
+
+
+async def test_offline_session_hears_demo_headlines_and_the_notice_once(redis: Redis) -> None:
+    closed = [
+        FeedSource(t, f"http://127.0.0.1:{free_port()}/{t}.xml") for t in ("general", "sports")
+    ]
+    news = NewsAgent(redis, KEYS, closed, fetch_timeout_seconds=1.0)
+    try:
+        sports = await say(news, "read me the sports headlines")
+        detail = await say(news, "tell me more about the second one")
+        found = await say(news, "news about the comet")
+    finally:
+        await news.aclose()
+    notice = demo_notice("en", offline=True)
+    assert sports.count(notice) == 1 and sports.count("Demo headlines") == 1
+    assert "First, Underdogs win the cup final on penalties." in sports
+    assert detail.startswith("Second story: Marathon record falls") and notice not in detail
+    assert detail.endswith("That's from Demo headlines.")
+    assert found.count(notice) == 1 and "Astronomers spot a comet" in found
+
+
+async def test_news_feeds_demo_reads_the_demo_set_without_fetching(redis: Redis) -> None:
+    news = NewsAgent(redis, KEYS, parse_feed_sources("demo"))
+    try:
+        parts = await deltas(news, "technology news")
+    finally:
+        await news.aclose()
+    assert parts[0] == demo_notice("en", offline=False) and FILLER not in parts
+    assert parts[1:3] == [
+        " Here are the latest technology headlines.",
+        " First, Chipmaker shows a processor that runs on a tenth of the power.",
+    ]

@@ -13,6 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from llm_worker.news.agent import NewsAgent
+from llm_worker.news.demo import demo_notice, demo_sources, demo_stories
 from llm_worker.news.feeds import FeedSource
 from llm_worker.news.phrases import PHRASES
 from llm_worker.providers import create_agent, language_feeds
@@ -66,15 +67,18 @@ async def test_sessions_in_two_languages_at_once_keep_their_own(agent) -> None:
 
 
 @pytest.mark.parametrize("lang", sorted(PHRASES))
-async def test_no_reachable_feed_says_so_and_names_the_setting(redis: Redis, lang: str) -> None:
-    dead = [FeedSource("general", "http://127.0.0.1:9/rss.xml")]
+async def test_no_reachable_feed_reads_demo_headlines_in_the_language(
+    redis: Redis, lang: str
+) -> None:
+    dead = [FeedSource("general", f"http://127.0.0.1:{free_port()}/rss.xml")]
     news = NewsAgent(redis, KEYS, dead, fetch_timeout_seconds=0.5)
     try:
         reply = await say(news, "news", lang)
     finally:
         await news.aclose()
-    assert reply.endswith(" ".join(PHRASES[lang].no_sources).replace("。 ", "。"))
-    assert "NEWS_FEEDS" in reply
+    first_title = demo_stories(demo_sources(lang)[0])[0].title
+    assert reply.startswith(demo_notice(lang, offline=True))
+    assert PHRASES[lang].intro_top in reply and first_title in reply
 
 
 def test_each_language_reads_its_own_feed_setting_else_news_feeds() -> None:

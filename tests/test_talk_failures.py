@@ -173,6 +173,57 @@ def test_no_reply_within_the_timeout(lone_gateway: str) -> None:
     assert_one_line(result, talk_module.EXIT_NO_REPLY, "no reply within 1 s", "/ready")
 
 
+def test_a_wrong_path_is_named_with_the_right_one(lone_gateway: str) -> None:
+    base = lone_gateway.removesuffix("/ws/voice")
+    result = talk("--text", "hi", "--token", API_KEY, url=f"{base}/ws")
+    assert_one_line(result, talk_module.EXIT_UNREACHABLE, f"no voice endpoint at {base}/ws;")
+    assert result.stderr.rstrip().endswith("the path is /ws/voice")
+
+
+def test_the_server_answers_an_unknown_websocket_path_with_404(lone_gateway: str) -> None:
+    base = lone_gateway.removesuffix("/ws/voice")
+    # a path that ends like the endpoint (as behind a proxy) reaches the server: 404, not 403
+    result = talk("--text", "hi", "--token", API_KEY, url=f"{base}/api/ws/voice")
+    assert_one_line(
+        result, talk_module.EXIT_UNREACHABLE, f"no voice endpoint at {base}/api/ws/voice;"
+    )
+    with socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1]))) as sock:
+        sock.sendall(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        answer = b""
+        while b"the path is" not in answer and (data := sock.recv(4096)):
+            answer += data
+    assert answer.startswith(b"HTTP/1.1 404"), answer
+    assert b"no voice endpoint at /ws; the path is /ws/voice" in answer
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("http://127.0.0.1:{port}", "ws://127.0.0.1:{port}/ws/voice"),
+        ("http://127.0.0.1:{port}/", "ws://127.0.0.1:{port}/ws/voice"),
+        ("127.0.0.1:{port}", "ws://127.0.0.1:{port}/ws/voice"),
+        ("ws://127.0.0.1:{port}/ws/voice/", "ws://127.0.0.1:{port}/ws/voice"),
+    ],
+)
+def test_a_base_address_reaches_the_voice_endpoint(
+    lone_gateway: str, given: str, expected: str
+) -> None:
+    port = lone_gateway.rsplit(":", 1)[1].split("/")[0]
+    assert talk_module.voice_url(given.format(port=port)) == expected.format(port=port)
+    # the real server answers there: the wrong token is refused, which needs the endpoint
+    result = talk("--text", "hi", "--token", "not-the-key", url=given.format(port=port))
+    assert_one_line(result, talk_module.EXIT_REFUSED, "refused", "token")
+
+
+def test_https_maps_to_wss_and_the_query_is_kept() -> None:
+    assert talk_module.voice_url("https://agent.example.com") == "wss://agent.example.com/ws/voice"
+    assert talk_module.voice_url("wss://h/ws/voice?lang=de") == "wss://h/ws/voice?lang=de"
+    assert_one_line(talk("--text", "hi", url="ftp://h/ws/voice"), talk_module.EXIT_USAGE, "ws://")
+
+
 async def test_a_full_server(lone_gateway: str) -> None:
     async with VoiceClient.connect(f"{lone_gateway}?token={API_KEY}"):  # the one place
         result = await asyncio.to_thread(talk, "--text", "hi", "--token", API_KEY, url=lone_gateway)

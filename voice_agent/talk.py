@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -36,7 +36,10 @@ EXIT_CODES = {
     EXIT_OK: "the reply arrived",
     EXIT_USAGE: "wrong arguments (or a bad setting)",
     EXIT_AUDIO_FILE: "the audio file is missing, unreadable or not audio",
-    EXIT_UNREACHABLE: "no server at --url (refused, unknown host, TLS, timeout, not /ws/voice)",
+    EXIT_UNREACHABLE: (
+        "no server at --url (refused, unknown host, TLS, timeout), "
+        "or no voice endpoint there (the path is /ws/voice)"
+    ),
     EXIT_REFUSED: "the server refused access (HTTP 401/403 or close 1008): check --token",
     EXIT_BUSY: "the server is full (1013) or kept restarting (1012): try again shortly",
     EXIT_NO_REPLY: "no reply within --timeout",
@@ -44,6 +47,7 @@ EXIT_CODES = {
     EXIT_CONNECTION_LOST: "the connection closed mid-turn for another reason",
 }
 CLOSE_POLICY, CLOSE_RESTART, CLOSE_TRY_LATER = 1008, 1012, 1013
+VOICE_PATH = "/ws/voice"
 RESUME_ATTEMPTS = 8  # reconnects after a 1012, waiting 0.25 s doubling to 4 s between them
 
 
@@ -117,17 +121,49 @@ def _printer(out: IO[str], live: bool | None = None):
 
 
 def timing_table(turn: Any) -> str:
-    rows = [("first event", turn.arrival_ms[0] if turn.arrival_ms else None)]
-    rows += [(f"first {n}", turn.first_ms(n)) for n in ("agent_response", "tts_chunk")]
-    rows.append(("complete", turn.first_ms("streaming_complete")))
+    """Client-side arrival of each stage, from the start of the request and from its end
+    (the last audio frame or the command sent); stages that arrived while the request was
+    still being sent (a spoken turn's partials) have no "after" time. Then the server's own
+    ``timings``, which count from the end of the request."""
+    partial = next(
+        (
+            at
+            for e, at in zip(turn.events, turn.arrival_ms, strict=True)
+            if e["event"] == "partial_transcription" and not e["data"].get("is_final")
+        ),
+        None,
+    )
+    final = next(
+        (
+            at
+            for e, at in zip(turn.events, turn.arrival_ms, strict=True)
+            if e["event"] == "partial_transcription" and e["data"].get("is_final")
+        ),
+        None,
+    )
+    stages = [
+        ("first partial transcript", partial),
+        ("final transcript", final),
+        ("first agent_response", turn.first_ms("agent_response")),
+        ("first tts_chunk", turn.first_ms("tts_chunk")),
+        ("streaming_complete", turn.first_ms("streaming_complete")),
+    ]
+    done = turn.input_done_ms
+    title = "timing (ms)"
+    rows: list[tuple[str, str, str]] = [(title, "from start", "after request")]
+    for label, at in stages:
+        if at is None:
+            continue
+        after = f"{at - done:.0f}" if done is not None and at >= done else "-"
+        rows.append((label, f"{at:.0f}", after))
     server = (turn.complete or {}).get("timings", {})
-    lines = ["timing (ms after the request was complete)", "-" * 44]
-    base = turn.input_done_ms or 0.0
-    for label, at in rows:
-        if at is not None:
-            lines.append(f"{label:<28}{max(0.0, at - base):>10.0f}")
     for key, value in sorted(server.items()):
-        lines.append(f"server {key:<21}{value:>10}")
+        shown = f"{value:.0f}" if isinstance(value, int | float) else str(value)
+        rows.append((f"server {key}", "", shown))
+    width = max(len(label) for label, *_ in rows) + 2
+    lines = [f"{title:<{width}}{rows[0][1]:>12}{rows[0][2]:>15}"]
+    lines.append("-" * (width + 27))
+    lines += [f"{label:<{width}}{start:>12}{after:>15}" for label, start, after in rows[1:]]
     return "\n".join(lines)
 
 
@@ -165,8 +201,13 @@ def _connect_error(exc: BaseException, url: str, args: argparse.Namespace) -> Ta
                 f"{host} refused access (HTTP {status}); pass --token or set VOICE_AGENT_TOKEN",
                 EXIT_REFUSED,
             )
+        if status == 404:
+            return TalkError(
+                f"no voice endpoint at {url.partition('?')[0]}; the path is {VOICE_PATH}",
+                EXIT_UNREACHABLE,
+            )
         return TalkError(
-            f"{host} answered HTTP {status}, not a WebSocket; is the path /ws/voice?",
+            f"{host} answered HTTP {status}, not a WebSocket; is the path {VOICE_PATH}?",
             EXIT_UNREACHABLE,
         )
     if isinstance(exc, websockets.InvalidHandshake):
@@ -201,7 +242,31 @@ def _connect_error(exc: BaseException, url: str, args: argparse.Namespace) -> Ta
     raise exc
 
 
+def voice_url(raw: str) -> str:
+    """``--url`` as the voice endpoint's WebSocket address: ``http(s)://host`` and a bare
+    ``host:port`` are bases (``ws(s)://host/ws/voice``); a path other than ``/ws/voice``
+    (behind a proxy: ending in it) is refused before connecting, with the right path."""
+    text = raw.strip()
+    if "://" not in text:
+        text = f"ws://{text}"
+    parts = urlsplit(text)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme.lower(), parts.scheme.lower())
+    if scheme not in ("ws", "wss") or not parts.hostname:
+        raise TalkError(
+            f"--url {raw!r} is no server address; give ws://host:8000/ws/voice, "
+            "wss://host/ws/voice or http(s)://host",
+            EXIT_USAGE,
+        )
+    path = parts.path.rstrip("/") or VOICE_PATH
+    url = urlunsplit((scheme, parts.netloc, path, parts.query, ""))
+    if not path.endswith(VOICE_PATH):
+        raise TalkError(f"no voice endpoint at {url}; the path is {VOICE_PATH}", EXIT_UNREACHABLE)
+    return url
+
+
 def _session_url(args: argparse.Namespace) -> str:
+    """``args.url`` (already a ``voice_url``) with the session's query; parameters given in
+    ``--url`` itself (``?lang=de``) are kept and win."""
     query = {"user_id": args.user, "format": args.format}
     if args.voice:
         query["voice"] = args.voice
@@ -210,7 +275,9 @@ def _session_url(args: argparse.Namespace) -> str:
     token = args.token or os.environ.get("VOICE_AGENT_TOKEN")
     if token:
         query["token"] = token
-    return f"{args.url}?{urlencode(query)}"
+    base, _, own = args.url.partition("?")
+    query.update(parse_qsl(own))
+    return f"{base}?{urlencode(query)}"
 
 
 class _Session:
@@ -269,6 +336,7 @@ async def talk(args: argparse.Namespace, out: IO[str] = sys.stdout) -> Any:
     from voice_agent.client import Turn
 
     pcm = None if args.text else load_audio_16k(Path(args.audio))  # before connecting
+    args.url = voice_url(args.url)
     url = _session_url(args)
     session = _Session(args, url, _printer(out))
     await session.open(url)
@@ -322,8 +390,16 @@ def add_talk_command(commands: argparse._SubParsersAction) -> None:
     )
     talk_parser.add_argument("audio", nargs="?", help="audio file to speak (wav, mp3, flac, ogg)")
     talk_parser.add_argument("--text", help="send this text instead of audio")
-    talk_parser.add_argument("--url", default="ws://localhost:8000/ws/voice")
-    talk_parser.add_argument("--out", default="reply.mp3", help="where to save the reply audio")
+    talk_parser.add_argument(
+        "--url",
+        default="ws://localhost:8000/ws/voice",
+        help="the server: ws(s)://host/ws/voice, or http(s)://host or host:port as a base",
+    )
+    talk_parser.add_argument(
+        "--out",
+        default="reply.mp3",
+        help="where to save the reply audio (an existing file is replaced)",
+    )
     talk_parser.add_argument("--format", default="mp3", choices=["mp3", "pcm16", "wav"])
     talk_parser.add_argument("--voice", default=None)
     talk_parser.add_argument(
@@ -359,8 +435,11 @@ def _run(args: argparse.Namespace) -> int:
         return 130
     audio = turn.audio
     if audio and args.out:
-        Path(args.out).write_bytes(audio)
-        print(f"saved {len(turn.chunks)} chunks ({len(audio)} bytes) to {args.out}")
+        out = Path(args.out)
+        replaced = out.exists()
+        out.write_bytes(audio)
+        note = f", replacing the {out} that was there" if replaced else ""
+        print(f"saved {len(turn.chunks)} chunks ({len(audio)} bytes) to {out}{note}")
     print(timing_table(turn))
     print(f"({time.perf_counter() - started:.1f} s)")
     return EXIT_OK

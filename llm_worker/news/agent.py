@@ -8,6 +8,8 @@ already composed instead of moving the session forward again.
 It speaks the session's language: its own phrases come from ``llm_worker.news.phrases``,
 requests are read through ``llm_worker.news.keywords``, and a language with feeds of its
 own (``NEWS_FEEDS_ZH``...) reads those, so a Chinese session hears Chinese headlines.
+When no feed of a turn answers, the turn is read from the bundled demo headlines
+(``llm_worker.news.demo``), and the reply says so first.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import httpx
 from redis.asyncio import Redis
 
 from llm_worker.news.compose import Composer, SessionState
-from llm_worker.news.feeds import FeedReader, FeedSource, make_http_client
-from llm_worker.news.intents import IntentKind, parse_intent
+from llm_worker.news.demo import demo_sources, demo_stories
+from llm_worker.news.feeds import FeedReader, FeedSource, FetchResult, make_http_client
+from llm_worker.news.intents import Intent, IntentKind, parse_intent
 from llm_worker.news.keywords import as_english_request
 from llm_worker.news.phrases import EN, phrases_for
 from shared.engines import AgentRequest
@@ -29,7 +32,7 @@ from shared.keys import Keys
 
 log = logging.getLogger(__name__)
 
-NO_SOURCES = " ".join(EN.no_sources)
+NO_SOURCES = " ".join(EN.no_sources)  # said when no feed is configured at all
 NOTHING_READ = EN.nothing_read
 FILLER = EN.filler
 FILLER_AFTER_SECONDS = 0.7  # say something while a slow fetch runs, not silence
@@ -99,6 +102,8 @@ class NewsAgent:
                     result = await fetch
                 finally:
                     fetch.cancel()
+                if result.all_failed:
+                    composer, result = _demo_instead(composer, intent, p.code)
             sentences, new_state = composer.compose(intent, state, result)
             if new_state is not None:
                 new_state.turn_id = request.turn_id
@@ -116,3 +121,13 @@ class NewsAgent:
     async def _save(self, session_id: str, state: SessionState) -> None:
         key = self._keys.news_state(session_id)
         await self._redis.set(key, state.encode(), ex=self._state_ttl)
+
+
+def _demo_instead(
+    composer: Composer, intent: Intent, language: str
+) -> tuple[Composer, FetchResult]:
+    """No feed answered: the same turn over the bundled demo headlines, marked as such."""
+    demo = Composer(composer.p, demo_sources(language))
+    sources = demo.sources_for(intent)
+    stories = [story for source in sources for story in demo_stories(source)]
+    return demo, FetchResult(stories=stories, requested=len(sources), demo="offline")

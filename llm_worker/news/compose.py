@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 
 import msgpack
 
+from llm_worker.news.demo import demo_notice
 from llm_worker.news.feeds import FeedSource, FetchResult, Story
 from llm_worker.news.intents import Intent, IntentKind, mentions_topic
 from llm_worker.news.phrases import Phrases
@@ -68,9 +69,9 @@ class Composer:
         p = self.p
         kind = intent.kind
         if kind is IntentKind.HEADLINES and result is not None:
-            return self._headlines(intent.topic or "general", result)
+            return self._from_demo(result, self._headlines(intent.topic or "general", result))
         if kind is IntentKind.SEARCH and result is not None:
-            return self._search(intent.query or "", result)
+            return self._from_demo(result, self._search(intent.query or "", result))
         if kind is IntentKind.STOP:
             return [p.stop], None
         if kind is IntentKind.GREETING:
@@ -93,6 +94,14 @@ class Composer:
         if kind in (IntentKind.NEXT, IntentKind.MORE_HEADLINES):
             return self._more_headlines(state)
         return self._previous(state)
+
+    def _from_demo(self, result: FetchResult, reply: Reply) -> Reply:
+        """A reply read from the demo set opens by saying so (once; "repeat" leaves it out)."""
+        if not result.demo:
+            return reply
+        sentences, state = reply
+        notice = demo_notice(self.p.code, offline=result.demo == "offline")
+        return [notice, *sentences], state
 
     def sources_for(self, intent: Intent) -> list[FeedSource]:
         """The feeds to read for ``intent``: the topic's own, else the general ones."""

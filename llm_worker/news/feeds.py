@@ -94,6 +94,7 @@ class FetchResult:
     stories: list[Story] = field(default_factory=list)
     failed: list[FeedSource] = field(default_factory=list)
     requested: int = 0
+    demo: str = ""  # "chosen" (NEWS_FEEDS=demo) or "offline": stories from the demo set
 
     @property
     def all_failed(self) -> bool:
@@ -106,15 +107,21 @@ def canonical_topic(name: str) -> str:
     return TOPIC_ALIASES.get(topic, topic)
 
 
-def parse_feed_sources(spec: str) -> list[FeedSource]:
-    """Parse ``NEWS_FEEDS``: comma-separated ``topic=url`` items; a bare URL is "general".
+def parse_feed_sources(spec: str, language: str = "en") -> list[FeedSource]:
+    """Parse ``NEWS_FEEDS``: comma-separated ``topic=url`` items; a bare URL is "general";
+    ``demo`` stands for the bundled demo headlines in ``language``.
 
     Raises ValueError on an item that is not an http(s) URL, so a typo fails at start.
     """
+    from llm_worker.news.demo import DEMO, demo_sources  # demo imports this module
+
     sources: list[FeedSource] = []
     for raw in spec.split(","):
         item = raw.strip()
         if not item:
+            continue
+        if item.lower() == DEMO:
+            sources.extend(demo_sources(language))
             continue
         topic, sep, url = item.partition("=")
         if not sep or "://" in topic:
@@ -233,9 +240,14 @@ class FeedReader:
 
     async def read(self, sources: Sequence[FeedSource]) -> FetchResult:
         """Stories of all ``sources``: from the cache when fresh, else fetched concurrently."""
+        from llm_worker.news.demo import demo_stories, is_demo
+
         sources = list(dict.fromkeys(sources))
         if not sources:
             return FetchResult()
+        if all(is_demo(s) for s in sources):
+            stories = [story for s in sources for story in demo_stories(s)]
+            return FetchResult(stories=stories, requested=len(sources), demo="chosen")
         cached = await self._cache_get(sources)
         misses = [s for s, hit in zip(sources, cached, strict=True) if hit is None]
         fetched = await asyncio.gather(*(self._fetch(s) for s in misses))
