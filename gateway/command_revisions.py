@@ -72,9 +72,15 @@ class CommandIO(Protocol):
         """Start the turn's reply to ``text`` (the request is complete)."""
 
     async def use_command_attempt(
-        self, turn_id: str, number: int, attempt_id: str, timings: dict[str, object]
+        self,
+        turn_id: str,
+        number: int,
+        attempt: tuple[str, str],
+        text: str,
+        timings: dict[str, object],
     ) -> None:
-        """The attempt started for the turn's final words is its reply: let it through."""
+        """The attempt (id, the text it answered) started for the turn's final words
+        ``text`` is its reply: let it through (if it cannot be, answer ``text`` anew)."""
 
     def start_early_reply(self, turn_id: str, attempt_id: str, text: str) -> None:
         """Start a reply to ``text`` now, holding its events."""
@@ -99,6 +105,7 @@ class _Utterance:
     transcripts: int = 1
     attempt: str | None = None  # the attempt under way for ``attempt_words``
     attempt_words: tuple[str, ...] = ()
+    attempt_text: str = ""
     attempts: int = 0
     timed_out: bool = False  # interims ended without a final
     timer: asyncio.TimerHandle | None = None
@@ -239,6 +246,7 @@ class CommandRevisions:
             utterance.attempts += 1
             utterance.attempt = f"{utterance.turn_id}.p{utterance.attempts}"
             utterance.attempt_words = utterance.words
+            utterance.attempt_text = utterance.text
             self._io.start_early_reply(utterance.turn_id, utterance.attempt, utterance.text)
 
     def _wait(self, utterance: _Utterance) -> tuple[float, int, str]:
@@ -294,8 +302,9 @@ class CommandRevisions:
             timings = {**timings, "transcripts": utterance.transcripts}
         attempt, utterance.attempt = utterance.attempt, None
         if attempt is not None and utterance.attempt_words == utterance.words:
+            chosen = (attempt, utterance.attempt_text)
             await self._io.use_command_attempt(
-                utterance.turn_id, utterance.number, attempt, timings
+                utterance.turn_id, utterance.number, chosen, utterance.text, timings
             )
             return
         if attempt is not None:

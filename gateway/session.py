@@ -429,12 +429,17 @@ class VoiceSession:
         self.delivery.send_error(code, message, turn_id)
 
     async def use_command_attempt(
-        self, turn_id: str, number: int, attempt_id: str, timings: dict[str, object]
+        self,
+        turn_id: str,
+        number: int,
+        attempt: tuple[str, str],
+        text: str,
+        timings: dict[str, object],
     ) -> None:
         await self.store.count_turn(self.session_id, number)
         self.delivery.expect(turn_id, "command")
         self.delivery.add_timings(turn_id, timings)
-        self._early.use(attempt_id)
+        self._early.use(attempt[0])
 
     async def publish_command(
         self, turn_id: str, number: int, command: str, timings: dict[str, object]

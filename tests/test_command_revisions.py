@@ -38,9 +38,14 @@ class Recorder:
         self.published.set()
 
     async def use_command_attempt(
-        self, turn_id: str, number: int, attempt_id: str, timings: dict[str, object]
+        self,
+        turn_id: str,
+        number: int,
+        attempt: tuple[str, str],
+        text: str,
+        timings: dict[str, object],
     ) -> None:
-        self.log.append(("use", attempt_id, str(timings.get("end_of_speech_rule"))))
+        self.log.append(("use", attempt[0], str(timings.get("end_of_speech_rule"))))
         self.published.set()
 
     def start_early_reply(self, turn_id: str, attempt_id: str, text: str) -> None:
