@@ -3,8 +3,9 @@
 The iOS client of the design document sends every partial result of its recogniser as a
 plain ``voice_command`` (a growing text every ~250 ms), then the final text once more.
 Here that pattern runs against ``voice-agent up`` with an OpenAI-compatible stand-in on
-loopback whose first token comes 400 ms after the request (a typical cloud model), one
-question per connection, in three ways:
+loopback whose first token comes 400 ms after the request (``model_400ms``, a typical
+cloud model; ``--agents offline`` adds the built-in news agent), one question per
+connection, in three ways:
 
 * ``plain``: the client as it is (no ``is_final``; the gateway's revision detection);
 * ``interim``: the same partials with ``is_final: false``, the final with ``is_final: true``;
@@ -18,6 +19,7 @@ to their end per question, and the replies started early (started/used/discarded
 the gateway's metrics).
 
     python -m bench.device_transcripts [--rounds 1] [--ways plain,interim,revisions_off]
+        [--agents model_400ms,offline]
 """
 
 from __future__ import annotations
@@ -125,9 +127,9 @@ def _outcome(events: list[tuple[float, dict]], sent_at: float, changed_at: float
     }
 
 
-async def measure(ws_url: str, standin: StandIn, way: str, rounds: int) -> dict[str, object]:
+async def measure(ws_url: str, standin: StandIn | None, way: str, rounds: int) -> dict[str, object]:
     before = _early_replies(ws_url)
-    calls, completed = len(standin.chat.requests), standin.chat.completed
+    calls, completed = (len(standin.chat.requests), standin.chat.completed) if standin else (0, 0)
     items = []
     for _ in range(rounds):
         for text in QUESTIONS:
@@ -139,7 +141,7 @@ async def measure(ws_url: str, standin: StandIn, way: str, rounds: int) -> dict[
     rules: dict[str, int] = {}
     for item in items:
         rules[str(item["rule"])] = rules.get(str(item["rule"]), 0) + 1
-    return {
+    report: dict[str, object] = {
         "questions": questions,
         "first_audio_after_last_transcript_ms": _summary(last) if last else None,
         "first_audio_after_last_change_ms": _summary(change) if change else None,
@@ -147,34 +149,36 @@ async def measure(ws_url: str, standin: StandIn, way: str, rounds: int) -> dict[
         "turns_cut": sum(int(i["cut"]) for i in items),
         "abandoned_audio_chunks": sum(int(i["abandoned_chunks"]) for i in items),
         "errors": [code for i in items for code in i["errors"]],  # type: ignore[attr-defined]
-        "model_calls_per_question": round((len(standin.chat.requests) - calls) / questions, 2),
-        "model_calls_completed_per_question": round(
-            (standin.chat.completed - completed) / questions, 2
-        ),
         "preemptive_replies": {k: after[k] - before[k] for k in after},
         "end_of_speech_rules": rules,
     }
+    if standin is not None:  # the model's calls: started, and streamed to their end
+        report["model_calls_per_question"] = round(
+            (len(standin.chat.requests) - calls) / questions, 2
+        )
+        report["model_calls_completed_per_question"] = round(
+            (standin.chat.completed - completed) / questions, 2
+        )
+    return report
 
 
-async def run(ways: list[str], rounds: int) -> dict[str, object]:
-    out: dict[str, object] = {
-        "rounds": rounds,
-        "partial_every_ms": int(PARTIAL_EVERY_S * 1000),
-        "model_first_token_ms": 400,
-    }
+async def run(ways: list[str], rounds: int, agents: list[str]) -> dict[str, object]:
+    out: dict[str, object] = {"rounds": rounds, "partial_every_ms": int(PARTIAL_EVERY_S * 1000)}
     with running_standin(StandIn(), free_port()) as standin:
         standin.chat = ChatScript(reply=REPLY, first_token_delay=0.4, chunk_delay=0.02)
-        settings = {
-            "LLM_PROVIDER": "openai",
-            "LLM_BASE_URL": standin.base_url,
-            "LLM_API_KEY": standin.api_key,
-            "LOG_LEVEL": "WARNING",
-        }
-        with running_system(**settings) as (ws_url, _pid):
-            async with VoiceClient.connect(ws_url) as client:
-                await client.ask("top headlines")  # warm the engines
-            for way in ways:
-                out[way] = await measure(ws_url, standin, way, rounds)
+        for agent in agents:
+            settings = {"LOG_LEVEL": "WARNING"}
+            if agent == "model_400ms":
+                settings |= {
+                    "LLM_PROVIDER": "openai",
+                    "LLM_BASE_URL": standin.base_url,
+                    "LLM_API_KEY": standin.api_key,
+                }
+            with running_system(**settings) as (ws_url, _pid):
+                async with VoiceClient.connect(ws_url) as client:
+                    await client.ask("top headlines")  # warm the engines and the feeds
+                model = standin if agent == "model_400ms" else None
+                out[agent] = {way: await measure(ws_url, model, way, rounds) for way in ways}
     out["machine"] = {"cpus": os.cpu_count(), "load_1m": round(os.getloadavg()[0], 2)}
     return out
 
@@ -183,8 +187,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--ways", default="plain,interim,revisions_off")
+    parser.add_argument("--agents", default="model_400ms", help="model_400ms,offline")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.ways.split(","), args.rounds)), indent=2))
+    result = asyncio.run(run(args.ways.split(","), args.rounds, args.agents.split(",")))
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
