@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 INTERIM_TIMEOUT_MS = 3000  # interims with no final after them: the last one is taken
 GAP_FACTOR = 1.5  # after a complete request, wait this many of the client's report gaps
 FREE_REVISIONS = 200  # per utterance; beyond, each transcript counts against the rate limit
+LATE_FINAL_S = 1.5  # a final after its interims timed out: the same words this late are no news
+CLOSE_WAIT_S = 5.0
 
 # words for comparing transcripts: case, punctuation and spacing do not matter; each
 # Chinese or Japanese character is a word (those texts have no spaces)
@@ -158,7 +160,7 @@ class CommandRevisions:
             return "revision", pending  # not ended yet: soon enough
         plain = is_final is None and self._window > 0
         if last is not None and (plain or (is_final is True and last.timed_out)):
-            if last.words == words and now - last.heard_at <= max(self._window, 1.5):
+            if last.words == words and now - last.heard_at <= max(self._window, LATE_FINAL_S):
                 return "repeat", last
             if plain and now - last.heard_at <= self._window and self._revises(last, words):
                 return "after_end", last
@@ -331,8 +333,8 @@ class CommandRevisions:
     async def close(self) -> None:
         """The connection ended. A plain command's request is whole: it is answered now
         (a resumed session finds the turn answered); interims without a final are not."""
-        for task in list(self._ending):
-            task.cancel()
+        if self._ending:  # a pause that just ended an utterance: let its reply start
+            await asyncio.wait(list(self._ending), timeout=CLOSE_WAIT_S)
         async with self._lock:
             utterance = self._pending
             if utterance is None:
