@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, WebSocket
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.auth import Authenticator, AuthError, bearer_token
 from gateway.relay import ReplyRelay
@@ -32,6 +32,11 @@ CLOSE_SERVICE_RESTART = 1012
 READY_WINDOW_MS = 10_000  # a heartbeat younger than this counts as a live worker
 
 
+def _served_by(app: FastAPI) -> dict[str, str]:
+    """Which process answered (``GATEWAY_PROCESSES``), as the WebSocket handshake says."""
+    return {"x-gateway-id": app.state.relay.gateway_id}
+
+
 def create_app(settings: Settings) -> FastAPI:
     """Build the gateway for ``settings``; Redis and the relay live as long as the app."""
 
@@ -46,15 +51,21 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.redis, app.state.relay, app.state.sessions = redis, relay, set()
         app.state.control = control
         app.state.store = SessionStore(
-            redis, settings.keys, settings.session_ttl_seconds, settings.resume_window_seconds
+            redis,
+            settings.keys,
+            settings.session_ttl_seconds,
+            settings.resume_window_seconds,
+            settings.resumes_per_minute,
         )
         app.state.draining = False
         app.state.all_closed = asyncio.Event()
         app.state.all_closed.set()
         log.info("gateway %s ready", relay.gateway_id)
+        metrics.GATEWAY_PROCESSES.set(1)
         try:
             yield
         finally:
+            metrics.GATEWAY_PROCESSES.set(0)
             await control.stop()
             await relay.stop()
             await redis.aclose()
@@ -69,13 +80,17 @@ def create_app(settings: Settings) -> FastAPI:
                 await app.state.redis.ping()
         except Exception:
             redis_ok = False
+        here = len(app.state.sessions)
+        processes, sessions = metrics.gateway_totals() or (1, here)
         body = {
             "status": "ok" if redis_ok else "degraded",
             "redis": "ok" if redis_ok else "unreachable",
-            "sessions": len(app.state.sessions),
-            "gateway": app.state.relay.gateway_id,  # which process (GATEWAY_PROCESSES > 1)
+            "sessions": sessions,  # on every process of GATEWAY_PROCESSES
+            "processes": processes,
+            "gateway": app.state.relay.gateway_id,  # the process that answered
+            "gateway_sessions": here,
         }
-        return JSONResponse(body)
+        return JSONResponse(body, headers=_served_by(app))
 
     @app.get("/ready")
     async def ready() -> JSONResponse:
@@ -96,7 +111,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        """Every gateway process's metrics, whichever answers (``shared.metrics``)."""
+        body = await asyncio.to_thread(metrics.exposition)  # reads files: off the loop
+        return Response(body, media_type=CONTENT_TYPE_LATEST, headers=_served_by(app))
 
     authenticator = Authenticator(settings)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from starlette.websockets import WebSocket
 
 from gateway.outbox import Outbox, OutboxOverflow, OutFrame
-from gateway.session_store import is_interruption, turn_number
+from gateway.session_store import Replay, is_interruption, turn_number
 from shared import metrics, protocol
 from shared.control import CancelRecord
 from shared.messages import ReplyEvent
@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 TURNS_REMEMBERED = 64  # per connection; beyond it the oldest are forgotten (down to half)
 CANCELLED_REMEMBERED = 256  # cancelled turns whose late events are still dropped
 TIMINGS_REMEMBERED = 64  # unfinished turns whose stage timings wait for their completion
-CLOSE_SLOW_READER = (1008, "client too slow to receive")
+# a slow reader may resume (its events wait in the reply stream): "try again later"
+CLOSE_SLOW_READER = (1013, "client too slow to receive")
 CLOSE_NOT_READING = (1008, "client does not read its events")
 
 
@@ -51,11 +52,11 @@ class _Reply:
 
 class ReplyDelivery:
     def __init__(
-        self, websocket: WebSocket, session_id: str, outbox_limit: int, control_limit: int
+        self, websocket: WebSocket, session_id: str, outbox_max_bytes: int, control_limit: int
     ) -> None:
         self.ws = websocket
         self.session_id = session_id
-        self.outbox = Outbox(outbox_limit, control_limit)
+        self.outbox = Outbox(outbox_max_bytes, control_limit)
         self.idle = asyncio.Event()  # no reply in progress
         self.idle.set()
         self.closed_reason: tuple[int, str] | None = None
@@ -194,6 +195,33 @@ class ReplyDelivery:
         """An event the client already had (before its resume position): keep the turn
         timings it carried, so a replayed ``streaming_complete`` is as first sent."""
         self._with_turn_timings(event)
+
+    def replay(self, replay: Replay, max_bytes: int) -> None:
+        """A resume: queue the events the client missed (``SessionStore.replay`` kept the
+        newest ``max_bytes`` of them: the replay must leave room in the outbox for live
+        events). If older ones were skipped, the client is told first, on the control
+        lane, by an ``error`` ``replay_truncated`` naming how many and where it starts."""
+        for event in replay.seen:
+            self.prime(event)  # their turn timings, as if they had been sent
+        if replay.skipped and replay.missed:
+            self._replay_truncated(replay.skipped, replay.missed[0][0], max_bytes)
+        for entry_id, event in replay.missed:
+            self.deliver(event, entry_id)
+
+    def _replay_truncated(self, count: int, first_id: str, limit: int) -> None:
+        message = (
+            f"{count} older events were not replayed: a replay is limited to the newest "
+            f"{limit} bytes (half of OUTBOX_MAX_BYTES); it starts at event {first_id}"
+        )
+        data = {
+            "code": protocol.REPLAY_TRUNCATED,
+            "message": message,
+            "session_id": self.session_id,
+            "skipped_events": count,
+            "replay_from": first_id,
+        }
+        self.control(protocol.server_frame("error", data))
+        metrics.ERRORS.labels(protocol.REPLAY_TRUNCATED).inc()
 
     def remember_cancelled(self, turn_ids: list[str]) -> None:
         """Turns cancelled on an earlier connection of the session (a resume): their

@@ -3,13 +3,16 @@
 Two lanes: control frames (errors, pongs) go out before any queued reply event, so an
 answer is never stuck behind seconds of audio; reply events keep their order (the order
 of the session's reply stream, which their ``event_id`` follows). A cancelled turn's
-queued events are dropped in one go. Both lanes are bounded: a client that does not read
-gets closed, it never makes the gateway hold more.
+queued events are dropped in one go. Both lanes are bounded: the reply lane in bytes
+(``OUTBOX_MAX_BYTES``: an audio chunk weighs a thousand partial transcripts, so a count
+of events bounds nothing), the control lane in frames; a client that does not read gets
+closed, it never makes the gateway hold more.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections import deque
 from dataclasses import dataclass
 
@@ -26,18 +29,30 @@ class OutFrame:
     event_id: str = ""  # reply-stream entry id ("" for control frames: not replayable)
 
 
+# what a queued frame costs besides its text: the frame object and its deque slot
+_FRAME_OVERHEAD = sys.getsizeof(OutFrame("")) + 8
+
+
+def frame_cost(text: str) -> int:
+    """Bytes a queued frame of ``text`` holds in memory (a non-ASCII text takes 2 or 4
+    bytes a character, which ``sys.getsizeof`` counts)."""
+    return sys.getsizeof(text) + _FRAME_OVERHEAD
+
+
 class OutboxOverflow(Exception):
     """The client reads too slowly: a lane is full."""
 
 
 class Outbox:
-    def __init__(self, limit: int, control_limit: int) -> None:
-        self._limit = limit
+    def __init__(self, max_bytes: int, control_limit: int) -> None:
+        self.max_bytes = max_bytes
         self._control_limit = control_limit
         self._control: deque[OutFrame] = deque()
         self._replies: deque[OutFrame] = deque()
         self._ready = asyncio.Event()
         self._closing = False
+        self.queued_bytes = 0  # both lanes
+        self.peak_bytes = 0  # the most ever queued at once
 
     def __len__(self) -> int:
         return len(self._control) + len(self._replies)
@@ -47,15 +62,23 @@ class Outbox:
         return len(self._control)
 
     def put(self, frame: OutFrame) -> None:
-        if len(self._replies) >= self._limit:
+        """Queue a reply event; ``OutboxOverflow`` past ``max_bytes`` (one event always
+        fits in an empty lane, so a reply sent as a single large chunk still goes out)."""
+        cost = frame_cost(frame.text)
+        if self._replies and self.queued_bytes + cost > self.max_bytes:
             raise OutboxOverflow
         self._replies.append(frame)
-        self._ready.set()
+        self._add(cost)
 
     def put_control(self, frame: OutFrame) -> None:
         if len(self._control) >= self._control_limit:
             raise OutboxOverflow
         self._control.append(frame)
+        self._add(frame_cost(frame.text))
+
+    def _add(self, cost: int) -> None:
+        self.queued_bytes += cost
+        self.peak_bytes = max(self.peak_bytes, self.queued_bytes)
         self._ready.set()
 
     def put_close(self, drop_control: bool = False) -> None:
@@ -68,12 +91,18 @@ class Outbox:
         self._replies.clear()
         if drop_control:
             self._control.clear()
+        self.queued_bytes = sum(frame_cost(frame.text) for frame in self._control)
         self._control.append(OutFrame("", event="close"))
         self._ready.set()
 
     def drop_turn(self, turn_id: str) -> int:
         """Forget the queued reply events of ``turn_id``; returns how many were dropped."""
-        kept = deque(frame for frame in self._replies if frame.turn_id != turn_id)
+        kept: deque[OutFrame] = deque()
+        for frame in self._replies:
+            if frame.turn_id != turn_id:
+                kept.append(frame)
+            else:
+                self.queued_bytes -= frame_cost(frame.text)
         dropped = len(self._replies) - len(kept)
         self._replies = kept
         return dropped
@@ -81,12 +110,18 @@ class Outbox:
     def clear(self) -> None:
         self._control.clear()
         self._replies.clear()
+        self.queued_bytes = 0
 
     async def get(self) -> OutFrame:
         while True:
             if self._control:
-                return self._control.popleft()
-            if self._replies:
-                return self._replies.popleft()
-            self._ready.clear()
-            await self._ready.wait()
+                frame = self._control.popleft()
+            elif self._replies:
+                frame = self._replies.popleft()
+            else:
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            if frame.event != "close":  # the close marker was never counted
+                self.queued_bytes -= frame_cost(frame.text)
+            return frame

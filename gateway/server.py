@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import socket
 from collections.abc import Iterator
 from types import FrameType
@@ -14,6 +16,8 @@ from shared.lifecycle import begin_shutdown
 from shared.redis_wait import retry_less
 from shared.service import freeze_long_lived
 from shared.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class _GracefulServer(uvicorn.Server):
@@ -45,6 +49,8 @@ class _GracefulServer(uvicorn.Server):
         """After start, the app's long-lived objects leave the collector's sight."""
         await super().startup(sockets)
         freeze_long_lived()
+        if sockets is not None and self.started:  # one of GATEWAY_PROCESSES
+            log.info("gateway process %d listening", os.getpid())
 
     async def shutdown(self, sockets: list | None = None) -> None:  # type: ignore[override]
         """Stop listening, drain the app's sessions (1012 + resume), then shut down."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import uuid
 from collections import deque
 
@@ -25,7 +26,7 @@ from gateway.early_reply import EarlyReplies
 from gateway.endpointing import SpeechOnset
 from gateway.rate_limit import SessionLimits
 from gateway.relay import ReplyRelay
-from gateway.session_store import Replay, ResumeRefused, SessionStore, turn_number
+from gateway.session_store import Replay, ResumeLimited, ResumeRefused, SessionStore, turn_number
 from gateway.utterance import EndOfSpeechPolicy, UtteranceTracker
 from shared import metrics, protocol
 from shared.control import ControlChannel
@@ -45,7 +46,6 @@ from shared.streams import StreamAppender, now_ms
 
 log = logging.getLogger(__name__)
 
-OUTBOX_LIMIT = 4096  # reply events waiting for the socket; beyond: close 1008
 CONTROL_LIMIT = 256  # errors/pongs waiting for the socket; beyond: close 1008
 HELD_LIMIT = 2000  # frames waiting for the current reply to end (barge-in off)
 CLOSE_GRACE_SECONDS = 10.0  # a closing socket's last frames get this long to go out
@@ -107,7 +107,11 @@ class VoiceSession:
         self._limits = SessionLimits(
             settings.audio_rate_limit, settings.audio_burst_seconds, settings.commands_per_minute
         )
-        self.delivery = ReplyDelivery(websocket, self.session_id, OUTBOX_LIMIT, CONTROL_LIMIT)
+        self.delivery = ReplyDelivery(
+            websocket, self.session_id, settings.outbox_max_bytes, CONTROL_LIMIT
+        )
+        self._turn_refused = False  # the last utterance was refused: say it once
+        self._keys_kept_at = -math.inf  # loop time the session's keys were last refreshed
         self.delivery.observe(self._hear_hypothesis)
         self.taken_over = False
         self._cancelled_before: list[str] = []  # turns cut on earlier connections (resume)
@@ -126,14 +130,18 @@ class VoiceSession:
             )
             await self.ws.close(code=1008, reason="resume refused")
             return
+        except ResumeLimited as exc:
+            metrics.RESUMES.labels("limited").inc()
+            await self.ws.send_text(
+                protocol.error_frame(protocol.RATE_LIMITED, str(exc), self.session_id)
+            )
+            await self.ws.close(code=1013, reason="too many resumes, retry later")
+            return
         resumed = bool(self.params.resuming)
         await self.ws.send_text(self._connected_frame(token, resumed, replay.live_from))
         sender = asyncio.create_task(self.delivery.send_loop(), name=f"ws-send-{self.session_id}")
         self.control.on_takeover(self.session_id, self.connection_id, self._taken_over)
-        for event in replay.seen:
-            self.delivery.prime(event)
-        for entry_id, event in replay.missed:
-            self.delivery.deliver(event, entry_id)  # already filtered by the cancel records
+        self.delivery.replay(replay, self._replay_bytes)  # filtered by the cancel records
         self.delivery.remember_cancelled(self._cancelled_before)  # live: drop their late events
         await self.relay.subscribe(self.session_id, self.delivery.deliver, replay.live_from)
         try:
@@ -182,9 +190,15 @@ class VoiceSession:
             params.last_turn_id,
             params.last_chunk_index,
             cancelled,
+            self._replay_bytes,
         )
         metrics.RESUMES.labels("ok").inc()
         return token, replay
+
+    @property
+    def _replay_bytes(self) -> int:
+        """A replay fills half the outbox at most: live events still fit behind it."""
+        return self.settings.outbox_max_bytes // 2
 
     def _connected_frame(self, token: str, resumed: bool, last_event_id: str) -> str:
         data = {
@@ -261,7 +275,20 @@ class VoiceSession:
         else:
             self.delivery.close(1000, "idle timeout")
 
+    async def _keep_keys(self) -> None:
+        """A client that stays connected without a turn pings: its session's keys live
+        on (refreshed at most every quarter of ``SESSION_TTL_SECONDS``)."""
+        now = asyncio.get_running_loop().time()
+        if now - self._keys_kept_at >= self.settings.session_ttl_seconds / 4:
+            self._keys_kept_at = now
+            try:
+                await self.store.keep(self.session_id)
+            except RedisError:  # the next turn or ping refreshes them; a ping is no request
+                log.debug("could not refresh the session's keys", exc_info=True)
+
     def _refuse(self, code: str, message: str) -> None:
+        if not code or (code == protocol.NO_SPEECH and self._turn_refused):
+            return  # refused again, or the end of an utterance refused: the client knows
         turn = self._speech.current.turn_id if self._speech.current else None
         self.delivery.send_error(code, message, turn)
 
@@ -282,6 +309,7 @@ class VoiceSession:
             event = AudioInput(pcm=pcm, is_final=False)
         metrics.count_event("in", _event_name(event, text is None))
         if isinstance(event, Ping):
+            await self._keep_keys()
             self.delivery.control(protocol.server_frame("pong", {"server_ms": now_ms()}))
         elif isinstance(event, Cancel):
             await self._on_cancel(event)
@@ -298,7 +326,7 @@ class VoiceSession:
             if counts and not self._limits.allow_command():
                 raise ProtocolError(
                     protocol.RATE_LIMITED,
-                    f"more than {self._limits.commands_per_minute} commands and cancels a "
+                    f"more than {self._limits.commands_per_minute} requests and cancels a "
                     "minute; this one was dropped",
                 )
         elif event.pcm and not self._limits.allow_audio(len(event.pcm) / _BYTES_PER_SECOND):
@@ -348,7 +376,7 @@ class VoiceSession:
         if not self._limits.allow_command():
             self.delivery.send_error(
                 protocol.RATE_LIMITED,
-                f"more than {self._limits.commands_per_minute} commands and cancels a minute; "
+                f"more than {self._limits.commands_per_minute} requests and cancels a minute; "
                 "this cancel was dropped",
             )
             return
@@ -410,6 +438,7 @@ class VoiceSession:
     # --- requests --------------------------------------------------------------------
 
     def _next_turn(self) -> tuple[str, int]:
+        self._turn_refused = False  # a turn opens: a later refused utterance is told again
         self._turns += 1
         return f"t{self._turns}", self._turns
 
@@ -474,6 +503,13 @@ class VoiceSession:
     # --- the utterance state machine's I/O (gateway.utterance.UtteranceIO) -------------
 
     async def open_utterance(self, first: InputChunk | None) -> tuple[str, str]:
+        if not self._limits.allow_command():  # a spoken turn counts as a request
+            told, self._turn_refused = self._turn_refused, True
+            raise ProtocolError(
+                "" if told else protocol.RATE_LIMITED,
+                f"more than {self._limits.commands_per_minute} requests and cancels a minute; "
+                "this utterance was not heard",
+            )
         turn_id, number = self._next_turn()
         job = AsrJob(
             self.session_id,
@@ -526,6 +562,7 @@ class VoiceSession:
         self._early.use(attempt_id)
 
     def drop_early_reply(self, attempt_id: str) -> None:
+        self._limits.charge_discarded_reply()  # its model calls were one request more
         self._early.drop(attempt_id)
 
     def _hear_hypothesis(self, event: ReplyEvent) -> None:

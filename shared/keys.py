@@ -35,7 +35,10 @@ job is acknowledged):
   ``chunks`` (next ``chunk_index``), ``after`` (input entry id of the last sentence fully
   sent), ``audio_ms``, ``first_chunk_ms``.
 
-Per-session keys (TTL ``SESSION_TTL_SECONDS`` refreshed on each write):
+Per-session keys (``Keys.session_keys``; TTL ``SESSION_TTL_SECONDS`` refreshed on each
+write, and all of them by a connected client's ``ping``; when the client disconnects all
+of them get ``RESUME_WINDOW_SECONDS``, and a resume gives all of them
+``SESSION_TTL_SECONDS`` again, ``gateway.session_store``):
 
 * ``{p}:reply:{session}`` stream, no group -- ``ReplyEvent``: everything the client should
   see, in order, from every stage. The gateway XREADs it from the last id it relayed.
@@ -50,10 +53,13 @@ Per-session keys (TTL ``SESSION_TTL_SECONDS`` refreshed on each write):
   (for "more about the first story", "next", "repeat").
 * ``{p}:lang:{session}`` string -- the language detected from the session's first request
   that told one (``shared.languages``), for sessions that did not say ``?lang=``; set once
-  (NX) by the LLM stage.
+  (NX) by the LLM stage, its TTL refreshed with the session record's at every turn, so it
+  lives as long as the session.
 * ``{p}:session:{session}`` hash -- the resume record: hashed resume token, user id,
   reply options, turn counter. Its TTL shrinks to ``RESUME_WINDOW_SECONDS`` when the
   client disconnects; with it expire the reply stream, history and news state.
+* ``{p}:resumes:{session}`` string -- resumes of the session in the current minute
+  (``RESUMES_PER_MINUTE``); TTL 60 s from the first, not a session key (it expires alone).
 * ``{p}:cancelled:{session}`` hash -- turn id -> msgpack record of a reply the client
   cancelled (chunks and sentences delivered), for workers that start late, for replay
   and for the history (which keeps only what was heard).
@@ -233,6 +239,9 @@ class Keys:
 
     def cancelled(self, session_id: str) -> str:
         return f"{self._scope(session_id)}:cancelled:{session_id}"
+
+    def resumes(self, session_id: str) -> str:
+        return f"{self._scope(session_id)}:resumes:{session_id}"
 
     def session_keys(self, session_id: str) -> tuple[str, ...]:
         """Keys that live and expire with the session (resume window)."""

@@ -19,21 +19,45 @@ from contextvars import ContextVar
 
 # credentials that may ride in a URL (uvicorn logs the WebSocket request line)
 _SECRET_PARAMS = re.compile(r"((?:^|[?&\s])(?:token|resume_token|api_key)=)[^&\s\"']+")
+# ``user:password@`` of any URL (REDIS_URL, a proxy or feed URL inside an error message)
+_URL_CREDENTIALS = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s\"'@]*(?:@[^/\s\"'@]*)*@")
+# values of secret settings (API keys, AUTH_SECRET, a Redis password), wherever they appear
+_hidden: set[str] = set()
+_SHORTEST_HIDDEN = 4  # masking shorter values would garble every line that contains them
+
+
+def hide_values(*values: str | None) -> None:
+    """Mask these exact strings in every log line and error this process reports."""
+    _hidden.update(v for v in values if v and len(v) >= _SHORTEST_HIDDEN)
+
+
+def redact_url(url: str) -> str:
+    """``redis://user:pw@host:6379/0`` -> ``redis://***@host:6379/0``."""
+    return _URL_CREDENTIALS.sub(r"\1***@", url)
 
 
 def redact(text: str) -> str:
-    """Hide credential values in URLs: ``?token=abc`` -> ``?token=***``."""
-    return _SECRET_PARAMS.sub(r"\1***", text)
+    """Hide credentials: ``?token=abc`` -> ``?token=***``, ``//user:pw@`` -> ``//***@``, and
+    every value given to ``hide_values``."""
+    text = redact_url(_SECRET_PARAMS.sub(r"\1***", text))
+    for value in _hidden:
+        text = text.replace(value, "***")
+    return text
 
 
 class RedactingFilter(logging.Filter):
-    """Scrubs credentials from every record before any handler formats it."""
+    """Scrubs credentials from every record (its message and any traceback) before a
+    handler formats it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
         return True
 
 
@@ -54,8 +78,8 @@ class JsonFormatter(logging.Formatter):
             entry["session_id"] = session
         if (turn := turn_id_var.get()) is not None:
             entry["turn_id"] = turn
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+        if record.exc_text or record.exc_info:  # the filter has redacted exc_text
+            entry["exc"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
 
 

@@ -2,20 +2,40 @@
 
 Latency buckets are tuned for voice: tens of milliseconds to seconds. The gateway serves
 ``/metrics``; a worker running on its own serves them on ``METRICS_PORT``; the all-in-one
-process exposes everything through the gateway (one registry per process).
+process exposes everything through the gateway. Several gateway processes
+(``GATEWAY_PROCESSES``) use prometheus-client's multiprocess mode: each writes its values
+to files in ``PROMETHEUS_MULTIPROC_DIR`` (set by their supervisor before this module is
+imported) and whichever process answers ``/metrics`` reads them all. Counters and
+histograms then add up over every process that ran; a gauge says how it combines
+(``multiprocess_mode``; ``live...``: processes still running).
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
 
 VOICE_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10)
 
 # --- gateway ---------------------------------------------------------------------------
-SESSIONS_OPEN = Gauge("vna_sessions_open", "WebSocket sessions open on this gateway")
+SESSIONS_OPEN = Gauge(
+    "vna_sessions_open", "WebSocket sessions open on this gateway", multiprocess_mode="livesum"
+)
+GATEWAY_PROCESSES = Gauge(
+    "vna_gateway_processes", "gateway processes serving this port", multiprocess_mode="livesum"
+)
 EVENTS = Counter(
     "vna_ws_events_total", "WebSocket events by direction and type", ["direction", "event"]
 )
@@ -58,8 +78,18 @@ JOB_SECONDS = Histogram(
 )
 RECLAIMS = Counter("vna_reclaims_total", "jobs taken over from a dead worker", ["stage"])
 DEAD_LETTERS = Counter("vna_dead_letters_total", "jobs moved to the dead-letter stream", ["stage"])
-QUEUE_PENDING = Gauge("vna_queue_pending", "entries delivered but not acknowledged", ["stage"])
-QUEUE_LAG = Gauge("vna_queue_lag", "entries not yet delivered to any consumer", ["stage"])
+QUEUE_PENDING = Gauge(
+    "vna_queue_pending",
+    "entries delivered but not acknowledged",
+    ["stage"],
+    multiprocess_mode="livemostrecent",
+)
+QUEUE_LAG = Gauge(
+    "vna_queue_lag",
+    "entries not yet delivered to any consumer",
+    ["stage"],
+    multiprocess_mode="livemostrecent",
+)
 CANCELS = Counter(
     "vna_cancels_total", "replies stopped early, by reason (cancel, barge_in)", ["reason"]
 )
@@ -93,6 +123,32 @@ def count_event(direction: str, event: str) -> None:
 def observe_ms(histogram_child: object, milliseconds: float) -> None:
     """Observe a duration given in ms (the unit of protocol timings) in seconds."""
     histogram_child.observe(max(0.0, milliseconds) / 1000.0)  # type: ignore[attr-defined]
+
+
+def _registry() -> CollectorRegistry:
+    """This process's metrics, or (multiprocess mode) every process's."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    return registry
+
+
+def exposition() -> bytes:
+    """The ``/metrics`` page: the text format, over all processes in multiprocess mode."""
+    return generate_latest(_registry())
+
+
+def gateway_totals() -> tuple[int, int] | None:
+    """(gateway processes running, sessions open on them) over all processes; None when
+    this is the only one (it knows its own)."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    totals = {"vna_gateway_processes": 0.0, "vna_sessions_open": 0.0}
+    for metric in _registry().collect():
+        if metric.name in totals:
+            totals[metric.name] = sum(sample.value for sample in metric.samples)
+    return int(totals["vna_gateway_processes"]), int(totals["vna_sessions_open"])
 
 
 def serve_metrics(port: int) -> None:

@@ -40,6 +40,7 @@ UNAUTHORIZED = "unauthorized"
 RATE_LIMITED = "rate_limited"
 BUSY = "busy"
 UNKNOWN_TURN = "unknown_turn"
+REPLAY_TRUNCATED = "replay_truncated"  # a resume replayed only the newest events
 
 
 class ProtocolError(Exception):

@@ -9,15 +9,17 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from collections.abc import Iterator
 from functools import cached_property
 from typing import Literal, NoReturn
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.keys import Keys
 from shared.languages import SUPPORTED, canonical_language
+from shared.logs import hide_values, redact, redact_url
 
 # The engines each stage can run, by setting value. The provider registries
 # (asr_worker/llm_worker/tts_worker ``providers.PROVIDERS``) implement exactly these; a
@@ -105,7 +107,19 @@ class Settings(BaseSettings):
     audio_burst_seconds: float = Field(
         default=40.0, gt=0, description="audio a client may send at once (a whole recording)"
     )
-    commands_per_minute: int = Field(default=60, ge=0, description="0 = unlimited")
+    commands_per_minute: int = Field(
+        default=60,
+        ge=0,
+        description="typed and spoken requests, discarded early replies, cancels; 0 = unlimited",
+    )
+    resumes_per_minute: int = Field(
+        default=10, ge=0, description="resumes of one session a minute; 0 = unlimited"
+    )
+    outbox_max_bytes: int = Field(
+        default=2 * 1024 * 1024,
+        ge=64 * 1024,
+        description="reply events queued for one socket; a resume replays at most half",
+    )
 
     # --- access ---
     api_keys: SecretStr | None = Field(
@@ -212,6 +226,11 @@ class Settings(BaseSettings):
             raise ValueError(f"choose one of {', '.join(LOG_LEVELS)}")
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_parses(cls, value: str | None) -> str | None:
+        return None if value is None else _check_redis_url(value)
+
     @field_validator("tts_fallback")
     @classmethod
     def _known_tts_engines(cls, value: str) -> str:
@@ -269,6 +288,11 @@ class Settings(BaseSettings):
             )
         return self
 
+    def __repr_args__(self) -> Iterator[tuple[str | None, object]]:
+        """``repr(settings)`` shows no URL credentials (secrets are ``SecretStr`` already)."""
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if isinstance(value, str) else value
+
     @property
     def cluster(self) -> bool:
         """Talking to a Redis Cluster: hash-tagged keys, partitioned work streams."""
@@ -313,12 +337,81 @@ def _cluster_transactions() -> bool:
     return hasattr(cluster, "TransactionStrategy")
 
 
+def _check_redis_url(url: str) -> str:
+    """What the Redis clients would refuse later, each service on its own, refused now."""
+    from redis.connection import parse_url
+
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError("the port must be a number from 1 to 65535, as in redis://host:6379/0")
+    database = parts.path.strip("/")
+    if parts.scheme == "unix" and not parts.path:
+        raise ValueError("a unix:// URL needs the socket's path, as in unix:///run/redis.sock")
+    if parts.scheme != "unix" and database and not database.isdigit():
+        raise ValueError("the database after the host must be a number, as in redis://host:6379/0")
+    try:
+        parse_url(url.replace("+cluster://", "://", 1))
+    except ValueError as exc:  # a bad query argument (?socket_timeout=...)
+        raise ValueError(
+            f"{redact(str(exc)).rstrip('.')}; use redis://host:6379/0?name=value"
+        ) from None
+    return url
+
+
 def _has(secret: SecretStr | None) -> bool:
     return secret is not None and bool(secret.get_secret_value().strip())
 
 
 class SettingsError(ValueError):
     """Invalid configuration; the message names each bad variable (never a secret's value)."""
+
+
+# settings whose values are never shown, whatever their type (SecretStr ones are already)
+_SECRET_NAME = ("_KEY", "_KEYS", "SECRET", "TOKEN", "PASSWORD")
+
+
+def _is_secret(name: str) -> bool:
+    field = Settings.model_fields.get(name)
+    typed = field is not None and "SecretStr" in str(field.annotation)
+    return typed or name.upper().endswith(_SECRET_NAME)
+
+
+def _hide_secrets(found: Settings | dict[str, object], errors: list | None = None) -> None:
+    """Mask the values of secret settings (and a Redis password) in whatever this process
+    reports from now on: log lines, errors, a debug traceback. ``found``: the settings, or
+    (when they failed) the overrides, read along with the environment."""
+    values: list[object] = [e.get("input") for e in errors or () if _error_is_secret(e)]
+    urls: list[object] = []
+    if isinstance(found, Settings):
+        values += [getattr(found, name) for name in Settings.model_fields if _is_secret(name)]
+        urls.append(found.redis_url)
+    else:
+        for name in Settings.model_fields:
+            if _is_secret(name):
+                values += [os.environ.get(name.upper()), found.get(name)]
+        urls += [os.environ.get("REDIS_URL"), found.get("redis_url")]
+    values += [p for url in urls if isinstance(url, str) for p in _url_passwords(url)]
+    texts = [v.get_secret_value() if isinstance(v, SecretStr) else v for v in values]
+    secrets = [t for t in texts if isinstance(t, str)]
+    # a list of keys (API_KEYS) shows one at a time; a password may be %-encoded in a URL
+    hide_values(*secrets, *(p.strip() for t in secrets for p in t.split(",")))
+
+
+def _error_is_secret(error: dict) -> bool:
+    return bool(error["loc"]) and _is_secret(str(error["loc"][0]))
+
+
+def _url_passwords(url: str) -> list[str]:
+    """A URL's password as written and as the client decodes it (``%40`` -> ``@``)."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return []
+    return [password, unquote(password)] if password else []
 
 
 # what a value that failed its pattern should look like, in words
@@ -340,21 +433,24 @@ def _describe(error: dict) -> str:
     if not error["loc"]:  # a check across settings: its message names them
         return message
     name = "_".join(str(part) for part in error["loc"][:1]).upper()
-    field = Settings.model_fields.get(str(error["loc"][0]))
-    secret = field is not None and "SecretStr" in str(field.annotation)
     value = error.get("input")
-    if secret or not isinstance(value, str | int | float):
+    if _error_is_secret(error) or not isinstance(value, str | int | float):
         return f"{name}: {message}"
-    return f"{name}={value!r}: {message[:1].lower()}{message[1:]}"
+    shown = redact_url(value) if isinstance(value, str) else value
+    return f"{name}={shown!r}: {message[:1].lower()}{message[1:]}"
 
 
 def load_settings(**overrides: object) -> Settings:
     """Build the settings from the environment (and explicit overrides, for tests)."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        problems = "; ".join(_describe(error) for error in exc.errors())  # type: ignore[arg-type]
-        raise SettingsError(f"invalid configuration: {problems}") from exc
+        errors = exc.errors()
+        _hide_secrets(overrides, errors)  # type: ignore[arg-type]
+        problems = "; ".join(_describe(error) for error in errors)  # type: ignore[arg-type]
+        raise SettingsError(redact(f"invalid configuration: {problems}")) from exc
+    _hide_secrets(settings)
+    return settings
 
 
 def settings_or_exit(program: str, **overrides: object) -> Settings:
@@ -389,6 +485,6 @@ def exit_with(
 ) -> NoReturn:
     """Print ``program: message`` as one line on stderr and exit with ``code``."""
     if debug_exc is not None and os.environ.get("LOG_LEVEL", "").strip().upper() == "DEBUG":
-        traceback.print_exception(debug_exc)
-    print(f"{program}: {message}", file=sys.stderr)
+        print(redact("".join(traceback.format_exception(debug_exc))), end="", file=sys.stderr)
+    print(f"{program}: {redact(message)}", file=sys.stderr)
     raise SystemExit(code)

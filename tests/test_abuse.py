@@ -21,6 +21,9 @@ from voice_agent.client import VoiceClient
 PREFIX = "abuse"
 RESUME_WINDOW = 120
 NOT_READING = "does not read its events"
+# polls of another process's state (its /health, its log): a hang guard of about 40 s,
+# well inside the suite's 120 s timeout so a failure says what never happened
+POLLS, POLL_S = 800, 0.05
 
 
 @pytest.fixture(scope="module")
@@ -51,19 +54,19 @@ def resume_record(key: str) -> bool:
 async def no_sessions_open(system: System) -> None:
     """Wait until the gateway has let go of every socket (its handlers have finished)."""
     async with httpx.AsyncClient() as http:
-        for _poll in range(6000):  # a hang guard, not a speed goal
+        for _poll in range(POLLS):  # a hang guard, not a speed goal
             if not (await http.get(f"{system.http_url}/health", timeout=10)).json()["sessions"]:
                 return
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(POLL_S)
     raise AssertionError("the gateway still holds sessions")
 
 
 async def log_says(system: System, text: str, after: int) -> None:
     """Wait for a line of the system's log written after byte ``after`` to hold ``text``."""
-    for _poll in range(6000):  # a hang guard, not a speed goal
+    for _poll in range(POLLS):  # a hang guard, not a speed goal
         if text in system.log_path.read_bytes()[after:].decode(errors="replace"):
             return
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(POLL_S)
     raise AssertionError(f"the log never said {text!r}")
 
 

@@ -26,6 +26,7 @@ NOT_SETTINGS = {
     "VNA_REQUIRE_BROWSER",  # CI: the browser test must run
     "VNA_REQUIRE_CLUSTER",  # CI: the Redis Cluster tests must run
     "DEBIAN_FRONTEND",
+    "PROMETHEUS_MULTIPROC_DIR",  # prometheus-client: several gateway processes' metrics
     "ASR_PROVIDERS",  # the choices, constants in shared/settings.py
     "LLM_PROVIDERS",
     "TTS_PROVIDERS",
@@ -123,6 +124,6 @@ def test_docs_name_only_real_settings_with_their_defaults(path: Path) -> None:
         if name not in FIELDS or not re.fullmatch(r"[\d.]+|true|false", words[0]):
             continue  # prose in parentheses, not a value
         value = words[0]
-        if len(words) > 1 and words[1] == "KiB":
-            value = str(int(float(value) * 1024))
+        if len(words) > 1 and words[1] in ("KiB", "MiB"):
+            value = str(int(float(value) * 1024 ** (1 + (words[1] == "MiB"))))
         assert same_default(name, value), (path.name, name, written, default_text(name))

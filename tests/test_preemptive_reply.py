@@ -128,7 +128,12 @@ async def test_speaking_on_after_a_complete_request_leaves_no_trace(system) -> N
     assert remembered == 1  # the dropped reply is not in the conversation memory
 
 
-async def test_a_client_gone_at_the_end_of_speech_still_gets_its_turn_answered(system) -> None:
+async def test_a_client_gone_at_the_end_of_speech_gets_the_early_reply(system) -> None:
+    """The connection ends with the early reply still waiting for the final transcript:
+    the transcript decides it without the client, and the reply a resume would replay is
+    the early one, copied from the held stream (the recogniser, told of it, starts no
+    other)."""
+    before = await _early_replies(system.http_url)
     async with VoiceClient.connect(system.ws_url) as client:
         talk = _Talk(client)
         await talk.send(speech_16k(REQUEST, 300, 0))
@@ -138,18 +143,25 @@ async def test_a_client_gone_at_the_end_of_speech_still_gets_its_turn_answered(s
         talk.reader.cancel()
     redis = aioredis.Redis.from_url(system.redis_url)
     try:
-        last = "0-0"
         events: list[ReplyEvent] = []
-        while not any(e.event == "streaming_complete" for e in events):  # what resume replays
+        last = "0-0"
+        for _wait in range(60):  # a hang guard: a turn never answered fails, not hangs
             answer = await redis.xread({Keys().reply(session_id): last}, block=1000)
             for _key, entries in answer or []:
                 for entry_id, fields in entries:
                     last = entry_id
                     if isinstance(event := decode(fields), ReplyEvent):
                         events.append(event)
+            if any(e.event == "streaming_complete" for e in events):  # what resume replays
+                break
+        held = [decode(f) for _, f in await redis.xrange(Keys().held_reply(session_id))]
     finally:
         await redis.aclose()
+    early_chunks = [e for e in held if e.turn_id == "t1.p1" and e.event == "tts_chunk"]
+    after = await _early_replies(system.http_url)
+    assert (after["started"] - before["started"], after["used"] - before["used"]) == (1, 1)
     assert {e.turn_id for e in events} == {"t1"}
     assert len([e for e in events if e.event == "agent_response" and e.data["is_final"]]) == 1
     chunks = [e.data["chunk_index"] for e in events if e.event == "tts_chunk"]
-    assert chunks == list(range(len(chunks))) and chunks
+    assert chunks == list(range(len(chunks))) and len(chunks) == len(early_chunks)
+    assert events[-1].event == "streaming_complete"

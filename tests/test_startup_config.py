@@ -24,6 +24,7 @@ ENTRY_POINTS = {
     "python -m llm_worker": ["-m", "llm_worker"],
     "python -m tts_worker": ["-m", "tts_worker"],
 }
+SECRET = "Sup3rSecretPw"
 # each bad setting -> words the one line must carry (the setting, and what would be right)
 MISTAKES = {
     "LLM_PROVIDER=gpt": ["LLM_PROVIDER='gpt'", "'news', 'openai' or 'echo'"],
@@ -46,10 +47,10 @@ MISTAKES = {
 }
 
 
-def run(entry: str, setting: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def run(entry: str, setting: str, tmp_path: Path, **more: str) -> subprocess.CompletedProcess[str]:
     name, _, value = setting.partition("=")
     env = {k: v for k, v in os.environ.items() if not k.endswith(("_KEY", "_KEYS", "_URL"))}
-    env.update({"PYTHONPATH": str(ROOT), name: value})
+    env.update({"PYTHONPATH": str(ROOT), name: value, **more})
     return subprocess.run(
         [sys.executable, *ENTRY_POINTS[entry]],
         cwd=tmp_path,  # no .env file around
@@ -75,6 +76,42 @@ def test_voice_agent_up_names_the_bad_setting(setting: str, tmp_path: Path) -> N
     assert_one_clear_line(
         run("voice-agent up", setting, tmp_path), "voice-agent up", MISTAKES[setting]
     )
+
+
+@pytest.mark.parametrize(
+    ("setting", "words"),
+    [
+        (
+            f"REDIS_URL=redsi://:{SECRET}@127.0.0.1:6379/0",
+            ["REDIS_URL='redsi://***@127.0.0.1:6379/0'", "use redis://host:6379/0"],
+        ),
+        (  # the clients would refuse it later, each service on its own
+            f"REDIS_URL=redis://:{SECRET}@127.0.0.1:notaport/0",
+            ["REDIS_URL='redis://***@127.0.0.1:notaport/0'", "port must be a number"],
+        ),
+    ],
+)
+def test_a_bad_redis_url_is_one_line_without_its_password(
+    setting: str, words: list[str], tmp_path: Path
+) -> None:
+    result = run("voice-agent up", setting, tmp_path)
+    assert_one_clear_line(result, "voice-agent up", words)
+    assert SECRET not in result.stderr
+
+
+def test_the_debug_traceback_shows_no_secret(tmp_path: Path) -> None:
+    """pydantic's error lists the inputs of a check across settings: keys included."""
+    result = run(
+        "voice-agent up",
+        "REDIS_CLUSTER=true",  # refused with a unix:// URL, by that check
+        tmp_path,
+        REDIS_URL=f"unix://:{SECRET}@/tmp/redis.sock",
+        LLM_API_KEY=f"sk-{SECRET}",
+        LOG_LEVEL="debug",
+    )
+    assert result.returncode == 2 and "Traceback" in result.stderr, result.stderr
+    assert "REDIS_CLUSTER=true needs a redis:// URL" in result.stderr.splitlines()[-1]
+    assert SECRET not in result.stderr
 
 
 @pytest.mark.parametrize("entry", [e for e in ENTRY_POINTS if e != "voice-agent up"])

@@ -21,6 +21,7 @@ const SENTENCES = {
   resume_failed: "The earlier conversation could not be continued; a new one has started.",
   unauthorized: "This page needs an access key: open it with ?token=… in the address.",
   stage_failed: "The agent could not answer this time. Please try again.",
+  replay_truncated: "You were away for a while: only the latest part of the conversation was sent again.",
 };
 
 const STAGE_REASONS = {
