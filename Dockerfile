@@ -24,6 +24,9 @@ WORKDIR /src
 COPY pyproject.toml ./
 RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; print('\n'.join(deps))" > requirements.txt \
     && pip install --no-compile -r requirements.txt
+# Optional extras' packages too, e.g. `--build-arg EXTRAS=tracing` (docs/tracing.md).
+ARG EXTRAS=""
+RUN test -z "$EXTRAS" || { python -c "import sys, tomllib; extras = tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']; print('\n'.join(d for name in sys.argv[1].split(',') for d in extras[name.strip()]))" "$EXTRAS" > extras.txt && pip install --no-compile -r extras.txt; }
 
 # Then the code: the whole context as .dockerignore filters it (tests, docs, bench and
 # venvs stay out), so a new package needs no edit here; pyproject.toml picks what ships.

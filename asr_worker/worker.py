@@ -77,6 +77,8 @@ async def _transcribe(
             data = {"text": partial, "is_final": False, "complete": _complete(stream, partial)}
             event = ReplyEvent("partial_transcription", job.session_id, job.turn_id, data)
             await checkpoint.commit([_to_client(settings, event)], heard=chunk.seq)
+            if ctx.trace is not None:
+                ctx.trace.first_output("partial")
 
     heard_through = 0
     if first is not None:
@@ -168,12 +170,20 @@ def make_asr_handler(
             outputs = [_to_client(settings, final)]
         else:
             llm_job = LlmJob(
-                job.session_id, job.turn_id, text, "speech", speech_end_ms, dict(job.options)
+                job.session_id,
+                job.turn_id,
+                text,
+                "speech",
+                speech_end_ms,
+                dict(job.options),
+                ctx.trace_for(job),
             )
             llm_jobs = keys.jobs_for("llm", job.session_id)
             job_stream = Append(llm_jobs, llm_job, maxlen=settings.jobs_maxlen)
             outputs = [_to_client(settings, final), job_stream]
         await checkpoint.commit(outputs, done=1)
+        if ctx.trace is not None:
+            ctx.trace.first_output("final")  # no partial came before it
 
     return handle
 

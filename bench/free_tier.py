@@ -5,7 +5,13 @@ It reads ``render.free.yaml`` (the web service's ``dockerCommand`` and its plain
 runs that command from the image with Podman (``--cpus=0.1 --memory=512m``, host network,
 loopback), pointed at a Redis (``VNA_REDIS_URL``: the stand-in store that
 ``shared/containers/run.sh`` starts; a prefix of its own keeps the stack's workers out),
-with the repository's fixture feeds served on loopback as the news sites. Then it measures:
+with the repository's fixture feeds served on loopback as the news sites and the voice the
+blueprint promises (``TTS_FALLBACK=edge,espeak``): ``--edge standin`` (the default) points
+edge-tts inside the container at the edge stand-in (``tests/edge_standin.py``, Microsoft's
+read-aloud protocol on loopback, served from its own thread on the host like the real
+service's own machines), ``--edge unreachable`` at a closed port, so espeak-ng speaks
+every reply. edge-tts is redirected by a module mounted into the image's site-packages
+with a ``.pth`` line (the image and the command stay as Render runs them). Then it measures:
 
 * cold start: ``podman run`` to the first ``/health`` 200 (and to ``/ready``);
 * the first typed turn: time to its first audio and to ``streaming_complete``;
@@ -14,10 +20,12 @@ with the repository's fixture feeds served on loopback as the news sites. Then i
 * N concurrent sessions (``--sessions``, default the blueprint's
   ``MAX_WEBSOCKET_CONNECTIONS``) each asking a typed turn, and one session past the cap;
 * peak memory of the container (cgroup v1 ``memory.max_usage_in_bytes`` or v2
-  ``memory.peak``).
+  ``memory.peak``);
+* which voice spoke: the sentences the edge stand-in was asked for, and the replies'
+  sample rates (edge-tts 24 kHz, espeak-ng 22.05 kHz).
 
     shared/containers/run.sh . -- .venv/bin/python -m bench.free_tier \
-        [--env ASR_PROVIDER=pocketsphinx] [--sessions 10]
+        [--edge standin|unreachable] [--env ASR_PROVIDER=pocketsphinx] [--sessions 10]
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ import json
 import os
 import statistics
 import subprocess
+import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -39,12 +49,56 @@ import websockets
 import yaml
 
 from tests.audio_checks import speech_16k
+from tests.edge_standin import EdgeStandIn, running_edge_standin
 from tests.support import E2E_FEEDS, free_port, serve_fixtures
 from voice_agent.client import Turn, VoiceClient
 
 ROOT = Path(__file__).resolve().parent.parent
 
 MB = 1024 * 1024
+SITE_PACKAGES = "/opt/venv/lib/python3.11/site-packages"
+# imported at every interpreter start in the container (a .pth line): edge-tts reads its
+# module-level WSS_URL on every connection
+EDGE_HOOK = """import os
+
+if os.environ.get("VNA_EDGE_URL"):
+    import edge_tts.communicate
+
+    edge_tts.communicate.WSS_URL = os.environ["VNA_EDGE_URL"]
+"""
+
+
+@contextlib.contextmanager
+def edge_standin_thread() -> Any:
+    """The edge stand-in on its own event loop and thread: its MP3 encoding must not delay
+    the clients whose arrival times are measured here."""
+    state, started, stop = EdgeStandIn(), threading.Event(), threading.Event()
+
+    async def serve() -> None:
+        async with running_edge_standin(state):
+            started.set()
+            await asyncio.to_thread(stop.wait)
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    started.wait(30)
+    try:
+        yield state
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def edge_hook_mounts(directory: Path) -> list[str]:
+    """``-v`` flags that put the redirecting module and its .pth line into the image."""
+    (directory / "vna_edge_hook.py").write_text(EDGE_HOOK)
+    (directory / "vna_edge_hook.pth").write_text("import vna_edge_hook\n")
+    directory.chmod(0o755)
+    flags = []
+    for name in ("vna_edge_hook.py", "vna_edge_hook.pth"):
+        (directory / name).chmod(0o644)
+        flags += ["-v", f"{directory / name}:{SITE_PACKAGES}/{name}:ro"]
+    return flags
 
 
 def free_service() -> tuple[str, dict[str, str]]:
@@ -117,6 +171,7 @@ def turn_figures(turn: Turn) -> dict[str, Any]:
         "transcript_ms": None if final is None else round(final - done),
         "transcript": turn.transcript,
         "chunks": len(indexes),
+        "sample_rates": sorted({c.get("sample_rate") for c in turn.chunks} - {None}),
         "contiguous": indexes == list(range(len(indexes))),
         "errors": [e.get("code") for e in turn.errors],
     }
@@ -153,12 +208,14 @@ async def concurrent(ws_url: str, sessions: int) -> dict[str, Any]:
     results = await asyncio.gather(*(one(n) for n in range(sessions)))
     wall = time.perf_counter() - start
     served = [r for r in results if "refused" not in r and r["chunks"]]
+    rates = sorted({rate for r in served for rate in r["sample_rates"]})
     firsts = sorted(r["first_audio_ms"] for r in served if r["first_audio_ms"] is not None)
     return {
         "sessions": sessions,
         "completed": sum(1 for r in served if r["contiguous"] and not r["errors"]),
         "refused": [r["refused"] for r in results if "refused" in r],
         "errors": sorted({e for r in results for e in r.get("errors", [])}),
+        "sample_rates": rates,
         "first_audio_ms_p50": round(statistics.median(firsts)) if firsts else None,
         "first_audio_ms_max": firsts[-1] if firsts else None,
         "all_done_ms": ms(wall),
@@ -183,6 +240,21 @@ async def past_the_cap(ws_url: str, cap: int) -> dict[str, Any]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    with edge_standin_thread() as edge, tempfile.TemporaryDirectory() as hook:
+        if args.edge == "unreachable":
+            edge_url = f"ws://127.0.0.1:{free_port()}/consumer/speech/synthesize/readaloud/edge/v1"
+        else:
+            edge_url = edge.url
+        result = await measure(args, edge_url, edge_hook_mounts(Path(hook)))
+        result["edge"] = {
+            "mode": args.edge,
+            "sentences_asked": len(edge.requests),
+            "voices": sorted({r.voice for r in edge.requests}),
+        }
+        return result
+
+
+async def measure(args: argparse.Namespace, edge_url: str, mounts: list[str]) -> dict[str, Any]:
     image = os.environ.get("VNA_IMAGE", "localhost/vna:latest")
     redis_url = os.environ.get("VNA_REDIS_URL")
     if not redis_url:
@@ -199,8 +271,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "STREAM_PREFIX": f"free{uuid.uuid4().hex[:6]}",
         "NEWS_FEEDS": ",".join(f"{s.split('=')[0]}={feeds}{s.split('=')[1]}" for s in E2E_FEEDS),
     }
-    flags = [f"--cpus={args.cpus}", f"--memory={args.memory}", "--network=host"]
+    flags = [f"--cpus={args.cpus}", f"--memory={args.memory}", "--network=host", *mounts]
     env_flags = [f for k, v in env.items() for f in ("-e", f"{k}={v}")]
+    env_flags += ["-e", f"VNA_EDGE_URL={edge_url}"]
+    load = os.getloadavg()[0]
     start = time.perf_counter()
     container = podman("run", "-d", *flags, *env_flags, image, *command.split()).strip()
     try:
@@ -210,6 +284,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         result: dict[str, Any] = {
             "limits": {"cpus": args.cpus, "memory": args.memory},
             "command": command,
+            "load_average_at_start": round(load, 2),
             "settings": {k: v for k, v in env.items() if k not in ("NEWS_FEEDS", "REDIS_URL")},
             "cold_start_to_health_ms": ms(health),
             "cold_start_to_ready_ms": ms(ready),
@@ -225,6 +300,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         peak = peak_memory(container)
         result["peak_memory_mb"] = None if peak is None else round(peak / MB)
         result["oom_killed"] = podman("inspect", "-f", "{{.State.OOMKilled}}", container).strip()
+        result["load_average_at_end"] = round(os.getloadavg()[0], 2)
         return result
     finally:
         await asyncio.to_thread(podman, "rm", "-f", "-t", "10", container)
@@ -234,6 +310,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cpus", default="0.1")
     parser.add_argument("--memory", default="512m")
+    parser.add_argument(
+        "--edge",
+        choices=("standin", "unreachable"),
+        default="standin",
+        help="edge-tts talks to the local stand-in, or to a closed port (espeak-ng speaks)",
+    )
     parser.add_argument(
         "--sessions", type=int, default=0, help="default: MAX_WEBSOCKET_CONNECTIONS"
     )

@@ -25,6 +25,7 @@ from shared import metrics, protocol
 from shared.control import CancelRecord
 from shared.messages import ReplyEvent
 from shared.streams import now_ms
+from shared.tracing import TurnSpans
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class ReplyDelivery:
         self._shown: dict[str, str] = {}
         self._timings: dict[str, dict[str, object]] = {}
         self._observers: list[Callable[[ReplyEvent], None]] = []
+        self.spans: TurnSpans | None = None  # the turns' trace spans (tracing on)
 
     @property
     def closing(self) -> bool:
@@ -105,11 +107,13 @@ class ReplyDelivery:
         a lookup, not a scan)."""
         return next(reversed(self._in_progress), None)
 
-    def _finish(self, turn_id: str, reply: _Reply) -> None:
+    def _finish(self, turn_id: str, reply: _Reply, outcome: str = "complete") -> None:
         reply.complete = True
         self._in_progress.pop(turn_id, None)
         if not self._in_progress:
             self.idle.set()
+        if self.spans is not None:
+            self.spans.finish(turn_id, outcome, reply.chunks_sent)
 
     def playing_turn(self) -> str | None:
         """A reply still in progress, or sent but (by its length) still playing."""
@@ -160,7 +164,7 @@ class ReplyDelivery:
                 "timings": timings,
             }
             events.append(ReplyEvent("streaming_complete", self.session_id, turn_id, data))
-        self._finish(turn_id, reply)
+        self._finish(turn_id, reply, "interrupted")
         return record, events
 
     # --- events ----------------------------------------------------------------------
@@ -314,6 +318,8 @@ class ReplyDelivery:
             return
         if frame.event_id:
             reply.last_sent_id = frame.event_id
+        if self.spans is not None:
+            self.spans.relaying(turn_id)
         if frame.event == "tts_chunk":
             reply.chunks_sent += 1
             reply.sentence = max(reply.sentence, frame.sentence)
@@ -326,4 +332,4 @@ class ReplyDelivery:
             reply.audio_ms = frame.audio_ms
             self._finish(turn_id, reply)
         elif frame.ends_turn:
-            self._finish(turn_id, reply)
+            self._finish(turn_id, reply, "error")

@@ -76,7 +76,8 @@ class EarlyReplies:
 
     # --- decisions (from the utterance state machine) ---------------------------------
 
-    def start(self, turn_id: str, attempt_id: str, text: str) -> None:
+    def start(self, turn_id: str, attempt_id: str, text: str, trace: str = "") -> None:
+        """``trace``: the utterance's traceparent (tracing on), for the attempt's job."""
         if len(self._attempts) > 64:  # a long session: forget attempts that are over
             for old in [a for a, item in self._attempts.items() if item.state == "dropped"]:
                 del self._attempts[old]
@@ -84,7 +85,7 @@ class EarlyReplies:
                 del self._attempts[old]
         self._attempts[attempt_id] = _Attempt(turn_id, text)
         metrics.PREEMPTIVE_REPLIES.labels("started").inc()
-        self._do(lambda: self._publish(attempt_id, text))
+        self._do(lambda: self._publish(attempt_id, text, trace))
 
     def use(self, attempt_id: str) -> None:
         attempt = self._attempts.get(attempt_id)
@@ -174,7 +175,7 @@ class EarlyReplies:
     async def _end(self) -> None:
         raise _Ended
 
-    async def _publish(self, attempt_id: str, text: str) -> None:
+    async def _publish(self, attempt_id: str, text: str, trace: str = "") -> None:
         held_key = self._keys.held_reply(self._session_id)
         if not self._following:  # follow before the first event can be written
             last = await self._redis.xrevrange(held_key, count=1)
@@ -185,7 +186,7 @@ class EarlyReplies:
         if attempt is None or attempt.state == "dropped":
             return  # dropped before it started: nothing to cancel
         options = {**self._job_options(), "held": True, "reply_turn": attempt.turn_id}
-        job = LlmJob(self._session_id, attempt_id, text, "speech", now_ms(), options)
+        job = LlmJob(self._session_id, attempt_id, text, "speech", now_ms(), options, trace)
         await self._redis.xadd(
             self._keys.jobs_for("llm", self._session_id),
             encode(job),  # type: ignore[arg-type]

@@ -43,6 +43,7 @@ from shared.protocol import (
 )
 from shared.settings import Settings
 from shared.streams import StreamAppender, now_ms
+from shared.tracing import TurnSpans, tracer_for
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,9 @@ class VoiceSession:
         self._turn_refused = False  # the last utterance was refused: say it once
         self._keys_kept_at = -math.inf  # loop time the session's keys were last refreshed
         self.delivery.observe(self._hear_hypothesis)
+        tracer = tracer_for(settings, "gateway")  # None: tracing off, every hook skipped
+        self._spans = TurnSpans(tracer, self.session_id) if tracer is not None else None
+        self.delivery.spans = self._spans
         self.taken_over = False
         self._cancelled_before: list[str] = []  # turns cut on earlier connections (resume)
 
@@ -149,6 +153,8 @@ class VoiceSession:
         finally:
             self.relay.unsubscribe(self.session_id, self.delivery.deliver)
             self.control.forget_takeover(self.session_id, self.connection_id)
+            if self._spans is not None:
+                self._spans.close()
             if self._releaser:
                 self._releaser.cancel()
             await self._abandon_utterance()
@@ -480,10 +486,13 @@ class VoiceSession:
             source="command",
             created_ms=now_ms(),
             options=self.options.as_job_options(),
+            trace=self._spans.begin(turn_id, "command") if self._spans is not None else "",
         )
         stream = self._keys.jobs_for("llm", self.session_id)
         maxlen = self.settings.jobs_maxlen
         await self.store.publish_turn(self.session_id, number, stream, job, maxlen)
+        if self._spans is not None:
+            self._spans.received(turn_id)
         self.delivery.expect(turn_id, "command")
         if timings:
             self.delivery.add_timings(turn_id, timings)
@@ -517,6 +526,7 @@ class VoiceSession:
             protocol.INPUT_SAMPLE_RATE,
             now_ms(),
             self.options.as_job_options(),
+            self._spans.begin(turn_id, "speech") if self._spans is not None else "",
         )
         stream = self._keys.jobs_for("asr", self.session_id)
         maxlen = self.settings.jobs_maxlen
@@ -527,6 +537,8 @@ class VoiceSession:
             await published
         else:  # queued in this order, so both join the next write pipeline, job first
             await asyncio.gather(published, self._inputs.append(input_key, first))
+        if self._spans is not None:
+            self._spans.received(turn_id)
         return turn_id, input_key
 
     async def send_input(self, input_key: str, chunk: InputChunk) -> None:
@@ -537,6 +549,8 @@ class VoiceSession:
         self.delivery.add_timings(turn_id, timings)
         metrics.END_OF_SPEECH.labels(str(timings.get("end_of_speech_rule"))).inc()
         self._onset.reset()
+        if self._spans is not None:
+            self._spans.end_of_speech(turn_id, timings)
 
     async def _abandon_utterance(self) -> None:
         """The client left mid-utterance: end its input so the ASR worker lets go now."""
@@ -556,7 +570,8 @@ class VoiceSession:
         await self._early.close()
 
     def start_early_reply(self, turn_id: str, attempt_id: str, text: str) -> None:
-        self._early.start(turn_id, attempt_id, text)
+        trace = self._spans.traceparent(turn_id) if self._spans is not None else ""
+        self._early.start(turn_id, attempt_id, text, trace)
 
     def use_early_reply(self, attempt_id: str) -> None:
         self._early.use(attempt_id)

@@ -5,7 +5,9 @@ news agent, and keep the list last given to a session in the same Redis key
 (``Keys.news_state``), so "the second one" means the same story whichever agent answers.
 A session in a language with feeds of its own (``NEWS_FEEDS_DE``...) reads those, as the
 offline agent does. Results are compact JSON without links: the model reads them, the
-listener never should.
+listener never should. When no feed answers, the tools read the bundled demo headlines,
+as the offline agent does, and their result carries the demo notice (``note``) so the
+model can say that they are samples; ``NEWS_FEEDS=demo`` gives the same notice.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from typing import Any
 from redis.asyncio import Redis
 
 from llm_worker.news.agent import SessionState
-from llm_worker.news.feeds import FeedReader, FeedSource, Story
+from llm_worker.news.demo import demo_notice, demo_sources, demo_stories
+from llm_worker.news.feeds import FeedReader, FeedSource, FetchResult, Story
 from llm_worker.news.intents import keywords, mentions_topic
 from llm_worker.news.search import search
 from shared.keys import Keys
@@ -29,6 +32,7 @@ log = logging.getLogger(__name__)
 
 MAX_LISTED = 5  # stories per tool result: enough to choose from, few tokens
 MAX_SUMMARY_CHARS = 500
+PROMPT_HEADLINES = 6  # titles put in the system prompt when the model has no tools
 
 HEADLINES = "get_headlines"
 DETAILS = "get_story_details"
@@ -105,7 +109,7 @@ class NewsTools:
             return _error("the arguments must be a JSON object")
         if name == HEADLINES:
             topic = str(args.get("topic") or "general")
-            return await self._headlines(session_id, topic, self.feeds(lang))
+            return await self._headlines(session_id, topic, lang)
         if name == DETAILS:
             number = args.get("number")
             if isinstance(number, str) and number.strip().isdigit():
@@ -114,35 +118,57 @@ class NewsTools:
                 return _error("number must be an integer, 1 for the first story")
             return await self._details(session_id, number)
         if name == SEARCH:
-            return await self._search(session_id, str(args.get("query") or ""), self.feeds(lang))
+            return await self._search(session_id, str(args.get("query") or ""), lang)
         return _error(f"there is no tool called {name[:40]}")
 
     # --- tools ---------------------------------------------------------------------
 
-    async def _headlines(self, session_id: str, topic: str, feeds: list[FeedSource]) -> str:
+    async def current_headlines(self, lang: str = "en") -> tuple[list[str], str]:
+        """A handful of current titles for a session in ``lang`` and the demo notice if they
+        are demo headlines: what a model without tools is told in its prompt."""
+        feeds = self.feeds(lang)
+        result = await self._read([f for f in feeds if f.topic == "general"] or feeds, lang)
+        titles = [s.title for s in _unique(result.stories)[:PROMPT_HEADLINES]]
+        return titles, _notice(result, lang)
+
+    async def _read(self, feeds: list[FeedSource], lang: str, topic: str = "") -> FetchResult:
+        """The feeds' stories; when none answers, the demo set's (``demo="offline"``): the
+        ``topic``'s demo stories (else the general ones), or every topic's for a search."""
+        result = await self._reader.read(feeds)
+        if result.requested and not result.all_failed:
+            return result
+        demo = demo_sources(language(lang).code)
+        if topic:
+            demo = [d for d in demo if d.topic == topic] or [
+                d for d in demo if d.topic == "general"
+            ]
+        stories = [story for source in demo for story in demo_stories(source)]
+        log.info("no news source answered; the news tools read the demo headlines")
+        return FetchResult(stories=stories, requested=len(demo), demo="offline")
+
+    async def _headlines(self, session_id: str, topic: str, lang: str) -> str:
         topic = topic.strip().lower() or "general"
+        feeds = self.feeds(lang)
         own = [f for f in feeds if f.topic == topic]
         general = [f for f in feeds if f.topic == "general"] or feeds
-        result = await self._reader.read(own or general)
-        if result.all_failed or not result.requested:
-            return _error("no news source could be reached")
+        result = await self._read(own or general, lang, topic)
         stories = _unique(result.stories)
-        if not own and topic != "general":
+        if not own and topic != "general" and not result.demo:
             stories = [s for s in stories if mentions_topic(f"{s.title} {s.summary}", topic)]
+        about = {"topic": topic} | _note(result, lang)
         if not stories:
-            return json.dumps({"topic": topic, "stories": [], "note": "nothing on this topic"})
-        return await self._listed(session_id, f"{topic} headlines", stories, {"topic": topic})
+            return json.dumps({**about, "stories": [], "note": "nothing on this topic"})
+        return await self._listed(session_id, f"{topic} headlines", stories, about)
 
-    async def _search(self, session_id: str, query: str, feeds: list[FeedSource]) -> str:
+    async def _search(self, session_id: str, query: str, lang: str) -> str:
         if not keywords(query):
             return _error("the query has no keywords")
-        result = await self._reader.read(feeds)
-        if result.all_failed or not result.requested:
-            return _error("no news source could be reached")
+        result = await self._read(self.feeds(lang), lang)
         stories = search(_unique(result.stories), query)
+        about = {"query": query} | _note(result, lang)
         if not stories:
-            return json.dumps({"query": query, "stories": [], "note": "no matching stories"})
-        return await self._listed(session_id, f"stories about {query}", stories, {"query": query})
+            return json.dumps({**about, "stories": [], "note": "no matching stories"})
+        return await self._listed(session_id, f"stories about {query}", stories, about)
 
     async def _details(self, session_id: str, number: int) -> str:
         blob = await self._redis.get(self._keys.news_state(session_id))
@@ -174,6 +200,18 @@ class NewsTools:
             for n, s in enumerate(listed, start=1)
         ]
         return json.dumps({**about, "stories": rows})
+
+
+def _notice(result: FetchResult, lang: str) -> str:
+    """The demo notice for stories from the demo set, else nothing."""
+    if not result.demo:
+        return ""
+    return demo_notice(language(lang).code, offline=result.demo == "offline")
+
+
+def _note(result: FetchResult, lang: str) -> dict[str, str]:
+    notice = _notice(result, lang)
+    return {"note": f"{notice} Say this to the listener first."} if notice else {}
 
 
 def _error(message: str) -> str:

@@ -3,7 +3,9 @@
 Works with OpenAI, ZhipuAI, Ollama, vLLM or a llama.cpp server: one streamed
 Chat Completions call per round. Text deltas go to the caller as they arrive, so speech
 starts before the reply is finished; tool calls (streamed in pieces) run the news tools
-and their results go back to the model, for a bounded number of rounds.
+and their results go back to the model, for a bounded number of rounds. With no tool
+rounds (``LLM_MAX_TOOL_ROUNDS=0``, for models without tool calling) the model is told the
+current headlines in its system prompt instead of being told to call tools.
 
 Every wait is bounded by ``timeout`` (opening the stream, retries included, and each
 chunk), and every failure leaves as one ``LlmError`` whose message names the kind of
@@ -24,7 +26,7 @@ import pydantic
 from llm_worker import errors
 from llm_worker.errors import LlmError
 from llm_worker.news_tools import NewsTools
-from llm_worker.prompt import build_messages, system_prompt
+from llm_worker.prompt import build_messages, headlines_prompt, system_prompt
 from llm_worker.tool_calls import ToolCalls, assistant_message
 from shared.engines import AgentRequest
 
@@ -86,7 +88,11 @@ class OpenAIAgent:
         if self._missing_key:
             raise LlmError(errors.NO_API_KEY, "the language model needs an API key (LLM_API_KEY)")
         lang = request.language
-        system = system_prompt(self._tools.topics(lang), language=lang)
+        if self._max_tool_rounds:
+            system = system_prompt(self._tools.topics(lang), language=lang)
+        else:  # no tools to call: the current headlines go into the prompt instead
+            headlines, notice = await self._tools.current_headlines(lang)
+            system = headlines_prompt(headlines, notice, language=lang)
         messages = build_messages(system, request.history, request.text, self._history_tokens)
         spoke = False
         for round_number in range(self._max_tool_rounds + 1):

@@ -28,14 +28,27 @@ Write numbers, money, percentages, dates and times the way a newsreader says the
 example three point five percent, twelve dollars, or twenty twenty-five.
 When you read several headlines, introduce each one by its position: first, second, \
 third and so on.
+{news}
+End your reply with one short follow-up question, such as which story they would like \
+to hear more about.
+{language_rule}"""
+
+_WITH_TOOLS = """\
 For anything about current events, use the news tools and never invent a headline. The \
 stories a tool returns are numbered; when the listener asks about one by its position, \
 such as the second one, call get_story_details with that number. If a tool reports an \
 error, say briefly that the news is not available right now.
-End your reply with one short follow-up question, such as which story they would like \
-to hear more about.
-Today is {today}. News topics you can fetch: {topics}.
-{language_rule}"""
+Today is {today}. News topics you can fetch: {topics}."""
+
+# For a model called without tools (LLM_MAX_TOOL_ROUNDS=0): the news comes in the prompt.
+_WITH_HEADLINES = """\
+Today is {today}. These are the current headlines, the only news you know; never invent \
+a headline or details that are not here, and when asked for more than a headline says, \
+say that you only have the headlines.
+{notice}{headlines}"""
+_NO_HEADLINES = """\
+Today is {today}. No news source can be reached right now: when asked for news, say \
+briefly that the news is not available right now, and never invent a headline."""
 
 _ENGLISH_RULE = "Reply in English."
 _OTHER_RULE = "Reply in {name} ({native}), the listener's language, whatever language a tool's \
@@ -47,13 +60,30 @@ _CJK_RULE = (
 
 
 def system_prompt(topics: Sequence[str], today: dt.date | None = None, language: str = "en") -> str:
-    """The voice-first system prompt, naming the date, the configured news topics and
-    the language to reply in."""
-    day = today or dt.datetime.now(dt.UTC).date()
+    """The voice-first system prompt for a model with the news tools, naming the date, the
+    configured news topics and the language to reply in."""
     named = ", ".join(topics) if topics else "general"
-    return SYSTEM_PROMPT.format(
-        today=day.strftime("%A, %d %B %Y"), topics=named, language_rule=language_rule(language)
-    )
+    news = _WITH_TOOLS.format(today=_day(today), topics=named)
+    return SYSTEM_PROMPT.format(news=news, language_rule=language_rule(language))
+
+
+def headlines_prompt(
+    headlines: Sequence[str], notice: str = "", today: dt.date | None = None, language: str = "en"
+) -> str:
+    """The voice-first system prompt for a model without tools: the current headlines
+    themselves (numbered, as a newsreader would list them), and the demo notice to say
+    first when they are demo headlines."""
+    if not headlines:
+        news = _NO_HEADLINES.format(today=_day(today))
+    else:
+        listed = "\n".join(f"{n}. {title}" for n, title in enumerate(headlines, start=1))
+        said = f"{notice} Say this first when you read them.\n" if notice else ""
+        news = _WITH_HEADLINES.format(today=_day(today), notice=said, headlines=listed)
+    return SYSTEM_PROMPT.format(news=news, language_rule=language_rule(language))
+
+
+def _day(today: dt.date | None) -> str:
+    return (today or dt.datetime.now(dt.UTC).date()).strftime("%A, %d %B %Y")
 
 
 def language_rule(code: str) -> str:

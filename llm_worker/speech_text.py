@@ -45,6 +45,7 @@ _WORDS = {"vs": "versus", "etc": "et cetera", "e.g": "for example", "i.e": "that
           "approx": "approximately"}  # fmt: skip
 _MONTHS = ("January February March April May June July August September October November "
            "December").split()  # fmt: skip
+_MONTH_SHORT = {m[:3]: m for m in _MONTHS} | {"Sept": "September"}
 _FRACTIONS = {"1/2": "one half", "1/3": "one third", "2/3": "two thirds", "1/4": "one quarter",
               "3/4": "three quarters", "24/7": "twenty-four seven"}  # fmt: skip
 
@@ -55,6 +56,16 @@ _INITIALISM_RE = re.compile(r"\b(?:[A-Z]\.){2,}")
 _TITLE_RE = re.compile(rf"\b(?:({'|'.join(_TITLES)})\.(?=\s)|(Mr|Mrs|Ms)(?=\s+[A-Z]))")
 _SAINT_DOCTOR_RE = re.compile(r"\b(St|Dr)\b(\.)?(\s+[A-Z])?")
 _WORD_RE = re.compile(r"(?<![\w.])(vs|etc|e\.g|i\.e|approx)\.?(?!\w)", re.IGNORECASE)
+_COMPANY_RE = re.compile(r"\b(Inc|Corp|Ltd|Co)\.")
+# "Jan." only next to a day or a year: "Jan. 5", "5 Jan. 2025", "since Nov. 2000"
+_MONTH_SHORT_RE = re.compile(
+    rf"\b({'|'.join(m for m in _MONTH_SHORT if m != 'May')})\.(?=\s*\d)"
+    rf"|(?<=\d )({'|'.join(m for m in _MONTH_SHORT if m != 'May')})\."
+)
+_MONTH_DAY_RE = re.compile(
+    rf"\b({'|'.join(_MONTHS)}) (\d{{1,2}})(?![\d:]|[.,]\d|st|nd|rd|th|\s?[-–—]\s?\d)"
+)
+_DAY_MONTH_RE = re.compile(rf"(?<![\w.,/:–—-])(?<!the )(\d{{1,2}}) ({'|'.join(_MONTHS)})\b")
 _NUMBER_SIGN_RE = re.compile(r"(?:\bNo\.|#)\s?(?=\d)")
 _ISO_DATE_RE = re.compile(r"\b(\d{4})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])\b")
 _TIME_RE = re.compile(r"\b([01]?\d|2[0-3])(?::([0-5]\d))?\s?(?:([AaPp])\.?\s?[Mm]\b\.?)?(?=\W|$)")
@@ -81,6 +92,10 @@ def speech_text(text: str, language: str = "en") -> str:
     text = _TITLE_RE.sub(lambda m: _TITLES[m[1] or m[2]], text)
     text = _SAINT_DOCTOR_RE.sub(_saint_or_doctor, text)
     text = _keep_final_stop(_WORD_RE, lambda m: _WORDS[m[1].lower()], text)
+    text = _keep_final_stop(_COMPANY_RE, lambda m: "Limited" if m[1] == "Ltd" else m[1], text)
+    text = _keep_final_stop(_MONTH_SHORT_RE, lambda m: _MONTH_SHORT[m[1] or m[2]], text)
+    text = _MONTH_DAY_RE.sub(_month_day, text)
+    text = _DAY_MONTH_RE.sub(_day_month, text)
     text = _NUMBER_SIGN_RE.sub(lambda m: "Number " if m.group()[0] == "N" else "number ", text)
     text = _ISO_DATE_RE.sub(_iso_date, text)
     text = _FRACTION_RE.sub(lambda m: _FRACTIONS[m.group()], text)
@@ -134,6 +149,18 @@ def _saint_or_doctor(m: re.Match[str]) -> str:
 def _iso_date(m: re.Match[str]) -> str:
     day = num2words(int(m[3]), to="ordinal")
     return f"the {day} of {_MONTHS[int(m[2]) - 1]} {_number(m[1])}"
+
+
+def _month_day(m: re.Match[str]) -> str:
+    """ "January 5" -> "January fifth"."""
+    day = int(m[2])
+    return f"{m[1]} {num2words(day, to='ordinal')}" if 1 <= day <= 31 else m.group()
+
+
+def _day_month(m: re.Match[str]) -> str:
+    """ "5 January" -> "the fifth of January"."""
+    day = int(m[1])
+    return f"the {num2words(day, to='ordinal')} of {m[2]}" if 1 <= day <= 31 else m.group()
 
 
 def _time(m: re.Match[str]) -> str:

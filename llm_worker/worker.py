@@ -86,7 +86,7 @@ def make_llm_handler(redis: aioredis.Redis, settings: Settings, agent: ReplyAgen
             log.info("turn %s: taking over a reply already under way", job.turn_id)
         lang = await turn_language(redis, settings, job)
         options = {**job.options, "lang": lang}  # TTS speaks with this language's voice
-        tts_job = TtsJob(job.session_id, job.turn_id, job.created_ms, options)
+        tts_job = TtsJob(job.session_id, job.turn_id, job.created_ms, options, ctx.trace_for(job))
         await progress.start_speech(tts_job)
         sink = _SentenceSink(progress, lang)
         splitter = SentenceSplitter(language=lang)
@@ -104,7 +104,10 @@ def make_llm_handler(redis: aioredis.Redis, settings: Settings, agent: ReplyAgen
                         break  # the client cut this reply off: stop generating now
                     if not delta:
                         continue
-                    first_token_ms = first_token_ms or now_ms()
+                    if first_token_ms is None:
+                        first_token_ms = now_ms()
+                        if ctx.trace is not None:
+                            ctx.trace.first_output("token")
                     parts.append(delta)
                     await sink.send(delta, splitter.push(delta))
         except (StaleTurn, RedisError):

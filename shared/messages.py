@@ -3,6 +3,11 @@
 Each message is a frozen dataclass with a ``type`` tag; the envelope carries a schema
 version ``v`` so a worker can refuse (dead-letter) what it does not understand instead
 of crashing in a loop.
+
+A job's ``trace`` (a W3C ``traceparent``, set only with tracing on: ``shared/tracing.py``)
+travels inside its ``options`` map as ``"traceparent"``: the one place where workers that
+predate it already accept, and even pass on, keys they do not know. Without a trace a
+job is encoded exactly as before.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ FIELD = b"m"
 # so a worker taking the job up needs no read before its first partial. Workers that do
 # not know it ignore it.
 FIRST_AUDIO = b"a1"
+TRACE_OPTION = "traceparent"  # the key a job's ``trace`` takes in its wire ``options``
 
 
 class MessageError(ValueError):
@@ -35,6 +41,7 @@ class AsrJob:
     sample_rate: int = 16000
     created_ms: int = 0
     options: dict[str, Any] = field(default_factory=dict)  # passed on to the LlmJob
+    trace: str = ""  # W3C traceparent of the turn ("" = not traced)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +55,7 @@ class LlmJob:
     source: str = "command"  # "command" | "speech"
     created_ms: int = 0  # when the request was complete (end of speech / command received)
     options: dict[str, Any] = field(default_factory=dict)  # voice, format
+    trace: str = ""  # W3C traceparent of the turn ("" = not traced)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +67,7 @@ class TtsJob:
     turn_id: str
     created_ms: int = 0
     options: dict[str, Any] = field(default_factory=dict)
+    trace: str = ""  # W3C traceparent of the turn ("" = not traced)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,14 +116,19 @@ _BY_TYPE: dict[str, type[Any]] = {
 }
 
 
-_FIELD_NAMES: dict[type[Any], tuple[str, ...]] = {
-    cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in _BY_TYPE.values()
+_TRACED = frozenset((AsrJob, LlmJob, TtsJob))
+_FIELD_NAMES: dict[type[Any], tuple[str, ...]] = {  # on the wire (``trace``: in ``options``)
+    cls: tuple(f.name for f in dataclasses.fields(cls) if f.name != "trace")
+    for cls in _BY_TYPE.values()
 }
 
 
 def encode(message: Message) -> dict[bytes, bytes]:
     """Stream entry fields for ``message`` (pass to XADD)."""
-    body = {name: getattr(message, name) for name in _FIELD_NAMES[type(message)]}
+    cls = type(message)
+    body = {name: getattr(message, name) for name in _FIELD_NAMES[cls]}
+    if cls in _TRACED and message.trace:  # type: ignore[union-attr]
+        body["options"] = {**body["options"], TRACE_OPTION: message.trace}  # type: ignore[union-attr]
     body["type"] = message.TYPE
     body["v"] = SCHEMA_VERSION
     return {FIELD: msgpack.packb(body, use_bin_type=True)}
@@ -136,6 +150,11 @@ def decode(fields: dict[bytes, bytes]) -> Message:
     cls = _BY_TYPE.get(body.pop("type", None))
     if cls is None:
         raise MessageError("unknown message type")
+    if cls in _TRACED:
+        options = body.get("options")
+        if isinstance(options, dict) and TRACE_OPTION in options:
+            body["options"] = options = dict(options)
+            body["trace"] = str(options.pop(TRACE_OPTION))
     try:
         return cls(**body)  # type: ignore[no-any-return]
     except TypeError as exc:

@@ -62,6 +62,17 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(
         default=None, ge=1, le=65535, description="workers run alone: serve /metrics here"
     )
+    otel_exporter_otlp_endpoint: str = Field(
+        default="",
+        pattern=r"^(https?://\S+)?$",
+        description="OTLP/HTTP collector base URL; set = one trace per turn (docs/tracing.md)",
+    )
+    otel_service_name: str = Field(
+        default="", description="service.name of the traces; empty = voice-agent-<service>"
+    )
+    otel_sdk_disabled: bool = Field(
+        default=False, description="true: no traces even with an endpoint set"
+    )
 
     # --- gateway / protocol ---
     max_websocket_connections: int = Field(default=200, ge=1)
@@ -279,6 +290,12 @@ class Settings(BaseSettings):
                 f"LLM_PROVIDER=openai with {host} needs LLM_API_KEY (or OPENAI_API_KEY); "
                 "for a local server set LLM_BASE_URL"
             )
+        if self.tracing and not _tracing_installed():
+            raise ValueError(
+                "OTEL_EXPORTER_OTLP_ENDPOINT is set but the OpenTelemetry packages are "
+                "missing: pip install 'voice-news-agent[tracing]', or unset "
+                "OTEL_EXPORTER_OTLP_ENDPOINT"
+            )
         if self.cluster and self.redis_url and self.redis_url.startswith("unix:"):
             raise ValueError("REDIS_CLUSTER=true needs a redis:// URL of a cluster node")
         if self.cluster and not _cluster_transactions():
@@ -298,6 +315,11 @@ class Settings(BaseSettings):
         """Talking to a Redis Cluster: hash-tagged keys, partitioned work streams."""
         url = self.redis_url or ""
         return self.redis_cluster or url.startswith(("redis+cluster:", "rediss+cluster:"))
+
+    @property
+    def tracing(self) -> bool:
+        """OpenTelemetry traces are exported (``shared/tracing.py``)."""
+        return bool(self.otel_exporter_otlp_endpoint) and not self.otel_sdk_disabled
 
     @property
     def partitions(self) -> int:
@@ -335,6 +357,19 @@ def _cluster_transactions() -> bool:
     from redis.asyncio import cluster
 
     return hasattr(cluster, "TransactionStrategy")
+
+
+def _tracing_installed() -> bool:
+    """The ``tracing`` extra is installed (looked up, not imported: that happens later)."""
+    from importlib.util import find_spec
+
+    try:
+        return all(
+            find_spec(name) is not None
+            for name in ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http")
+        )
+    except (ImportError, ValueError):  # a parent package missing or stubbed out
+        return False
 
 
 def _check_redis_url(url: str) -> str:
@@ -422,6 +457,8 @@ _PATTERN_HINTS = {
     "openai_base_url": "use an http(s):// URL",
     "llm_base_url": "use an http(s):// URL, e.g. http://localhost:11434/v1 for Ollama",
     "tts_fallback": "use engine names separated by commas, e.g. edge,espeak",
+    "otel_exporter_otlp_endpoint": "use the collector's http(s):// base URL, "
+    "e.g. http://localhost:4318",
 }
 
 

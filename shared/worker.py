@@ -47,6 +47,7 @@ from shared.mux import StreamMux, parse_xread
 from shared.resp import Lane, pack
 from shared.settings import Settings
 from shared.streams import ReplyWriter, ensure_group, is_cluster
+from shared.tracing import JobSpan, tracer_for
 from shared.write_batcher import write_batcher
 
 log = logging.getLogger(__name__)
@@ -65,11 +66,17 @@ class JobContext:
     control: ControlChannel | None = None  # ``is_cancelled(session, turn)`` between chunks
     entry: dict[bytes, bytes] = field(default_factory=dict)  # the job's fields (FIRST_AUDIO)
     fresh: bool = False  # its first delivery ever (not a restart's or a reclaim's)
+    trace: JobSpan | None = None  # the job's span (tracing on): ``trace.first_output(...)``
 
     def cancelled(self, job: object) -> bool:
         """Whether the client cancelled this job's turn (free: a local lookup)."""
         session_id, turn_id = getattr(job, "session_id", ""), getattr(job, "turn_id", "")
         return self.control is not None and self.control.is_cancelled(session_id, turn_id)
+
+    def trace_for(self, job: object) -> str:
+        """The ``trace`` of the job this one hands on: this job's span, or (tracing off
+        here) the trace it came with, so a traced turn stays one trace."""
+        return self.trace.traceparent if self.trace is not None else getattr(job, "trace", "")
 
 
 Handler = Callable[[JobT, JobContext], Awaitable[None]]
@@ -137,6 +144,7 @@ class StageWorker(Generic[JobT]):
         self._slots = asyncio.Semaphore(settings.worker_concurrency)
         self._in_flight: dict[tuple[str, str], asyncio.Task[None]] = {}  # (stream, id)
         self.handled = 0
+        self.tracer = tracer_for(settings, kind)  # None: tracing off
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then finish in-flight jobs within the grace period."""
@@ -295,16 +303,20 @@ class StageWorker(Generic[JobT]):
             control=self.control,
             entry=fields,
             fresh=fresh,
+            trace=self.tracer.job(job, deliveries) if self.tracer is not None else None,
         )
         try:
             if await self._turn_cancelled(job, deliveries):
+                outcome = "cancelled"
                 metrics.CANCELLED_WORK.labels(self.kind).inc()
                 await asyncio.shield(self._ack(stream, entry_id, ctx.cleanup))
                 return
             await self.handler(job, ctx)
         except asyncio.CancelledError:
+            outcome = "handed_back"
             raise  # shutting down: leave it pending for another worker
         except StaleTurn:
+            outcome = "taken_over"
             # another worker reclaimed it while we stalled: it finishes and acks the job
             log.warning("%s job %s taken over by another worker", self.kind, entry_id)
             metrics.JOBS.labels(self.kind, "taken_over").inc()
@@ -313,6 +325,9 @@ class StageWorker(Generic[JobT]):
             outcome = "failed"
             log.exception("%s job %s failed", self.kind, entry_id)
             await self._tell_client(job, f"the {self.kind} stage failed on this request")
+        finally:
+            if ctx.trace is not None:
+                ctx.trace.end(outcome)
         await asyncio.shield(self._ack(stream, entry_id, ctx.cleanup))
         metrics.JOBS.labels(self.kind, outcome).inc()
         metrics.JOB_SECONDS.labels(self.kind).observe(time.perf_counter() - started)

@@ -87,6 +87,16 @@ def test_compose_matches_the_compose_spec_schema() -> None:
     assert not validator.is_valid(typo), "the schema must reject unknown keys"
 
 
+def test_the_tracing_overlay_is_valid_and_keeps_the_base_stack_free_of_other_images() -> None:
+    """Jaeger lives in its own file: the base stack names only the project's and valkey's images."""
+    validator = Draft201909Validator(json.loads((SCHEMAS / "compose_spec.json").read_text()))
+    overlay = load_yaml("compose.tracing.yaml")
+    assert not [e.message for e in validator.iter_errors(overlay)]
+    assert "jaeger" in overlay["services"]
+    images = {s["image"] for s in load_yaml("compose.yaml")["services"].values() if "image" in s}
+    assert all(image.startswith(("valkey/", "redis")) for image in images), images
+
+
 def default_stack() -> dict:
     """The services a plain ``docker compose up`` starts (no profile)."""
     services = load_yaml("compose.yaml")["services"]

@@ -20,6 +20,11 @@ HISTORY = {
     "this branch": re.compile(r"\b(?:this|the feature|my) branch\b", re.I),
     "a commit hash": re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{7,40}\b"),
     "this work": re.compile(r"\b(?:start|beginning) of this work\b", re.I),
+    "an earlier version": re.compile(
+        r"\b(?:previous|earlier) (?:release|version|code|runs?)s?\b|\(earlier:"
+        r"|\b(?:before|after) the (?:optimi[sz]ations?|changes?)\b",
+        re.I,
+    ),
 }
 _SEPARATOR = re.compile(r"^\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
 
@@ -99,7 +104,15 @@ def test_the_checks_catch_what_they_are_for(tmp_path: Path) -> None:
     whole = tmp_path / "whole.md"
     whole.write_text("| a | b |\n|---|---|\n| `x \\| y` | 2 |\n\n```\n| not | a | table\n```\n")
     assert table_problems(whole) == []
-    for line in ("the seed's client", "issue 7", "this branch", "at `425bdbb`"):
+    for line in (
+        "the seed's client",
+        "issue 7",
+        "this branch",
+        "at `425bdbb`",
+        "records earlier runs of the bench",
+        "before the optimisations described below",
+        "the previous release",
+    ):
         assert any(p.search(line) for p in HISTORY.values()), line
     for line in ("a seeded random loop", "event 1764500000000-3", "7 issues"):
         assert not any(p.search(line) for p in HISTORY.values()), line

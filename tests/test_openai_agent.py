@@ -18,6 +18,8 @@ from redis.asyncio import Redis
 from llm_worker import errors
 from llm_worker.errors import LlmError
 from llm_worker.news import FeedReader, FeedSource, make_http_client
+from llm_worker.news.demo import demo_notice
+from llm_worker.news.feeds import parse_feed_sources
 from llm_worker.news_tools import NewsTools
 from llm_worker.openai_agent import OpenAIAgent
 from llm_worker.tool_calls import ToolCalls
@@ -140,6 +142,48 @@ async def test_tool_rounds_are_bounded(tools, standin) -> None:
     standin.chat.requests.clear()
     await ask(agent_for(tools, standin, max_tool_rounds=0), "news")
     assert len(standin.chat.requests) == 1 and "tools" not in standin.chat.requests[0]
+
+
+async def test_without_tools_the_prompt_carries_the_headlines(tools, standin) -> None:
+    """A model without tool calling is told the news itself, never to call a tool."""
+    await ask(agent_for(tools, standin, max_tool_rounds=0), "what's the news")
+    sent = standin.chat.requests[0]
+    assert "tools" not in sent and "tool_choice" not in sent
+    system = sent["messages"][0]["content"]
+    for title in ("Storm Ada brings flooding", "Scientists discover glowing deep-sea fish"):
+        assert title in system
+    assert "tool" not in system.lower() and "get_story_details" not in system
+    assert "follow-up question" in system and system.endswith("Reply in English.")
+
+
+async def test_without_tools_and_without_feeds_the_prompt_has_demo_headlines(
+    redis: Redis, standin
+) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    async with make_http_client(1.0) as http:
+        reader = FeedReader(redis, KEYS, http, fetch_timeout_seconds=3.0)
+        offline = NewsTools(redis, reader, [FeedSource("general", f"{closed}/top.xml")], KEYS)
+        await ask(agent_for(offline, standin, max_tool_rounds=0), "news please")
+    system = standin.chat.requests[0]["messages"][0]["content"]
+    assert demo_notice("en", offline=True) in system
+    assert "City opens its first all-night public library" in system
+    assert "tool" not in system.lower()
+
+
+async def test_without_tools_the_headlines_are_the_sessions_language(
+    redis: Redis, fixture_http: str, standin
+) -> None:
+    english = [FeedSource("general", f"{fixture_http}/news/top.xml")]
+    async with make_http_client(1.0) as http:
+        reader = FeedReader(redis, KEYS, http, fetch_timeout_seconds=3.0)
+        by_language = {"de": parse_feed_sources("demo", "de")}
+        tools = NewsTools(redis, reader, english, KEYS, feeds_by_language=by_language)
+        agent = agent_for(tools, standin, max_tool_rounds=0)
+        request = AgentRequest("s1", "t-de", "Nachrichten bitte", language="de")
+        assert "".join([delta async for delta in agent.reply(request)])
+    system = standin.chat.requests[0]["messages"][0]["content"]
+    assert "Stadtbibliothek öffnet die ganze Nacht" in system
+    assert demo_notice("de", offline=False) in system and "Storm Ada" not in system
 
 
 async def test_history_beyond_the_token_budget_is_trimmed(tools, standin) -> None:

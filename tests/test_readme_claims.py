@@ -67,3 +67,28 @@ def test_talk_exit_codes_are_the_documented_ones() -> None:
     assert set(documented) == set(EXIT_CODES)
     for code, meaning in EXIT_CODES.items():
         assert documented[code].replace("`", "") == meaning, code
+
+
+# README's figures, each beside the text of the one place it is measured
+QUOTED = [
+    ("end of speech → final transcript p50 10 ms", "performance.md", "transcript p50\n10.3"),
+    ("→ first audio chunk p50 36 ms", "performance.md", "first audio chunk p50 36.4"),
+    ("→ first audio chunk p50 24 ms", "performance.md", "first audio chunk p50 24.2"),
+    ("word error rate 0.13 ", "performance.md", "word error rate 0.132"),
+    ("add 7-8 ms at p50 to a typed command", "performance.md", "**6.8-8.2 ms added**"),
+    ("at p50 1.4-1.6 ms and p99 4.2-4.7 ms", "performance.md", "| 100 | 0.6 / 1.4 (0.52)"),
+    ("holds 250 at p99 ≤ 50 ms", "performance.md", "| 18:53 | 1 | **250** |"),
+    ("peaks at 154 MB with one active session", "deploy.md", "| 154 MB | 9 MB |"),
+    ("(229 MB with four, plus 9-13 MB", "deploy.md", "| 229 MB | 13 MB |"),
+    ("a gateway is 60 MB plus 43 KB per open session", "performance.md", "(42.5 KB each)"),
+    ("arrives 746 ms after the voice stops", "performance.md", "included) | 746 ms |"),
+    ("interrupts it 302 ms after", "performance.md", "required) | 302 ms |"),
+]
+
+
+def test_readme_figures_are_the_measured_ones() -> None:
+    readme = " ".join(README.split())
+    for quoted, page, measured in QUOTED:
+        assert quoted in readme, quoted
+        source = (ROOT / "docs" / page).read_text()
+        assert " ".join(measured.split()) in " ".join(source.split()), (page, measured)

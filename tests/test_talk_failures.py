@@ -230,6 +230,38 @@ async def test_a_full_server(lone_gateway: str) -> None:
     assert_one_line(result, talk_module.EXIT_BUSY, "full", "try again")
 
 
+@contextlib.contextmanager
+def closing_server(reason: str) -> Iterator[str]:
+    """A WebSocket server that closes every session at once with 1013 and ``reason``."""
+    from websockets.sync.server import ServerConnection, serve
+
+    def handler(ws: ServerConnection) -> None:
+        ws.close(1013, reason)
+
+    with serve(handler, "127.0.0.1", 0) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield f"ws://127.0.0.1:{server.socket.getsockname()[1]}/ws/voice"
+        finally:
+            server.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("reason", "words", "not_said"),
+    [
+        ("server full, retry later", ("is full right now", "try again"), "slow"),
+        ("client too slow to receive", ("too slowly", "network"), "full"),
+        ("too many resumes, retry later", ("resume", "too many resumes"), "full"),
+        ("maintenance", ("try again later", "maintenance"), "full"),
+    ],
+)
+def test_1013_says_why(reason: str, words: tuple[str, ...], not_said: str) -> None:
+    with closing_server(reason) as url:
+        result = talk("--text", "hi", url=url)
+    assert_one_line(result, talk_module.EXIT_BUSY, *words)
+    assert not_said not in result.stderr
+
+
 # --- a restart mid-reply ----------------------------------------------------------------
 
 REPLY = " ".join(f"Story {n} of the bulletin is a calm and quiet one today." for n in range(1, 9))

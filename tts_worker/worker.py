@@ -94,6 +94,8 @@ class _ReplyAudio:
             await self.progress.chunk(event)
             if self.first_chunk_ms is None:
                 self.first_chunk_ms = now_ms()
+                if self.ctx.trace is not None:
+                    self.ctx.trace.first_output("audio")
             self.chunks_sent += 1
 
 

@@ -41,7 +41,10 @@ EXIT_CODES = {
         "or no voice endpoint there (the path is /ws/voice)"
     ),
     EXIT_REFUSED: "the server refused access (HTTP 401/403 or close 1008): check --token",
-    EXIT_BUSY: "the server is full (1013) or kept restarting (1012): try again shortly",
+    EXIT_BUSY: (
+        "the server said try again later (1013: full, connection too slow to receive, or too "
+        "many resumes; the message says which) or kept restarting (1012)"
+    ),
     EXIT_NO_REPLY: "no reply within --timeout",
     EXIT_TURN_FAILED: "the server answered the turn with an error event",
     EXIT_CONNECTION_LOST: "the connection closed mid-turn for another reason",
@@ -172,13 +175,30 @@ def _host(url: str) -> str:
     return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
 
 
+def _try_later(host: str, reason: str) -> str:
+    """1013 has several causes; its close reason says which one, and so does the message."""
+    said = reason.lower()
+    if "slow" in said:
+        return (
+            f"{host} closed the session: this connection received the reply too slowly "
+            f"(1013 {reason}); check the network and try again"
+        )
+    if "resume" in said:
+        return (
+            f"{host} refused to resume the session again so soon (1013 {reason}); try again shortly"
+        )
+    if "full" in said or not reason:
+        return f"{host} is full right now (1013); try again shortly"
+    return f"{host} asked to try again later (1013 {reason}); try again shortly"
+
+
 def _close_error(code: int | None, reason: str, url: str) -> TalkError:
     """What a close code means for the person at the terminal."""
     if code == CLOSE_POLICY:
         why = reason or "policy violation"
         return TalkError(f"the server refused the session ({why}); check --token", EXIT_REFUSED)
     if code == CLOSE_TRY_LATER:
-        return TalkError(f"{_host(url)} is full right now (1013); try again shortly", EXIT_BUSY)
+        return TalkError(_try_later(_host(url), reason), EXIT_BUSY)
     if code == CLOSE_RESTART:
         return TalkError(f"{_host(url)} kept restarting (1012); try again shortly", EXIT_BUSY)
     return TalkError(
