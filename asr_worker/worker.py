@@ -10,9 +10,9 @@ holds the input seq of the last partial sent, so partials resume after it instea
 repeating, and marks the final transcript and its ``LlmJob`` as sent, in one step.
 
 When the gateway started a reply early (during a pause, on a complete hypothesis), the
-end marker names the words it answered: a final transcript with exactly those words
-publishes no ``LlmJob`` (the gateway uses the early reply); any other final does (the
-gateway drops the early one). Both sides compare the same two strings.
+end marker names that attempt: the final transcript decides it in its record
+(``shared.early_reply``, which owns the rule) before it goes out; an attempt that is not
+used leaves the turn to the normal ``LlmJob``.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ from asr_worker.language_support import IgnoredSpeech, notice, unsupported_langu
 from asr_worker.openai_transcriber import TranscriptionFailed
 from shared import metrics, protocol
 from shared.checkpoint import Append, TurnCheckpoint
+from shared.early_reply import USED, EarlyVerdicts
 from shared.engines import AsrEngine, AsrStream
 from shared.languages import language
-from shared.messages import FIRST_AUDIO, AsrJob, InputChunk, LlmJob, ReplyEvent
+from shared.messages import FIRST_AUDIO, GATEWAY_DECIDES, AsrJob, InputChunk, LlmJob, ReplyEvent
 from shared.mux import Entry, read_start
 from shared.settings import Settings
 from shared.streams import now_ms
@@ -56,8 +57,8 @@ async def _transcribe(
 ) -> tuple[str, bool, int, str]:
     """Feed the utterance to ``stream``: ``first`` (its first chunk, sent with the job),
     then its input stream, from ``sent`` (entries read with the job's checkpoint) on.
-    Returns (final text, cancelled, end-of-speech ms, the text the gateway already started
-    a reply to)."""
+    Returns (final text, cancelled, end-of-speech ms, the attempt the gateway started
+    early, if any)."""
     input_key = settings.keys.asr_input(job.session_id, job.turn_id)
     pending = bytearray()
     cancelled = False
@@ -109,6 +110,8 @@ def make_asr_handler(
     engine: AsrEngine,
     external: ExternalTranscriber | None = None,
 ):
+    verdicts = EarlyVerdicts(redis, settings.keys, settings.session_ttl_seconds)
+
     async def handle(job: AsrJob, ctx: JobContext) -> None:
         keys = settings.keys
         checkpoint = TurnCheckpoint(
@@ -161,13 +164,19 @@ def make_asr_handler(
             "timings": {"transcript_final_ms": final_ms - speech_end_ms},
         }
         final = ReplyEvent("partial_transcription", job.session_id, job.turn_id, data)
+        if preempted and preempted != GATEWAY_DECIDES and not text:
+            # nothing to answer: not the attempt's words either
+            await verdicts.decide(job.session_id, preempted, None)
         if not text:
             no_speech = {"code": protocol.NO_SPEECH, "message": "no speech was recognised"}
             failure = notice(unheard) if unheard else no_speech
             event = ReplyEvent("error", job.session_id, job.turn_id, failure)
             outputs = [_to_client(settings, final), _to_client(settings, event)]
-        elif text == preempted:  # the gateway's early reply to these words is the answer
+        elif preempted == GATEWAY_DECIDES:
+            # the gateway decides from this final whether the utterance was a request at all
             outputs = [_to_client(settings, final)]
+        elif preempted and await verdicts.decide(job.session_id, preempted, text) == USED:
+            outputs = [_to_client(settings, final)]  # the attempt started early is the reply
         else:
             llm_job = LlmJob(
                 job.session_id,

@@ -216,7 +216,7 @@ class _Decisions:
     def start_early_reply(self, turn_id: str, attempt_id: str, text: str) -> None:
         self.early.append(self.pushed)
 
-    def use_early_reply(self, attempt_id: str) -> None:
+    def settle_early_reply(self, attempt_id: str) -> None:
         pass
 
     def drop_early_reply(self, attempt_id: str) -> None:

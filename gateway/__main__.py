@@ -43,15 +43,5 @@ def main() -> None:
         server.run(sockets=[reuse_port_socket(settings.host, settings.port)])
 
 
-def __getattr__(name: str) -> object:
-    """``gateway_server`` and ``page_url`` moved to ``gateway.server``; older imports of them
-    from here keep working (without loading the server just to run ``main``)."""
-    if name in ("gateway_server", "page_url"):
-        from gateway import server
-
-        return getattr(server, name)
-    raise AttributeError(name)
-
-
 if __name__ == "__main__":
     main()

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.auth import Authenticator, AuthError, bearer_token
+from gateway.early_reply import finish_closed_copies
 from gateway.relay import ReplyRelay
 from gateway.session import VoiceSession
 from gateway.session_store import SessionStore
@@ -30,6 +31,7 @@ CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_SERVICE_RESTART = 1012
 READY_WINDOW_MS = 10_000  # a heartbeat younger than this counts as a live worker
+CLOSED_COPY_WAIT_S = 10.0  # at shutdown: for used early replies of closed connections
 
 
 def _served_by(app: FastAPI) -> dict[str, str]:
@@ -65,6 +67,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            await finish_closed_copies(CLOSED_COPY_WAIT_S)  # replies started early
             metrics.GATEWAY_PROCESSES.set(0)
             await control.stop()
             await relay.stop()

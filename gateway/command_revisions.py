@@ -26,7 +26,7 @@ utterance here, so a person gets one answer per question:
 * While the words are a complete request (``asr_worker.completeness``), their reply is
   started as an attempt (``gateway.early_reply`` holds its events); a change of words
   cancels it before anything of it is sent, and at the end it becomes the turn's reply if
-  the words are still the same. At most ``MAX_EARLY_REPLIES`` attempts per utterance.
+  the words are still the same. At most ``MAX_ATTEMPTS`` attempts per utterance.
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ from typing import Protocol
 from redis.exceptions import RedisError
 
 from asr_worker.completeness import is_complete
-from gateway.utterance import MAX_EARLY_REPLIES, EndOfSpeechPolicy
+from gateway.utterance import EndOfSpeechPolicy
 from shared import metrics, protocol
+from shared.early_reply import MAX_ATTEMPTS, attempt_id
 
 log = logging.getLogger(__name__)
 
@@ -242,11 +243,11 @@ class CommandRevisions:
         if (
             utterance.attempt is None
             and self._early_replies
-            and utterance.attempts < MAX_EARLY_REPLIES
+            and utterance.attempts < MAX_ATTEMPTS
             and is_complete(utterance.text) is True
         ):
             utterance.attempts += 1
-            utterance.attempt = f"{utterance.turn_id}.p{utterance.attempts}"
+            utterance.attempt = attempt_id(utterance.turn_id, utterance.attempts)
             utterance.attempt_words = utterance.words
             utterance.attempt_text = utterance.text
             self._io.start_early_reply(utterance.turn_id, utterance.attempt, utterance.text)

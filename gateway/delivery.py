@@ -49,6 +49,8 @@ class _Reply:
     complete: bool = False
     audio_ms: float = 0.0
     last_sent_id: str = ""  # reply-stream id of the last event of the turn sent
+    paused_at: float | None = None  # perf_counter when the client was told to pause
+    paused_s: float = 0.0  # time spent paused before (the client did not play then)
 
 
 class ReplyDelivery:
@@ -126,8 +128,47 @@ class ReplyDelivery:
         reply = self._replies[turn_id]
         if turn_id in self._cancelled or reply.first_chunk_at is None:
             return None
-        played_ms = (time.perf_counter() - reply.first_chunk_at) * 1000
-        return turn_id if played_ms < reply.audio_ms else None
+        return turn_id if self.played_ms(turn_id) < reply.audio_ms else None
+
+    def played_ms(self, turn_id: str) -> float:
+        """How much of the reply the client has played, judged by the clock (0: none)."""
+        reply = self._replies.get(turn_id)
+        if reply is None or reply.first_chunk_at is None:
+            return 0.0
+        until = reply.paused_at or time.perf_counter()
+        return (until - reply.first_chunk_at - reply.paused_s) * 1000
+
+    def pause(self, turn_id: str) -> bool:
+        """Tell the client to pause ``turn_id``'s playback (``reply_paused``, ahead of
+        queued events) and hold its further events here. False: nothing to pause."""
+        reply = self._replies.get(turn_id)
+        if reply is None or turn_id in self._cancelled or reply.paused_at is not None:
+            return False
+        reply.paused_at = time.perf_counter()
+        self.outbox.hold(turn_id)
+        data = {"session_id": self.session_id, "turn_id": turn_id}
+        self.control(protocol.server_frame("reply_paused", {**data, **self._position(reply)}))
+        return True
+
+    def resume(self, turn_id: str) -> bool:
+        """``reply_resumed``, then the held events follow in order. False: not paused."""
+        reply = self._replies.get(turn_id)
+        if reply is None or reply.paused_at is None:
+            return False
+        reply.paused_s += time.perf_counter() - reply.paused_at
+        reply.paused_at = None
+        data = {"session_id": self.session_id, "turn_id": turn_id}
+        self.control(protocol.server_frame("reply_resumed", {**data, **self._position(reply)}))
+        self.outbox.release()
+        return True
+
+    @staticmethod
+    def _position(reply: _Reply) -> dict[str, object]:
+        """Where the reply stands: chunks sent so far, the last event of it sent."""
+        position: dict[str, object] = {"chunks_sent": reply.chunks_sent}
+        if reply.last_sent_id:
+            position["last_event_id"] = reply.last_sent_id
+        return position
 
     def interrupt(self, turn_id: str, reason: str) -> tuple[CancelRecord, list[ReplyEvent]]:
         """Stop relaying ``turn_id`` now; returns what was delivered and the events that
@@ -137,12 +178,16 @@ class ReplyDelivery:
             time.perf_counter(), "speech", last_sent_id=self._shown.pop(turn_id, "")
         )
         self.outbox.drop_turn(turn_id)
+        if reply.paused_at is not None:  # cut while paused: the lane goes on without it
+            reply.paused_s += time.perf_counter() - reply.paused_at
+            reply.paused_at = None
+            self.outbox.release()
         self._cancelled[turn_id] = None
         if len(self._cancelled) > CANCELLED_REMEMBERED:
             del self._cancelled[next(iter(self._cancelled))]
         heard = reply.sentence
         if reply.complete and reply.first_chunk_at is not None and reply.audio_ms > 0:
-            played = (time.perf_counter() - reply.first_chunk_at) * 1000 / reply.audio_ms
+            played = self.played_ms(turn_id) / reply.audio_ms
             heard = min(reply.sentence, math.ceil(reply.sentence * played))
         # "0-0": nothing of the turn was shown (an empty id means a pre-v3 record)
         record = CancelRecord(reply.chunks_sent, heard, now_ms(), reply.last_sent_id or "0-0")
@@ -274,8 +319,7 @@ class ReplyDelivery:
             int(event.data.get("chunk_index", -1)),
             int(event.data.get("sentence", 0)),
             float(event.data.get("audio_ms", 0.0)),
-            # an error without a spoken apology ends the turn (no_speech, stage failure)
-            ends_turn=event.event == "error" and "reason" not in event.data,
+            ends_turn=event.ends_turn,
             event_id=event_id,
         )
 

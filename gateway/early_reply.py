@@ -1,28 +1,20 @@
-"""Replies started during a pause, before the end of speech is confirmed.
+"""The gateway's I/O for early replies; the protocol and its rules are in
+``shared.early_reply`` (which also says what happens on each failure).
 
-The utterance state machine (``gateway.utterance``) decides when to start, use or drop
-one (``PREEMPTIVE_REPLY``); this does the I/O, in order, on one task per session:
-
-* start: publish an ``LlmJob`` for the attempt (turn ``t5.p1`` for utterance ``t5``) with
-  ``options.held``, so its LLM and TTS workers write to the session's held stream
-  (``Keys.held_reply``), which this follows; its events wait here.
-* use (the final transcript is the text it answered): confirm it to its LLM worker (which
-  then keeps its news state and history, see ``llm_worker.early_reply``) and copy its
-  events, held and to come, to the reply stream as turn ``t5``'s. From there they reach
-  the client, a resumed session and a cancel exactly like any reply's.
-* drop (the user went on speaking, the hypothesis changed, the final differs, a cancel):
-  cancel it like any reply, so its workers stop within a token, and forget its events;
-  nothing of it reaches the reply stream or the history.
+The utterance state machine (``gateway.utterance``) says when to start, drop or settle
+an attempt; ``shared.early_reply.Attempts`` says what each input means for its events;
+this does the I/O, in order, on one task per connection: open the attempt with its job,
+follow the early stream, decide or read its verdict, copy a used attempt's events to
+the reply stream as the turn's (whence they reach the client, a resumed session and a
+cancel exactly like any reply's), cancel a dropped attempt's workers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -30,24 +22,27 @@ from redis.exceptions import RedisError
 from gateway.relay import ReplyRelay
 from shared import metrics
 from shared.control import CancelRecord, ControlChannel
-from shared.messages import InputChunk, LlmJob, MessageError, ReplyEvent, decode, encode
+from shared.early_reply import (
+    DROPPED,
+    EARLY_OPTION,
+    REPLY_TURN_OPTION,
+    USED,
+    Attempt,
+    Attempts,
+    EarlyVerdicts,
+    Phase,
+    Step,
+    as_turn,
+)
+from shared.messages import InputChunk, LlmJob, MessageError, ReplyEvent, decode
 from shared.settings import Settings
 from shared.streams import StreamAppender, now_ms
 
 log = logging.getLogger(__name__)
 
-HELD_EVENTS_LIMIT = 1000  # a reply held longer than this many events is dropped
-DETACHED_WAIT_S = 60.0  # a closed session's early reply: how long its turn may still take
-_DETACHED: set[asyncio.Task[None]] = set()  # settling after their session closed
-
-
-@dataclass
-class _Attempt:
-    turn_id: str  # the utterance's turn, as the client knows it
-    text: str
-    state: str = "held"  # held | used | dropped | done (its reply ended) | detached
-    held: list[ReplyEvent] = field(default_factory=list)
-    last_id: str = "0-0"  # the last entry of the held stream that was its
+CLOSED_WAIT_S = 60.0  # a closed connection's used attempt: how long its reply may still take
+SETTLE_TRIES = 5  # reading a verdict through a Redis blip
+_CLOSED: set[asyncio.Task[None]] = set()  # copies of used attempts whose connection closed
 
 
 class EarlyReplies:
@@ -59,6 +54,7 @@ class EarlyReplies:
         relay: ReplyRelay,
         control: ControlChannel,
         job_options: Callable[[], dict[str, object]],
+        on_discarded: Callable[[], None] = lambda: None,
     ) -> None:
         self._session_id = session_id
         self._settings = settings
@@ -67,176 +63,172 @@ class EarlyReplies:
         self._relay = relay
         self._control = control
         self._job_options = job_options
+        self._on_discarded = on_discarded  # an attempt that was published is not the reply
+        self._verdicts = EarlyVerdicts(redis, settings.keys, settings.session_ttl_seconds)
         self._replies = StreamAppender(redis, settings.session_ttl_seconds, settings.reply_maxlen)
         self._inputs = StreamAppender(redis, settings.turn_ttl_seconds)
-        self._attempts: dict[str, _Attempt] = {}
+        self._attempts = Attempts()
         self._work: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._following = False
+        self._closing = False  # the I/O task ends once its queue is empty
 
     # --- decisions (from the utterance state machine) ---------------------------------
 
     def start(self, turn_id: str, attempt_id: str, text: str, trace: str = "") -> None:
         """``trace``: the utterance's traceparent (tracing on), for the attempt's job."""
-        if len(self._attempts) > 64:  # a long session: forget attempts that are over
-            for old in [a for a, item in self._attempts.items() if item.state == "dropped"]:
-                del self._attempts[old]
-            for old in [a for a, item in self._attempts.items() if item.state == "done"][:-8]:
-                del self._attempts[old]
-        self._attempts[attempt_id] = _Attempt(turn_id, text)
+        self._attempts.start(attempt_id, turn_id, text)
         metrics.PREEMPTIVE_REPLIES.labels("started").inc()
-        self._do(lambda: self._publish(attempt_id, text, trace))
+        self._do(lambda: self._open(attempt_id, turn_id, text, trace))
 
-    def use(self, attempt_id: str) -> None:
-        attempt = self._attempts.get(attempt_id)
-        if attempt is None or attempt.state != "held":
-            return
-        attempt.state = "used"
-        metrics.PREEMPTIVE_REPLIES.labels("used").inc()
-        held, attempt.held = attempt.held, []
-        self._do(lambda: self._control.confirm(self._session_id, attempt_id))
-        for event in held:
-            self._forward(attempt, event)
-            if _ends_reply(event):
-                attempt.state = "done"
+    def settle(self, attempt_id: str) -> None:
+        """The utterance's final transcript is out: its verdict is in the record."""
+        self._do(lambda: self._settle(attempt_id))
 
     def drop(self, attempt_id: str) -> None:
-        attempt = self._attempts.get(attempt_id)
-        if attempt is None or attempt.state != "held":
-            return
-        attempt.state = "dropped"
-        attempt.held.clear()
-        metrics.PREEMPTIVE_REPLIES.labels("discarded").inc()
-        self._do(lambda: self._stop(attempt_id, CancelRecord(0, 0, now_ms())))
+        self._apply(attempt_id, self._attempts.drop(attempt_id))
 
-    async def stop_used(self, turn_id: str, record: CancelRecord) -> None:
-        """The client cancelled ``turn_id``: stop the workers of the reply it got early."""
-        for attempt_id, attempt in list(self._attempts.items()):
-            if attempt.turn_id == turn_id and attempt.state == "used":
-                await self._stop(attempt_id, record)
+    def decide(self, attempt_id: str, words: str, otherwise: Callable[[], Awaitable[None]]) -> None:
+        """The gateway's own final words (transcripts from the device, where no ASR worker
+        decides): the attempt is used if it answered exactly ``words``; if it cannot be
+        (it broke, or was never opened), ``otherwise`` answers the turn anew."""
+        self._do(lambda: self._decide(attempt_id, words, otherwise))
+
+    async def stop_turn(self, turn_id: str, record: CancelRecord) -> None:
+        """The client cancelled ``turn_id``: stop its attempts, used or not yet decided
+        (closing the record of those, so their LLM worker waits no longer)."""
+        for attempt in self._attempts.cancel_turn(turn_id):
+            await asyncio.gather(
+                self._stop(attempt.attempt_id, record),
+                self._verdicts.decide(self._session_id, attempt.attempt_id, None),
+            )
 
     async def close(self) -> None:
-        """The connection ended: finish the queued I/O. A reply still held belongs to an
-        utterance that ended and waits for its final transcript (the utterance state
-        machine dropped all others): that transcript still decides it, without the
-        client, so a resumed session finds the turn answered either way."""
+        """The connection ended: withdraw the attempts still undecided (the normal job
+        answers their turns, and a resume replays that), finish the queued I/O, and leave
+        a task copying the rest of a used attempt's reply to the reply stream."""
+        if self._following:  # from here a used attempt's events are read by ``_copy_rest``
+            self._relay.unfollow(self._keys.early_replies(self._session_id), self.on_event)
+        for attempt in self._attempts.all():
+            self.drop(attempt.attempt_id)
         if self._task is not None:
-            self._do(self._end)
+            self._closing = True
+            self._do(_nothing)  # wakes the task: it ends once the queue is empty
             await asyncio.wait([self._task], timeout=5.0)
             self._task.cancel()
-        if self._following:
-            self._relay.unfollow(self._keys.held_reply(self._session_id))
-        for attempt_id, attempt in list(self._attempts.items()):
-            if attempt.state in ("held", "used"):  # undecided, or its reply still going
-                task = asyncio.create_task(self._settle_detached(attempt_id, attempt))
-                _DETACHED.add(task)
-                task.add_done_callback(_DETACHED.discard)
+        for attempt in self._attempts.all():
+            if attempt.phase == Phase.USED:  # its reply still going
+                task = asyncio.create_task(self._copy_rest(attempt))
+                _CLOSED.add(task)
+                task.add_done_callback(_CLOSED.discard)
 
-    # --- events of the held stream ----------------------------------------------------
+    # --- events of the early stream ---------------------------------------------------
 
     def on_event(self, event: ReplyEvent, entry_id: str = "") -> None:
-        attempt = self._attempts.get(event.turn_id)
-        if attempt is None:
-            return  # an attempt of an earlier connection, or not ours
-        attempt.last_id = entry_id or attempt.last_id
-        if attempt.state == "used":
-            self._forward(attempt, event)
-            if _ends_reply(event):
-                attempt.state = "done"
-        elif attempt.state == "held":
-            attempt.held.append(event)
-            if len(attempt.held) > HELD_EVENTS_LIMIT:
-                self.drop(event.turn_id)
+        self._apply(event.turn_id, self._attempts.on_event(event, entry_id))
 
-    def _forward(self, attempt: _Attempt, event: ReplyEvent) -> None:
-        as_turn = dataclasses.replace(event, turn_id=attempt.turn_id)
+    def _apply(self, attempt_id: str, step: Step) -> None:
         key = self._keys.reply(self._session_id)
-        self._do(lambda: self._replies.append(key, as_turn))
+        for event in step.forward:
+            self._do(lambda event=event: self._replies.append(key, event))  # type: ignore[misc]
+        if step.withdraw:
+            self._do(lambda: self._settle(attempt_id))
+        if step.stop:
+            self._do(lambda: self._stop(attempt_id, CancelRecord(0, 0, now_ms())))
 
     # --- I/O, in order ----------------------------------------------------------------
 
     def _do(self, work: Callable[[], Awaitable[None]]) -> None:
         self._work.put_nowait(work)
-        if self._task is None:
+        if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name=f"early-{self._session_id}")
 
     async def _run(self) -> None:
-        while True:
+        while not (self._closing and self._work.empty()):
             work = await self._work.get()
             try:
                 await work()
-            except _Ended:
-                return
             except (RedisError, OSError) as exc:
                 log.warning("early reply I/O failed (%s)", type(exc).__name__)
             except Exception:
                 log.exception("early reply I/O failed")
 
-    async def _end(self) -> None:
-        raise _Ended
+    async def _open(self, attempt_id: str, turn_id: str, text: str, trace: str) -> None:
+        """Follow the early stream (before the first event can be written), then publish
+        the attempt's job with its record. Failing, the attempt was never open: the ASR
+        worker publishes the normal job, and it is forgotten here."""
+        opened = False
+        try:
+            if not self._following:
+                early_key = self._keys.early_replies(self._session_id)
+                last = await self._redis.xrevrange(early_key, count=1)
+                from_id = last[0][0].decode() if last else "0-0"
+                await self._relay.follow(early_key, self.on_event, from_id)
+                self._following = True
+            attempt = self._attempts.get(attempt_id)
+            if attempt is None or not attempt.undecided or attempt.phase == Phase.WITHDRAWING:
+                return  # given up before it started: never opened, nothing to cancel
+            options = {**self._job_options(), EARLY_OPTION: True, REPLY_TURN_OPTION: turn_id}
+            job = LlmJob(self._session_id, attempt_id, text, "speech", now_ms(), options, trace)
+            opened = await self._verdicts.open(job, text, self._settings.jobs_maxlen)
+        finally:
+            if not opened:
+                self._attempts.settled(attempt_id, "dropped")
 
-    async def _publish(self, attempt_id: str, text: str, trace: str = "") -> None:
-        held_key = self._keys.held_reply(self._session_id)
-        if not self._following:  # follow before the first event can be written
-            last = await self._redis.xrevrange(held_key, count=1)
-            from_id = last[0][0].decode() if last else "0-0"
-            await self._relay.follow(held_key, self.on_event, from_id)
-            self._following = True
+    async def _settle(self, attempt_id: str, tries: int = SETTLE_TRIES) -> None:
         attempt = self._attempts.get(attempt_id)
-        if attempt is None or attempt.state == "dropped":
-            return  # dropped before it started: nothing to cancel
-        options = {**self._job_options(), "held": True, "reply_turn": attempt.turn_id}
-        job = LlmJob(self._session_id, attempt_id, text, "speech", now_ms(), options, trace)
-        await self._redis.xadd(
-            self._keys.jobs_for("llm", self._session_id),
-            encode(job),  # type: ignore[arg-type]
-            maxlen=self._settings.jobs_maxlen,
-            approximate=True,
-        )
-
-    async def _settle_detached(self, attempt_id: str, attempt: _Attempt) -> None:
-        """Finish, without the client, what the connection left: decide a held reply by
-        its final transcript, and copy the rest of a used one to the reply stream."""
-        turn_id, reply_key = attempt.turn_id, self._keys.reply(self._session_id)
-        if attempt.state == "used":
-            await self._copy_rest(attempt_id, attempt, attempt.last_id)
+        if attempt is None or not attempt.undecided:
             return
         try:
-            async for event in self._read(reply_key):
-                if event.turn_id == turn_id and event.event == "partial_transcription":
-                    if event.data.get("is_final"):
-                        break
-            else:
-                event = None
-            if event is None or event.data.get("text") != attempt.text:
-                metrics.PREEMPTIVE_REPLIES.labels("discarded").inc()
-                await self._stop(attempt_id, CancelRecord(0, 0, now_ms()))
-                return
-            metrics.PREEMPTIVE_REPLIES.labels("used").inc()
-            await self._control.confirm(self._session_id, attempt_id)
+            verdict = await self._verdicts.decide(self._session_id, attempt_id, None)
         except (RedisError, OSError) as exc:
-            log.warning("early reply of a closed session not settled (%s)", type(exc).__name__)
+            if tries <= 1:
+                raise
+            log.warning("early reply verdict not read (%s); trying again", type(exc).__name__)
+            loop = asyncio.get_running_loop()
+            retry = lambda: self._settle(attempt_id, tries - 1)  # noqa: E731
+            loop.call_later(0.2 * (SETTLE_TRIES - tries + 1), self._do, retry)
             return
-        await self._copy_rest(attempt_id, attempt, "0-0")
+        metrics.PREEMPTIVE_REPLIES.labels("used" if verdict == USED else "discarded").inc()
+        if verdict != USED:
+            self._on_discarded()
+        self._apply(attempt_id, self._attempts.settled(attempt_id, verdict))
 
-    async def _copy_rest(self, attempt_id: str, attempt: _Attempt, after: str) -> None:
-        """Copy the attempt's events after ``after`` to the reply stream, to its end."""
+    async def _decide(
+        self, attempt_id: str, words: str, otherwise: Callable[[], Awaitable[None]]
+    ) -> None:
+        attempt = self._attempts.get(attempt_id)
+        verdict = DROPPED
+        if attempt is not None and attempt.undecided:
+            try:
+                verdict = await self._verdicts.decide(self._session_id, attempt_id, words)
+            except (RedisError, OSError) as exc:  # still open: its LLM worker withdraws it
+                log.warning("early reply not decided (%s); answering anew", type(exc).__name__)
+            metrics.PREEMPTIVE_REPLIES.labels("used" if verdict == USED else "discarded").inc()
+            if verdict != USED:
+                self._on_discarded()
+            self._apply(attempt_id, self._attempts.settled(attempt_id, verdict))
+        if verdict != USED:
+            await otherwise()
+
+    async def _copy_rest(self, attempt: Attempt) -> None:
+        """Copy the used attempt's events after the last one relayed to the reply stream,
+        to its end (its connection closed before the reply did)."""
         reply_key = self._keys.reply(self._session_id)
         try:
-            async for event in self._read(self._keys.held_reply(self._session_id), after):
-                if event.turn_id == attempt_id:
-                    as_turn = dataclasses.replace(event, turn_id=attempt.turn_id)
-                    await self._replies.append(reply_key, as_turn)
-                    if _ends_reply(event):
+            async for event in self._read(self._keys.early_replies(self._session_id), attempt):
+                if event.turn_id == attempt.attempt_id:
+                    await self._replies.append(reply_key, as_turn(event, attempt.turn_id))
+                    if event.ends_turn:
                         return
         except (RedisError, OSError) as exc:
             log.warning("early reply of a closed session not copied (%s)", type(exc).__name__)
 
-    async def _read(self, key: str, after: str = "0-0") -> AsyncIterator[ReplyEvent]:
-        """The reply events of ``key`` after ``after``, then as they come (for as long as
-        the turn could still take)."""
-        last, loop = after, asyncio.get_running_loop()
-        deadline = loop.time() + DETACHED_WAIT_S
+    async def _read(self, key: str, attempt: Attempt) -> AsyncIterator[ReplyEvent]:
+        """The events of ``key`` after the attempt's last one, then as they come (for as
+        long as the turn could still take)."""
+        last, loop = attempt.last_id, asyncio.get_running_loop()
+        deadline = loop.time() + CLOSED_WAIT_S
         while loop.time() < deadline:
             answer = await self._redis.xread({key: last}, count=100, block=500)
             for _key, entries in answer or []:
@@ -254,12 +246,11 @@ class EarlyReplies:
         )
 
 
-def _ends_reply(event: ReplyEvent) -> bool:
-    """The last event of a reply: its end, or an error after which nothing follows."""
-    return event.event == "streaming_complete" or (
-        event.event == "error" and "reason" not in event.data
-    )
+async def finish_closed_copies(wait_s: float) -> None:
+    """At shutdown: let used attempts of closed connections reach the reply stream."""
+    if _CLOSED:
+        await asyncio.wait(list(_CLOSED), timeout=wait_s)
 
 
-class _Ended(Exception):
-    """The session closed: the I/O task ends after the work queued before."""
+async def _nothing() -> None:
+    return None

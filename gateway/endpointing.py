@@ -76,10 +76,11 @@ class Endpointer(_VadFrames):
 
 
 class SpeechOnset(_VadFrames):
-    """Detects the user starting to talk over a reply (barge-in).
+    """Detects speech starting over a reply: ``min_speech_ms`` of continuous speech.
 
-    Needs ``min_speech_ms`` of continuous speech, so a cough, a click or a little echo
-    of the reply leaking into the microphone does not cut the answer off.
+    Voice activity alone cannot tell a person from a cough or from the reply's own echo
+    (both pass 240 ms easily): ``gateway.barge_in`` pauses on it and lets words and the
+    echo check decide; only ``BARGE_IN_MODE=immediate`` cuts on it directly.
     """
 
     def __init__(self, min_speech_ms: int, aggressiveness: int = 3) -> None:

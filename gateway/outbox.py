@@ -25,7 +25,7 @@ class OutFrame:
     chunk_index: int = -1
     sentence: int = 0  # which sentence of the reply a tts_chunk belongs to (1-based)
     audio_ms: float = 0.0  # for streaming_complete: length of the reply's audio
-    ends_turn: bool = False  # an error after which no reply follows
+    ends_turn: bool = False  # the turn's last event (``ReplyEvent.ends_turn``)
     event_id: str = ""  # reply-stream entry id ("" for control frames: not replayable)
 
 
@@ -51,6 +51,7 @@ class Outbox:
         self._replies: deque[OutFrame] = deque()
         self._ready = asyncio.Event()
         self._closing = False
+        self._held: str | None = None  # a paused reply: its events wait, and all after them
         self.queued_bytes = 0  # both lanes
         self.peak_bytes = 0  # the most ever queued at once
 
@@ -107,6 +108,15 @@ class Outbox:
         self._replies = kept
         return dropped
 
+    def hold(self, turn_id: str) -> None:
+        """Stop the reply lane at the first queued event of ``turn_id`` (a paused reply):
+        events before it still go, none after it (they keep the reply stream's order)."""
+        self._held = turn_id
+
+    def release(self) -> None:
+        self._held = None
+        self._ready.set()
+
     def clear(self) -> None:
         self._control.clear()
         self._replies.clear()
@@ -116,7 +126,7 @@ class Outbox:
         while True:
             if self._control:
                 frame = self._control.popleft()
-            elif self._replies:
+            elif self._replies and (self._held is None or self._replies[0].turn_id != self._held):
                 frame = self._replies.popleft()
             else:
                 self._ready.clear()

@@ -7,7 +7,8 @@ never touch other sessions: each bucket belongs to one connection.
 Every request that starts paid model calls draws on one bucket (``COMMANDS_PER_MINUTE``):
 a typed ``voice_command``, a spoken turn (when its utterance opens), a ``cancel``, and a
 reply started early during a pause (``PREEMPTIVE_REPLY``) that is then discarded (the
-user went on speaking): one that is used is the turn's own reply, already counted. A
+user went on speaking, the final transcript differed): one that is used is the turn's own
+reply, already counted. A
 discarded reply's calls were made when it is counted, so it is never refused: it is
 charged, and the next request waits for the bucket to refill.
 """

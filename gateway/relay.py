@@ -37,11 +37,16 @@ class ReplyRelay:
 
     async def subscribe(self, session_id: str, deliver: Deliver, from_id: str = "0-0") -> None:
         """Start relaying ``session_id``'s replies (after ``from_id``) to ``deliver``."""
-        self._owners[session_id] = deliver
         await self.follow(self._keys.reply(session_id), deliver, from_id)
 
+    def unsubscribe(self, session_id: str, deliver: Deliver | None = None) -> None:
+        """Stop relaying ``session_id``'s replies (see ``unfollow``)."""
+        self.unfollow(self._keys.reply(session_id), deliver)
+
     async def follow(self, key: str, deliver: Deliver, from_id: str = "0-0") -> None:
-        """Relay the reply events of any stream ``key`` (e.g. a session's held replies)."""
+        """Relay the reply events of any stream ``key`` (a session's reply stream, its
+        early replies) to ``deliver``, which becomes the stream's one owner here."""
+        self._owners[key] = deliver
 
         def on_entry(entry_id: str, fields: dict[bytes, bytes]) -> None:
             try:
@@ -54,14 +59,11 @@ class ReplyRelay:
 
         await self._mux.subscribe(key, on_entry, from_id)
 
-    def unfollow(self, key: str) -> None:
-        self._mux.unsubscribe(key)
-
-    def unsubscribe(self, session_id: str, deliver: Deliver | None = None) -> None:
-        """Stop relaying; with ``deliver``, only if it is still the one relayed to (a
-        resumed session may already have a newer connection on this gateway)."""
+    def unfollow(self, key: str, deliver: Deliver | None = None) -> None:
+        """Stop relaying ``key``; with ``deliver``, only if it is still the stream's owner
+        (a resumed session may already have a newer connection on this gateway)."""
         # ``==``, not ``is``: each ``session.delivery.deliver`` is a new bound-method object
-        if deliver is not None and self._owners.get(session_id) != deliver:
+        if deliver is not None and self._owners.get(key) != deliver:
             return
-        self._owners.pop(session_id, None)
-        self._mux.unsubscribe(self._keys.reply(session_id))
+        self._owners.pop(key, None)
+        self._mux.unsubscribe(key)

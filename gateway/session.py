@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from gateway.barge_in import BargeIn
 from gateway.command_revisions import CommandRevisions
 from gateway.delivery import ReplyDelivery
 from gateway.early_reply import EarlyReplies
@@ -48,7 +49,7 @@ from shared.tracing import TurnSpans, tracer_for
 log = logging.getLogger(__name__)
 
 CONTROL_LIMIT = 256  # errors/pongs waiting for the socket; beyond: close 1008
-HELD_LIMIT = 2000  # frames waiting for the current reply to end (barge-in off)
+WAITING_INPUT_LIMIT = 2000  # frames waiting for the current reply to end (barge-in off)
 CLOSE_GRACE_SECONDS = 10.0  # a closing socket's last frames get this long to go out
 _BYTES_PER_SECOND = protocol.INPUT_SAMPLE_RATE * 2
 
@@ -85,7 +86,14 @@ class VoiceSession:
         self._turns = 0
         self._onset = SpeechOnset(settings.barge_in_min_speech_ms)
         self._early = EarlyReplies(
-            self.session_id, settings, redis, relay, control, lambda: self.options.as_job_options()
+            self.session_id,
+            settings,
+            redis,
+            relay,
+            control,
+            lambda: self.options.as_job_options(),
+            # a discarded one's model calls were one request more
+            on_discarded=lambda: self._limits.charge_discarded_reply(),
         )
         self._speech = UtteranceTracker(
             self,
@@ -101,7 +109,7 @@ class VoiceSession:
             settings.command_revision_ms if revisions else 0,
             early_replies=settings.preemptive_reply,
         )
-        self._held: deque[VoiceCommand | AudioInput] = deque()
+        self._waiting_input: deque[VoiceCommand | AudioInput] = deque()  # barge-in off
         self._releaser: asyncio.Task[None] | None = None
         self._last_frame_at = 0.0  # loop time of the client's last frame (idle timeout)
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -117,6 +125,15 @@ class VoiceSession:
         tracer = tracer_for(settings, "gateway")  # None: tracing off, every hook skipped
         self._spans = TurnSpans(tracer, self.session_id) if tracer is not None else None
         self.delivery.spans = self._spans
+        self._barge: BargeIn | None = None  # confirm mode: pause, then decide
+        if settings.barge_in_mode == "confirm":
+            self._barge = BargeIn(
+                _BargeInIO(self),
+                settings.barge_in_pause_ms,
+                settings.barge_in_min_words,
+                settings.false_interruption_ms,
+            )
+            self.delivery.observe(self._barge.observe)
         self.taken_over = False
         self._cancelled_before: list[str] = []  # turns cut on earlier connections (resume)
 
@@ -157,6 +174,8 @@ class VoiceSession:
                 self._spans.close()
             if self._releaser:
                 self._releaser.cancel()
+            if self._barge is not None:
+                self._barge.close()
             await self._abandon_utterance()
             if not self.taken_over:
                 try:
@@ -218,6 +237,8 @@ class VoiceSession:
             "resume_window_seconds": self.store.resume_window,
             "resumed": resumed,
             "barge_in": self.barge_in,
+            # confirm: speech over a reply pauses it (reply_paused), words cut it
+            "barge_in_mode": self.settings.barge_in_mode,
             # the session's language; with lang_auto the first request's text may change it
             "lang": self.options.lang or self.settings.default_language,
             "lang_auto": self.options.lang is None,
@@ -321,8 +342,10 @@ class VoiceSession:
             await self._on_cancel(event)
         else:
             self._check_rate(event)
-            if self._held or (not self.barge_in and self.replying and not self._continues(event)):
-                self._hold(event)
+            if self._waiting_input or (
+                not self.barge_in and self.replying and not self._continues(event)
+            ):
+                self._wait_for_reply(event)
             else:
                 await self._process(event)
 
@@ -348,18 +371,18 @@ class VoiceSession:
             event.command, event.is_final
         )
 
-    def _hold(self, event: VoiceCommand | AudioInput) -> None:
+    def _wait_for_reply(self, event: VoiceCommand | AudioInput) -> None:
         """Barge-in off: a new request waits until the current reply has been sent."""
-        if len(self._held) >= HELD_LIMIT:
+        if len(self._waiting_input) >= WAITING_INPUT_LIMIT:
             raise ProtocolError(protocol.BUSY, "still replying; too much input is waiting")
-        self._held.append(event)
+        self._waiting_input.append(event)
         if self._releaser is None or self._releaser.done():
-            self._releaser = asyncio.create_task(self._release_held())
+            self._releaser = asyncio.create_task(self._release_waiting_input())
 
-    async def _release_held(self) -> None:
-        while self._held:
+    async def _release_waiting_input(self) -> None:
+        while self._waiting_input:
             await self.delivery.idle.wait()
-            event = self._held.popleft()
+            event = self._waiting_input.popleft()
             try:
                 await self._process(event)
             except ProtocolError as exc:
@@ -425,7 +448,7 @@ class VoiceSession:
             self.control.cancel(self.session_id, turn_id, record),
             self._inputs.append(self._keys.tts_input(self.session_id, turn_id), stop_tts),
             self._write_interruption(events),
-            self._early.stop_used(turn_id, record),
+            self._early.stop_turn(turn_id, record),
         )
         self._onset.reset()
 
@@ -474,11 +497,21 @@ class VoiceSession:
         await self.store.count_turn(self.session_id, number)
         self.delivery.expect(turn_id, "command")
         self.delivery.add_timings(turn_id, timings)
-        self._early.use(attempt[0])
+
+        async def answer_anew() -> None:  # the attempt broke before it could be used
+            await self._publish_command_job(turn_id, number, text)
+
+        self._early.decide(attempt[0], attempt[1], answer_anew)
 
     async def publish_command(
         self, turn_id: str, number: int, command: str, timings: dict[str, object]
     ) -> None:
+        await self._publish_command_job(turn_id, number, command)
+        self.delivery.expect(turn_id, "command")
+        if timings:
+            self.delivery.add_timings(turn_id, timings)
+
+    async def _publish_command_job(self, turn_id: str, number: int, command: str) -> None:
         job = LlmJob(
             session_id=self.session_id,
             turn_id=turn_id,
@@ -486,16 +519,10 @@ class VoiceSession:
             source="command",
             created_ms=now_ms(),
             options=self.options.as_job_options(),
-            trace=self._spans.begin(turn_id, "command") if self._spans is not None else "",
         )
         stream = self._keys.jobs_for("llm", self.session_id)
         maxlen = self.settings.jobs_maxlen
         await self.store.publish_turn(self.session_id, number, stream, job, maxlen)
-        if self._spans is not None:
-            self._spans.received(turn_id)
-        self.delivery.expect(turn_id, "command")
-        if timings:
-            self.delivery.add_timings(turn_id, timings)
 
     async def _on_audio(self, audio: AudioInput) -> None:
         if not self.settings.speech_input_enabled:
@@ -504,10 +531,15 @@ class VoiceSession:
                 "this server does not recognise speech (ASR_PROVIDER=none); "
                 "recognise on the device and send voice_command",
             )
-        if self.barge_in and audio.pcm and (playing := self.delivery.playing_turn()):
+        immediate = self._barge is None
+        if immediate and self.barge_in and audio.pcm and (playing := self.delivery.playing_turn()):
             if self._onset.push(audio.pcm):
                 await self.cancel(playing, "barge_in")
         await self._speech.push(audio)
+        if self._barge is not None and self.barge_in and audio.pcm:
+            utterance = self._speech.current
+            turn_id, key = (utterance.turn_id, utterance.input_key) if utterance else (None, "")
+            await self._barge.audio(audio.pcm, turn_id, key)
 
     # --- the utterance state machine's I/O (gateway.utterance.UtteranceIO) -------------
 
@@ -542,6 +574,8 @@ class VoiceSession:
         return turn_id, input_key
 
     async def send_input(self, input_key: str, chunk: InputChunk) -> None:
+        if chunk.end and self._barge is not None:
+            chunk = await self._barge.end_marker(input_key, chunk)
         await self._inputs.append(input_key, chunk)
 
     def input_complete(self, turn_id: str, timings: dict[str, object]) -> None:
@@ -570,25 +604,71 @@ class VoiceSession:
         await self._early.close()
 
     def start_early_reply(self, turn_id: str, attempt_id: str, text: str) -> None:
+        if self._barge is not None and not self._barge.early_reply_allowed(turn_id, attempt_id):
+            return  # speech over a reply, not yet known to be a request
         trace = self._spans.traceparent(turn_id) if self._spans is not None else ""
         self._early.start(turn_id, attempt_id, text, trace)
 
-    def use_early_reply(self, attempt_id: str) -> None:
-        self._early.use(attempt_id)
+    def settle_early_reply(self, attempt_id: str) -> None:
+        self._early.settle(attempt_id)
 
     def drop_early_reply(self, attempt_id: str) -> None:
-        self._limits.charge_discarded_reply()  # its model calls were one request more
         self._early.drop(attempt_id)
 
     def _hear_hypothesis(self, event: ReplyEvent) -> None:
         """Partials on their way to the client tell the utterance what has been heard."""
         if event.event != "partial_transcription":
+            if event.ends_turn:  # ended without a final transcript (a stage failure)
+                self._speech.hear_final(event.turn_id)
             return
-        text = str(event.data.get("text", ""))
         if event.data.get("is_final"):
-            self._speech.hear_final(event.turn_id, text)
+            self._speech.hear_final(event.turn_id)
         else:
+            text = str(event.data.get("text", ""))
             self._speech.hear(event.turn_id, event.data.get("complete"), text)
+
+
+class _BargeInIO:
+    """The session's side of ``gateway.barge_in.BargeInIO``."""
+
+    def __init__(self, session: VoiceSession) -> None:
+        self._session = session
+        self.playing_turn = session.delivery.playing_turn
+        self.played_ms = session.delivery.played_ms
+        self.pause = session.delivery.pause
+        self.resume = session.delivery.resume
+
+    async def cut(self, turn_id: str) -> None:
+        await self._session.cancel(turn_id, "barge_in")
+
+    async def answer(self, turn_id: str, text: str, speech_end_ms: int) -> None:
+        session = self._session
+        spans = session._spans
+        job = LlmJob(
+            session.session_id,
+            turn_id,
+            text,
+            "speech",
+            speech_end_ms,
+            session.options.as_job_options(),
+            trace=spans.traceparent(turn_id) if spans is not None else "",
+        )
+        stream = session._keys.jobs_for("llm", session.session_id)
+        maxlen = session.settings.jobs_maxlen
+        await session.store.publish_turn(session.session_id, session._turns, stream, job, maxlen)
+
+    async def restart_utterance(self, turn_id: str, pcm: bytes) -> tuple[str, str] | None:
+        speech = self._session._speech
+        await speech.cancel(turn_id)
+        await speech.push(AudioInput(pcm, False))
+        current = speech.current
+        return (current.turn_id, current.input_key) if current else None
+
+    async def unanswered(self, turn_id: str) -> None:
+        message = "only noise, an acknowledgement or the reply itself was heard; it goes on"
+        data = {"code": protocol.NO_SPEECH, "message": message}
+        event = ReplyEvent("error", self._session.session_id, turn_id, data)
+        await self._session._write_interruption([event])
 
 
 def _end_of_speech_policy(settings: Settings) -> EndOfSpeechPolicy | None:

@@ -19,10 +19,11 @@ The rules:
   ``no_speech`` like any other; ``is_final`` with nothing at all is refused.
 * An utterance longer than ``MAX_UTTERANCE_SECONDS`` is cut there and refused.
 * With preemptive replies on, a pause of ``EARLY_REPLY_AFTER_MS`` after a complete
-  hypothesis starts the reply to it before the end of speech is confirmed
-  (``gateway.early_reply`` holds its events). Speech again, or another hypothesis, drops
-  it. At the end of speech the recogniser is told which words were answered; its final
-  transcript then uses the early reply (the same words) or drops it (any other).
+  hypothesis starts the reply to it (an attempt) before the end of speech is confirmed.
+  Speech again, or another hypothesis, drops it. At the end of speech the recogniser is
+  told which attempt is waiting; once its final transcript is out, the attempt's verdict
+  is settled (``shared.early_reply`` owns that protocol; here is only when to start,
+  drop or settle an attempt).
 """
 
 from __future__ import annotations
@@ -32,13 +33,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.endpointing import Endpointer
-from shared import protocol
+from shared import early_reply, protocol
 from shared.messages import InputChunk
 from shared.protocol import AudioInput, ProtocolError
 
 PRE_ROLL_FRAMES = 3  # pieces of audio kept from before speech (300 ms at 100 ms pieces)
 EARLY_REPLY_AFTER_MS = 30  # of silence after a complete hypothesis (after the VAD's hangover)
-MAX_EARLY_REPLIES = 3  # attempts per utterance: a bound on model calls wasted
 
 
 @dataclass
@@ -71,13 +71,13 @@ class UtteranceIO(Protocol):
         """The request is complete (end of speech); ``timings`` say how it was decided."""
 
     def start_early_reply(self, turn_id: str, attempt_id: str, text: str) -> None:
-        """Start a reply to ``text`` now, holding its events (``gateway.early_reply``)."""
+        """Start a reply to ``text`` now, its events kept aside (``gateway.early_reply``)."""
 
-    def use_early_reply(self, attempt_id: str) -> None:
-        """The early reply is the turn's reply: let its events through."""
+    def settle_early_reply(self, attempt_id: str) -> None:
+        """The turn's final transcript is out: act on the attempt's verdict."""
 
     def drop_early_reply(self, attempt_id: str) -> None:
-        """Cancel the early reply; nothing of it may reach the client or the history."""
+        """Give the attempt up; nothing of it may reach the client or the history."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +110,7 @@ class UtteranceTracker:
         self._policy = policy
         self._max_bytes = max_bytes
         self._early_replies = early_replies and policy is not None
-        self._awaiting_final: dict[str, tuple[str, str]] = {}  # turn -> (attempt, its words)
+        self._awaiting_final: dict[str, str] = {}  # turn -> its attempt
         self._endpointer = Endpointer(policy.default_ms) if policy else None
         self._current: Utterance | None = None
         self._pause_ended = False  # the last utterance was ended by a pause, not is_final
@@ -126,16 +126,12 @@ class UtteranceTracker:
             self._current.complete = complete
             self._current.text = text
 
-    def hear_final(self, turn_id: str, text: str) -> None:
-        """The final transcript: it decides an early reply waiting for it."""
+    def hear_final(self, turn_id: str) -> None:
+        """The turn's final transcript (or its end without one) went out: the attempt
+        waiting for it has its verdict."""
         attempt = self._awaiting_final.pop(turn_id, None)
-        if attempt is None:
-            return
-        attempt_id, words = attempt
-        if text == words:  # the ASR worker made the same comparison and sent no job
-            self._io.use_early_reply(attempt_id)
-        else:
-            self._io.drop_early_reply(attempt_id)
+        if attempt is not None:
+            self._io.settle_early_reply(attempt)
 
     async def push(self, audio: AudioInput) -> None:
         """One frame from the client. Raises ``ProtocolError`` for what must be refused."""
@@ -190,10 +186,12 @@ class UtteranceTracker:
             pausing
             and utterance.complete is True
             and utterance.text
-            and utterance.early_replies < MAX_EARLY_REPLIES
+            and utterance.early_replies < early_reply.MAX_ATTEMPTS
         ):
             utterance.early_replies += 1
-            utterance.early_reply = f"{utterance.turn_id}.p{utterance.early_replies}"
+            utterance.early_reply = early_reply.attempt_id(
+                utterance.turn_id, utterance.early_replies
+            )
             utterance.early_text = utterance.text
             self._io.start_early_reply(utterance.turn_id, utterance.early_reply, utterance.text)
 
@@ -223,10 +221,9 @@ class UtteranceTracker:
         if utterance.early_reply is not None and utterance.text != utterance.early_text:
             self._drop_early_reply(utterance)
         if not utterance.refused:
-            preempted = ""
-            if utterance.early_reply is not None:
-                preempted = utterance.early_text
-                self._awaiting_final[utterance.turn_id] = (utterance.early_reply, preempted)
+            preempted = utterance.early_reply or ""
+            if preempted:
+                self._awaiting_final[utterance.turn_id] = preempted
             await self._send_end(utterance, preempted=preempted)
             self._io.input_complete(utterance.turn_id, timings)
         else:
@@ -276,7 +273,7 @@ class UtteranceTracker:
     async def cancel(self, turn_id: str) -> None:
         """The client cancelled ``turn_id``: if it is the utterance in progress, drop it."""
         if attempt := self._awaiting_final.pop(turn_id, None):
-            self._io.drop_early_reply(attempt[0])
+            self._io.drop_early_reply(attempt)
         utterance = self._current
         if utterance is not None and utterance.turn_id == turn_id:
             self._current = None
@@ -285,7 +282,9 @@ class UtteranceTracker:
 
     async def abandon(self) -> None:
         """The client left mid-utterance: end its input so the ASR worker lets go now."""
-        self._awaiting_final.clear()  # the final transcript still decides them (early_reply)
+        for attempt in self._awaiting_final.values():  # withdrawn: the normal job answers
+            self._io.drop_early_reply(attempt)
+        self._awaiting_final.clear()
         utterance, self._current = self._current, None
         if utterance is not None:
             self._drop_early_reply(utterance)

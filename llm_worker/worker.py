@@ -15,7 +15,6 @@ import logging
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from llm_worker.early_reply import early_reply
 from llm_worker.errors import LlmError
 from llm_worker.history import ConversationMemory
 from llm_worker.language import turn_language
@@ -24,6 +23,7 @@ from llm_worker.sentences import SentenceSplitter
 from llm_worker.speech_text import speech_text
 from shared import metrics, protocol
 from shared.checkpoint import StaleTurn
+from shared.early_reply import LlmAttempt
 from shared.engines import AgentRequest, ReplyAgent
 from shared.messages import LlmJob, TtsJob
 from shared.settings import Settings
@@ -73,7 +73,8 @@ def make_llm_handler(redis: aioredis.Redis, settings: Settings, agent: ReplyAgen
     async def handle(job: LlmJob, ctx: JobContext) -> None:
         progress = await TurnProgress(redis, settings, job).load()
         ctx.cleanup.append(progress.checkpoint.key)
-        early = early_reply(redis, keys, job)  # started before the end of speech?
+        # started before the end of speech? (an attempt: ``shared.early_reply``)
+        early = LlmAttempt.of(redis, keys, job, settings.session_ttl_seconds)
         wait_s = settings.input_idle_timeout
         if progress.done:  # finished before a crash, maybe not yet remembered
             if not progress.remembered:

@@ -13,7 +13,7 @@ without reading the stream at all.
 The stream stays the record (ids, resume and replay are unchanged). It is read only to
 catch up: after a subscription is confirmed (so every later entry will be pushed), and
 after the pub/sub connection was lost. Pushes that arrive during a catch-up read are
-held and delivered after it, newer ids only (``shared/mux.py``).
+deferred and delivered after it, newer ids only (``shared/mux.py``).
 
 ``BellListener`` is the reading side: one pub/sub connection per Redis node a mux reads
 from, subscribed to every followed key.

@@ -26,6 +26,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisError
 
 from shared.bells import bell_verbs
+from shared.early_reply import events_key
 from shared.messages import FIELD, Message, encode
 from shared.resp import pack
 from shared.write_batcher import APPEND_SCRIPT, load_script, write_batcher
@@ -189,9 +190,8 @@ class StageProgress:
     def __init__(self, redis: aioredis.Redis, settings: Settings, job: Message) -> None:
         session_id, turn_id = job.session_id, job.turn_id  # type: ignore[attr-defined]
         self._settings = settings
-        held = getattr(job, "options", {}).get("held")  # a reply started before end of speech
-        keys = settings.keys
-        self._reply_key = keys.held_reply(session_id) if held else keys.reply(session_id)
+        # an attempt's events go aside until its verdict (``shared.early_reply``)
+        self._reply_key = events_key(settings.keys, session_id, getattr(job, "options", None))
         self.checkpoint = TurnCheckpoint(
             redis,
             settings.keys.checkpoint(self.stage, session_id, turn_id),

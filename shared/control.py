@@ -67,8 +67,7 @@ class ControlChannel:
         self._keys = keys
         self._ttl = ttl_seconds
         self._cancelled: dict[tuple[str, str], float] = {}
-        self._confirmed: dict[tuple[str, str], float] = {}
-        self._verdicts: dict[tuple[str, str], asyncio.Event] = {}
+        self._decided: dict[tuple[str, str], asyncio.Event] = {}  # early replies waited on
         self._takeover_handlers: dict[str, dict[str, Takeover]] = {}
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -81,11 +80,6 @@ class ControlChannel:
         self._remember(session_id, turn_id)
         key = self._keys.cancelled(session_id)
         await self._record_and_tell(key, turn_id, record.pack(), f"cancel {session_id} {turn_id}")
-
-    async def confirm(self, session_id: str, turn_id: str) -> None:
-        """A reply started before the end of speech is the one the user gets."""
-        key = self._keys.confirmed(session_id)
-        await self._record_and_tell(key, turn_id, 1, f"confirm {session_id} {turn_id}")
 
     async def _record_and_tell(self, key: str, field: str, value: object, message: str) -> None:
         """HSET with its TTL and PUBLISH in one MULTI; on a cluster, whose pipelines refuse
@@ -124,32 +118,18 @@ class ControlChannel:
             return True
         return False
 
-    async def verdict(self, session_id: str, turn_id: str, wait_s: float) -> bool:
-        """For a reply started early: wait until it is confirmed (True) or cancelled
-        (False, also after ``wait_s``). Redis is asked now and then, in case a message
-        was missed."""
-        marker = (session_id, turn_id)
-        deadline = time.monotonic() + wait_s
-        event = self._verdicts.setdefault(marker, asyncio.Event())
+    async def wait_decided(self, session_id: str, attempt: str, wait_s: float) -> bool:
+        """Whether a verdict on an early reply ``attempt`` was announced ("decided",
+        published by ``shared.early_reply``) within ``wait_s``."""
+        marker = (session_id, attempt)
+        event = self._decided.setdefault(marker, asyncio.Event())
         try:
-            while True:
-                if marker in self._confirmed:
-                    return True
-                if marker in self._cancelled:
-                    return False
-                if await self._redis.hexists(self._keys.confirmed(session_id), turn_id):
-                    return True
-                if await self.check(session_id, turn_id):
-                    return False
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                event.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(min(left, 0.5)):
-                        await event.wait()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait_s):
+                    await event.wait()
+            return event.is_set()
         finally:
-            self._verdicts.pop(marker, None)
+            self._decided.pop(marker, None)
 
     async def records(self, session_id: str) -> dict[str, CancelRecord]:
         raw = await self._redis.hgetall(self._keys.cancelled(session_id))
@@ -183,16 +163,10 @@ class ControlChannel:
     def _hear(self, message: str) -> None:
         kind, _, rest = message.partition(" ")
         session_id, _, detail = rest.partition(" ")
-        if kind in ("cancel", "confirm"):
-            marker = (session_id, detail)
-            if kind == "cancel":
-                self._remember(session_id, detail)
-            else:
-                self._confirmed[marker] = time.monotonic() + _FORGET_AFTER_S
-                if len(self._confirmed) > 10_000:
-                    now = time.monotonic()
-                    self._confirmed = {k: t for k, t in self._confirmed.items() if t > now}
-            if waiter := self._verdicts.get(marker):
+        if kind == "cancel":
+            self._remember(session_id, detail)
+        elif kind == "decided":
+            if waiter := self._decided.get((session_id, detail)):
                 waiter.set()
         elif kind == "takeover":
             for connection_id, handler in list(self._takeover_handlers.get(session_id, {}).items()):

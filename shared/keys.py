@@ -42,12 +42,13 @@ of them get ``RESUME_WINDOW_SECONDS``, and a resume gives all of them
 
 * ``{p}:reply:{session}`` stream, no group -- ``ReplyEvent``: everything the client should
   see, in order, from every stage. The gateway XREADs it from the last id it relayed.
-* ``{p}:held:{session}`` stream, no group -- ``ReplyEvent``s of replies started before the
+* ``{p}:early:{session}`` stream, no group -- ``ReplyEvent``s of replies started before the
   end of speech was confirmed (``PREEMPTIVE_REPLY``), under their attempt's turn id
-  (``t5.p1``). The gateway holds them, then copies a confirmed attempt's events to the
-  reply stream as the turn's own (``t5``) or drops a discarded one.
-* ``{p}:confirmed:{session}`` hash -- attempt turn id -> "1" once the gateway confirmed
-  that reply (its LLM worker then keeps its news state and history).
+  (``t5.p1``). The gateway keeps them aside, then copies a used attempt's events to the
+  reply stream as the turn's own (``t5``) or forgets a dropped one (``shared.early_reply``).
+* ``{p}:early:verdicts:{session}`` hash -- attempt turn id -> ``open:<words>``, ``used`` or
+  ``dropped``: the one record of whether an attempt is the turn's reply
+  (``shared.early_reply``, which says who writes it and when).
 * ``{p}:history:{session}`` list of msgpack ``HistoryTurn`` (newest last, bounded).
 * ``{p}:news:state:{session}`` string, msgpack: the stories last presented to the session
   (for "more about the first story", "next", "repeat").
@@ -183,22 +184,6 @@ class Keys:
         """The work stream that carries a session's jobs of a kind."""
         return self.jobs(kind, self.partition(session_id))
 
-    @property
-    def asr_jobs(self) -> str:
-        return self.jobs("asr")
-
-    @property
-    def llm_jobs(self) -> str:
-        return self.jobs("llm")
-
-    @property
-    def tts_jobs(self) -> str:
-        return self.jobs("tts")
-
-    @property
-    def dead_letters(self) -> str:
-        return self.dead_letters_of(0)
-
     def dead_letters_of(self, partition: int) -> str:
         """Where a partition's failed jobs go (on a cluster: next to its work streams)."""
         if self.cluster:
@@ -219,11 +204,11 @@ class Keys:
     def reply(self, session_id: str) -> str:
         return f"{self._scope(session_id)}:reply:{session_id}"
 
-    def held_reply(self, session_id: str) -> str:
-        return f"{self._scope(session_id)}:held:{session_id}"
+    def early_replies(self, session_id: str) -> str:
+        return f"{self._scope(session_id)}:early:{session_id}"
 
-    def confirmed(self, session_id: str) -> str:
-        return f"{self._scope(session_id)}:confirmed:{session_id}"
+    def early_verdicts(self, session_id: str) -> str:
+        return f"{self._scope(session_id)}:early:verdicts:{session_id}"
 
     def history(self, session_id: str) -> str:
         return f"{self._scope(session_id)}:history:{session_id}"
@@ -251,8 +236,8 @@ class Keys:
             self.history(session_id),
             self.news_state(session_id),
             self.cancelled(session_id),
-            self.held_reply(session_id),
-            self.confirmed(session_id),
+            self.early_replies(session_id),
+            self.early_verdicts(session_id),
             self.language(session_id),
         )
 

@@ -24,6 +24,9 @@ FIELD = b"m"
 # so a worker taking the job up needs no read before its first partial. Workers that do
 # not know it ignore it.
 FIRST_AUDIO = b"a1"
+# ``InputChunk.preempted`` of an ASR end marker: whatever the final transcript, start no
+# reply; the gateway decides from it whether the utterance was a request (barge-in)
+GATEWAY_DECIDES = "\x00gateway"
 TRACE_OPTION = "traceparent"  # the key a job's ``trace`` takes in its wire ``options``
 
 
@@ -80,7 +83,7 @@ class InputChunk:
     text: str = ""
     end: bool = False
     cancelled: bool = False
-    preempted: str = ""  # ASR end marker: a reply to this text was started early
+    preempted: str = ""  # ASR end marker: the attempt started early (``shared.early_reply``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +100,14 @@ class ReplyEvent:
     turn_id: str
     data: dict[str, Any] = field(default_factory=dict)
     audio: bytes = b""
+
+    @property
+    def ends_turn(self) -> bool:
+        """The last event of a turn: its end, or an error after which nothing follows (one
+        without ``reason``: no spoken apology comes, e.g. no speech, a stage failure)."""
+        return self.event == "streaming_complete" or (
+            self.event == "error" and "reason" not in self.data
+        )
 
 
 @dataclass(frozen=True, slots=True)

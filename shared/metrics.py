@@ -93,6 +93,11 @@ QUEUE_LAG = Gauge(
 CANCELS = Counter(
     "vna_cancels_total", "replies stopped early, by reason (cancel, barge_in)", ["reason"]
 )
+BARGE_INS = Counter(
+    "vna_barge_ins_total",
+    "speech over a reply, by what came of it (paused, resumed, cut, echo_rejected)",
+    ["outcome"],
+)
 RESUMES = Counter("vna_resumes_total", "session resume attempts, by outcome", ["outcome"])
 CANCELLED_WORK = Counter(
     "vna_cancelled_jobs_total",

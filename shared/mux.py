@@ -11,7 +11,7 @@ With ``push`` (``STREAM_PUSH``, the default) the reader does not poll: every app
 also pushed over pub/sub with its id (``shared/bells.py``), and the mux delivers the
 pushes as they come. It reads a stream only to catch up, once its subscription is
 confirmed and after the pub/sub connection was lost; pushes that arrive meanwhile are
-held and delivered after that read, newer ids only. No entry waits for a read, and a
+deferred and delivered after that read, newer ids only. No entry waits for a read, and a
 hundred followed streams cost Redis nothing between entries.
 
 On a Redis Cluster one ``XREAD`` may only name keys of one slot (any other is refused
@@ -72,7 +72,7 @@ class _Subscription:
     confirmed: bool = False
     confirmations: int = 0  # a read sent before the latest one cannot catch it up
     synced: bool = False
-    held: list[tuple[str, bytes]] = field(default_factory=list)
+    deferred_pushes: list[tuple[str, bytes]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.packed_id = bulk(self.last_id.encode())
@@ -238,7 +238,7 @@ class StreamMux:
         entry_id = raw_id.decode()
         if not sub.synced:
             if sub.confirmed:  # a catch-up read is under way: after it
-                sub.held.append((entry_id, value))
+                sub.deferred_pushes.append((entry_id, value))
             return  # else the read that follows the confirmation has it
         if _newer(entry_id, sub.last_id):  # not delivered by a catch-up read already
             sub.advance(entry_id)
@@ -254,7 +254,7 @@ class StreamMux:
     def _on_lost(self, group: _ReadGroup) -> None:
         for sub in group.subs.values():  # until each is subscribed again and caught up
             sub.confirmed = sub.synced = False
-            sub.held.clear()
+            sub.deferred_pushes.clear()
 
     async def wait_listening(self) -> None:
         """Until every bell listener is connected (tests; startup needs no wait: a
@@ -364,7 +364,8 @@ class StreamMux:
 
     async def _read_rung(self, group: _ReadGroup) -> None:
         """Catch up the streams that asked for it (a confirmed subscription, more than
-        one read's worth of entries), without blocking; then deliver what was held."""
+        one read's worth of entries), without blocking; then deliver the pushes deferred
+        meanwhile."""
         await group.wakeup.wait()
         group.wakeup.clear()
         rung, group.rung = group.rung, {}
@@ -372,7 +373,7 @@ class StreamMux:
         if not subs:
             return
         for sub in subs.values():
-            sub.held.clear()  # pushed before this read was sent: the read has them
+            sub.deferred_pushes.clear()  # pushed before this read was sent: the read has them
         command = b"".join(
             [
                 b"*%d\r\n$5\r\nXREAD\r\n$5\r\nCOUNT\r\n$3\r\n256\r\n$7\r\nSTREAMS\r\n"
@@ -415,8 +416,8 @@ class StreamMux:
             ):
                 continue
             sub.synced = True
-            held, sub.held = sub.held, []
-            for entry_id, value in held:
+            deferred, sub.deferred_pushes = sub.deferred_pushes, []
+            for entry_id, value in deferred:
                 if _newer(entry_id, sub.last_id):
                     sub.advance(entry_id)
                     sub.deliver(entry_id, {FIELD: value})

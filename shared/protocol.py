@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from shared.languages import SUPPORTED, canonical_language
 
 INPUT_SAMPLE_RATE = 16000
-PROTOCOL_VERSION = 4  # 4: voice_command is_final (interim transcripts); 3: event_id, resume
+PROTOCOL_VERSION = 5  # 5: voice_command is_final; 4: reply_paused/resumed; 3: event_id
 TURN_ID_PATTERN = r"^t[1-9][0-9]{0,8}$"
 EVENT_ID_PATTERN = r"^[0-9]{1,20}-[0-9]{1,20}$"  # a reply-stream entry id
 
@@ -228,6 +228,8 @@ ServerEventName = Literal[
     "tts_chunk",
     "streaming_complete",
     "interrupted",
+    "reply_paused",
+    "reply_resumed",
     "pong",
     "error",
 ]

@@ -103,6 +103,19 @@ class Settings(BaseSettings):
     barge_in_min_speech_ms: int = Field(
         default=240, ge=30, description="continuous speech that counts as barging in"
     )
+    barge_in_mode: Literal["confirm", "immediate"] = Field(
+        default="confirm",
+        description="confirm: pause the reply, cut it only when words confirm a person",
+    )
+    barge_in_pause_ms: int = Field(
+        default=120, ge=30, description="confirm mode: continuous speech that pauses a reply"
+    )
+    barge_in_min_words: int = Field(
+        default=2, ge=1, le=10, description="words (not the reply's, not 'uh-huh') that cut"
+    )
+    false_interruption_ms: int = Field(
+        default=1500, ge=100, le=30000, description="a pause with no such words then resumes"
+    )
     resume_window_seconds: int = Field(
         default=120, ge=5, description="how long a dropped session can be resumed"
     )

@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -19,6 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from shared.early_reply import events_key
 from shared.keys import Keys
 from shared.messages import Message, ReplyEvent, encode
 from shared.write_batcher import write_batcher
@@ -143,5 +146,8 @@ class ReplyWriter:
         self._keys = keys
         self._appender = StreamAppender(redis, ttl, maxlen)
 
-    async def emit(self, event: ReplyEvent) -> None:
-        await self._appender.append(self._keys.reply(event.session_id), event)
+    async def emit(self, event: ReplyEvent, options: Mapping[str, Any] | None = None) -> None:
+        """``options``: the job's, so an early reply's event goes aside under its own id
+        (``shared.early_reply.events_key``), never to the client under an unknown turn."""
+        key = events_key(self._keys, event.session_id, options)
+        await self._appender.append(key, event)

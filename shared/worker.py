@@ -90,16 +90,14 @@ def stage_worker(
     handler: Handler[JobT],
 ) -> StageWorker[JobT]:
     """The worker of one stage kind (``asr``, ``llm``, ``tts``) on its job streams and group."""
-    streams = settings.keys.job_streams(kind)
     return StageWorker(
         redis,
         settings,
         kind=kind,
-        stream=streams[0],
+        streams=settings.keys.job_streams(kind),
         group=kind,
         job_type=job_type,
         handler=handler,
-        partitions=streams,
     )
 
 
@@ -111,7 +109,7 @@ def consumer_name(settings: Settings, kind: str) -> str:
 
 
 class StageWorker(Generic[JobT]):
-    """Runs ``handler`` for every job of type ``job_type`` on ``stream``/``group``."""
+    """Runs ``handler`` for every job of type ``job_type`` on ``streams``/``group``."""
 
     def __init__(
         self,
@@ -119,17 +117,15 @@ class StageWorker(Generic[JobT]):
         settings: Settings,
         *,
         kind: str,
-        stream: str,
+        streams: tuple[str, ...],
         group: str,
         job_type: type[JobT],
         handler: Handler[JobT],
-        partitions: tuple[str, ...] = (),
     ) -> None:
         self.redis = redis
         self.settings = settings
         self.kind = kind
-        self.stream = stream
-        self.streams = partitions or (stream,)
+        self.streams = streams
         self.group = group
         self.job_type = job_type
         self.handler = handler
@@ -364,7 +360,8 @@ class StageWorker(Generic[JobT]):
         turn_id = getattr(job, "turn_id", "")
         if session_id:
             data = {"code": protocol.STAGE_FAILED, "message": message}
-            await self.replies.emit(ReplyEvent("error", session_id, turn_id, data))
+            event = ReplyEvent("error", session_id, turn_id, data)
+            await self.replies.emit(event, getattr(job, "options", None))
 
     async def _dead_letter(
         self, stream: str, entry_id: str, reason: str, fields: dict[bytes, bytes]

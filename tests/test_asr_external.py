@@ -38,16 +38,16 @@ async def asr_worker(redis: Redis, settings: Settings, engine) -> AsyncIterator[
 
 async def _speak_and_wait(redis: Redis, settings: Settings) -> tuple[list[ReplyEvent], str]:
     keys = settings.keys
-    await publish_job(redis, keys.asr_jobs, AsrJob("s1", "t1"), 100)
+    await publish_job(redis, keys.jobs("asr"), AsrJob("s1", "t1"), 100)
     pcm = speech_16k(SPOKEN)
     for seq, offset in enumerate(range(0, len(pcm), 3200), start=1):
         chunk = InputChunk(seq, audio=pcm[offset : offset + 3200])
         await append_with_ttl(redis, keys.asr_input("s1", "t1"), chunk, 60)
     await append_with_ttl(redis, keys.asr_input("s1", "t1"), InputChunk(10_000, end=True), 60)
-    while not await redis.xlen(keys.llm_jobs):  # noqa: ASYNC110 - waiting on Redis state
+    while not await redis.xlen(keys.jobs("llm")):  # noqa: ASYNC110 - waiting on Redis state
         await asyncio.sleep(0.05)
     events = [decode(f) for _, f in await redis.xrange(keys.reply("s1"))]
-    job = decode((await redis.xrange(keys.llm_jobs))[0][1])
+    job = decode((await redis.xrange(keys.jobs("llm")))[0][1])
     assert isinstance(job, LlmJob)
     return events, job.text  # type: ignore[return-value]
 

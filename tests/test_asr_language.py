@@ -20,7 +20,7 @@ from tests.test_asr_external import asr_worker, engine  # noqa: F401 - the modul
 async def speak(redis: Redis, settings: Settings, lang: str) -> list[ReplyEvent]:
     """One utterance in a ``lang`` session; the session's events once the turn is decided."""
     keys = settings.keys
-    await publish_job(redis, keys.asr_jobs, AsrJob("s1", "t1", options={"lang": lang}), 100)
+    await publish_job(redis, keys.jobs("asr"), AsrJob("s1", "t1", options={"lang": lang}), 100)
     pcm = speech_16k("hola, dame las noticias")
     for seq, offset in enumerate(range(0, len(pcm), 3200), start=1):
         chunk = InputChunk(seq, audio=pcm[offset : offset + 3200])
@@ -44,7 +44,7 @@ async def test_external_transcription_gets_the_sessions_language(redis: Redis, e
         )
         async with asr_worker(redis, settings, engine):
             events = await speak(redis, settings, "es")
-            job = decode((await redis.xrange(settings.keys.llm_jobs))[0][1])
+            job = decode((await redis.xrange(settings.keys.jobs("llm")))[0][1])
     assert standin.uploads[0]["language"] == "es"
     assert (
         isinstance(job, LlmJob) and job.text == "dame las noticias" and job.options["lang"] == "es"
@@ -61,4 +61,4 @@ async def test_offline_recogniser_says_it_cannot_hear_chinese(redis: Redis, engi
     assert errors == [
         {"code": "asr_language_unsupported", "message": NOTICES["zh-CN"], "lang": "zh-CN"}
     ]
-    assert "英语" in NOTICES["zh-CN"] and not await redis.xlen(settings.keys.llm_jobs)
+    assert "英语" in NOTICES["zh-CN"] and not await redis.xlen(settings.keys.jobs("llm"))

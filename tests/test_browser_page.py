@@ -201,7 +201,9 @@ async def test_speaking_over_the_reply_interrupts_it(page: Any) -> None:
     spoken = await _turn(page, "t.done && !t.typed")
     assert "sports" in spoken["user"] and "striker" in spoken["agent"].lower()
     typed = await _turn(page, "t.typed && t.done")
-    assert typed["cancelled"] and (await _stats(page))["stops"] >= 1
+    stats = await _stats(page)
+    assert typed["cancelled"] and stats["stops"] >= 1
+    assert stats["replyPauses"] >= 1  # reply_paused came first: the player paused it
     assert "interrupted" in typed["meta"]
     await _one_row_and_one_label_per_turn(page)
 

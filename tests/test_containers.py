@@ -198,7 +198,9 @@ async def test_both_tts_replicas_get_work(stack: Stack) -> None:
 
     async def watch() -> None:
         while not stop.is_set():
-            for entry in await redis.xpending_range(stack.keys.tts_jobs, TTS_GROUP, "-", "+", 100):
+            for entry in await redis.xpending_range(
+                stack.keys.jobs("tts"), TTS_GROUP, "-", "+", 100
+            ):
                 seen.add(entry["consumer"].decode())
             await asyncio.sleep(0)
 
@@ -282,8 +284,8 @@ async def test_compose_down_stops_every_container_cleanly(stack: Stack) -> None:
     )
     handed_back = 0
     for stream, group in (
-        (stack.keys.llm_jobs, LLM_GROUP),
-        (stack.keys.tts_jobs, TTS_GROUP),
+        (stack.keys.jobs("llm"), LLM_GROUP),
+        (stack.keys.jobs("tts"), TTS_GROUP),
     ):
         handed_back += (await redis.xpending(stream, group))["pending"]
     await redis.aclose()

@@ -108,7 +108,7 @@ async def test_cancel_mid_reply_stops_the_reply_and_the_workers(convo, store, st
         # the workers stop too: both let go of the turn (its jobs are acked) long before
         # the reply's end, and nothing more of it is written afterwards
         keys = Keys(PREFIX)
-        for stream, group in ((keys.llm_jobs, "llm"), (keys.tts_jobs, "tts")):
+        for stream, group in ((keys.jobs("llm"), "llm"), (keys.jobs("tts"), "tts")):
             while (await store.xpending(stream, group))["pending"]:  # noqa: ASYNC110 - Redis
                 await asyncio.sleep(0.02)
         produced = [e for e in await reply_events(store, client.session_id, turn_id)]

@@ -215,9 +215,9 @@ async def deployment(
     ]
     redis = aioredis.Redis.from_url(overrides["REDIS_URL"])
     ready = {
-        (keys.asr_jobs, ASR_GROUP): 1,
-        (keys.llm_jobs, LLM_GROUP): 1,
-        (keys.tts_jobs, TTS_GROUP): 2,
+        (keys.jobs("asr"), ASR_GROUP): 1,
+        (keys.jobs("llm"), LLM_GROUP): 1,
+        (keys.jobs("tts"), TTS_GROUP): 2,
     }
     try:
         async with asyncio.timeout(60), httpx.AsyncClient() as http:
@@ -250,7 +250,7 @@ async def test_compose_services_run_as_processes_share_work_and_stop_cleanly(
             for text in ("technology news", "business news"):
                 turn = await client.ask(text)
                 assert turn.chunks and turn.complete and not turn.errors, turn.events[-1:]
-        tts = await consumers(deployment.redis, deployment.keys.tts_jobs, TTS_GROUP)
+        tts = await consumers(deployment.redis, deployment.keys.jobs("tts"), TTS_GROUP)
         if all(c["inactive"] >= 0 for c in tts):  # -1: this consumer never got a job
             break
     assert [c["inactive"] >= 0 for c in tts] == [True, True], tts

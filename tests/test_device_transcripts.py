@@ -133,7 +133,7 @@ async def test_an_interim_attempt_replaced_by_a_revision_is_never_heard(
     standin.chat.chunk_delay = 0.05  # then goes on slowly: a call cut off ends unfinished
     first, revised = "read me the sports headlines", "read me the sports headlines from today"
     async with VoiceClient.connect(device.ws_url) as client:
-        held = Keys(PREFIX).held_reply(client.session_id)
+        held = Keys(PREFIX).early_replies(client.session_id)
         await client.send_command(first, is_final=False)  # complete: an attempt starts
         await _until(lambda: _has_audio(store, held, "t1.p1"))  # ... and is speaking
         await client.send_command(revised, is_final=False)  # the user went on speaking

@@ -22,7 +22,8 @@ import websockets
 from redis.asyncio import Redis
 
 from gateway import session as gateway_session
-from gateway.__main__ import gateway_server
+from gateway.server import gateway_server
+from shared.early_reply import EarlyVerdicts
 from shared.messages import ReplyEvent
 from shared.settings import Settings, load_settings
 from shared.streams import ReplyWriter
@@ -89,16 +90,16 @@ async def test_a_frame_far_over_the_limit_is_closed_with_1009(redis_url: str) ->
         assert code == 1009
 
 
-async def test_input_held_past_the_limit_without_barge_in_is_refused_busy(
+async def test_input_waiting_past_the_limit_without_barge_in_is_refused_busy(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(gateway_session, "HELD_LIMIT", 2)
+    monkeypatch.setattr(gateway_session, "WAITING_INPUT_LIMIT", 2)
     async with (
         running_gateway(redis_url, barge_in=False) as gateway,
         VoiceClient.connect(gateway.url) as client,
     ):
         await client.send_command("top headlines")  # turn t1: no worker, so it stays busy
-        for _ in range(2):  # held until t1's reply has been sent
+        for _ in range(2):  # waiting until t1's reply has been sent
             await client.send_command("and sports")
         await client.send_command("and science")  # one more than the limit
         await client.ws.send("not json")  # its error comes right after any earlier one
@@ -243,6 +244,9 @@ async def _reply_started_in_a_pause(client: VoiceClient, gateway: Gateway) -> No
 async def hypothesis(gateway: Gateway, session_id: str, is_final: bool) -> None:
     redis = Redis.from_url(gateway.settings.redis_url)
     heard = {"text": "read me the sports headlines", "is_final": is_final, "complete": True}
+    if is_final:  # the ASR worker decides the early reply before its final goes out
+        verdicts = EarlyVerdicts(redis, gateway.settings.keys, 60)
+        await verdicts.decide(session_id, "t1.p1", heard["text"])
     replies = ReplyWriter(redis, gateway.settings.keys, 60, gateway.settings.reply_maxlen)
     await replies.emit(ReplyEvent("partial_transcription", session_id, "t1", heard))
     await redis.aclose()

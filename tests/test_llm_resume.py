@@ -43,7 +43,7 @@ async def run_twice(redis: Redis, first: ScriptedAgent, second: ScriptedAgent):
     await make_llm_handler(redis, settings, second)(job, ctx)
     replies = [decode(f) for _, f in await redis.xrange(settings.keys.reply("s"))]
     spoken = [decode(f) for _, f in await redis.xrange(settings.keys.tts_input("s", "t1"))]
-    assert await redis.xlen(settings.keys.tts_jobs) == 1  # one voice for the reply
+    assert await redis.xlen(settings.keys.jobs("tts")) == 1  # one voice for the reply
     assert all(isinstance(r, ReplyEvent) for r in replies)
     assert all(isinstance(c, InputChunk) for c in spoken) and spoken[-1].end  # type: ignore[union-attr]
     deltas = "".join(r.data["text"] for r in replies if not r.data["is_final"])  # type: ignore[union-attr]

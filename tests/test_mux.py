@@ -36,7 +36,7 @@ class _Heard:
 
 class _MuxChanges:
     """Wakes a waiter after every push, confirmed subscription and catch-up read the
-    mux handles: for waits on mux state that has no event of its own (held pushes, a
+    mux handles: for waits on mux state that has no event of its own (deferred pushes, a
     confirmation count, a stream caught up), without polling."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -251,7 +251,7 @@ async def _follow_while_writing(
     return heard.values[:-1]
 
 
-async def test_pushes_during_catch_up_are_held_then_delivered_once_in_order(
+async def test_pushes_during_catch_up_are_deferred_then_delivered_once_in_order(
     redis_url: str,
 ) -> None:
     """A subscription to a stream with more than one read's worth of entries (COUNT 256)
@@ -328,7 +328,7 @@ async def test_pushed_entries_need_no_reads(redis_url: str) -> None:
 async def test_entries_pushed_while_the_catch_up_read_is_in_flight_come_after_it(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The race the held pushes exist for, made certain: entries appended after Redis ran
+    """The race the deferred pushes exist for, made certain: entries appended after Redis ran
     the catch-up XREAD but pushed before its reply is handled are delivered after the
     read's entries, in order, once each."""
     redis = aioredis.Redis.from_url(redis_url)
@@ -350,7 +350,7 @@ async def test_entries_pushed_while_the_catch_up_read_is_in_flight_come_after_it
             raced = True
             for n in range(5, 10):  # written after the read ran
                 await _append(redis, key, b"%d" % n)
-            await changes.until(lambda: len(sub.held) >= 5)  # pushed before the reply
+            await changes.until(lambda: len(sub.deferred_pushes) >= 5)  # pushed before the reply
         return reply
 
     monkeypatch.setattr(Lane, "round_trip", racing_round_trip)
@@ -445,7 +445,7 @@ async def test_a_reconnect_during_the_catch_up_read_leaves_no_gap(
             phase = 2  # the read after the new subscription: pushes of later entries first
             for n in range(10, 15):
                 await _append(redis, key, b"%d" % n)
-            await changes.until(lambda: len(got) >= 10 or len(sub.held) >= 5)
+            await changes.until(lambda: len(got) >= 10 or len(sub.deferred_pushes) >= 5)
         syncing = sub is not None and sub.confirmed  # a read that may catch the stream up
         reply = await original(self, packed, *args, **kwargs)
         if phase == 2 and b"XREAD" in packed:

@@ -257,7 +257,7 @@ async def _events(redis: Redis, keys: Keys, turn_id: str) -> list[ReplyEvent]:
 
 async def turn(redis: Redis, keys: Keys, turn_id: str) -> tuple[list[ReplyEvent], list[str]]:
     """Publish one request; return its reply events and the sentences sent to TTS."""
-    await publish_job(redis, keys.llm_jobs, LlmJob("s9", turn_id, "any news?"), 100)
+    await publish_job(redis, keys.jobs("llm"), LlmJob("s9", turn_id, "any news?"), 100)
     while True:  # polling Redis: the final agent_response ends the turn
         events = await _events(redis, keys, turn_id)
         if any(e.data.get("is_final") for e in events):

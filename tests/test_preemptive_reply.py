@@ -34,6 +34,7 @@ class _Talk:
         self.client = client
         self.turn = Turn()
         self.heard = asyncio.Event()
+        self.final = asyncio.Event()  # the final transcript arrived
         self.reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -45,6 +46,8 @@ class _Talk:
             if event["event"] == "partial_transcription" and data.get("complete") is True:
                 if data["text"] == REQUEST:
                     self.heard.set()
+            if event["event"] == "partial_transcription" and data.get("is_final"):
+                self.final.set()
             if event["event"] in ("streaming_complete", "error"):
                 return
 
@@ -80,6 +83,25 @@ async def _stored(system, session_id: str) -> tuple[list[ReplyEvent], int]:
     finally:
         await redis.aclose()
     return [e for _, f in entries if isinstance(e := decode(f), ReplyEvent)], len(history)
+
+
+async def read_turn(redis_url: str, reply_key: str) -> list[ReplyEvent]:
+    """A reply stream (what a resume replays) up to the end of its first turn."""
+    redis = aioredis.Redis.from_url(redis_url)
+    last, events = "0-0", []
+    try:
+        for _wait in range(90):  # a hang guard: a turn never answered fails, not hangs
+            if any(e.ends_turn for e in events):
+                break
+            answer = await redis.xread({reply_key: last}, block=1000)
+            for _key, entries in answer or []:
+                for entry_id, fields in entries:
+                    last = entry_id
+                    if isinstance(event := decode(fields), ReplyEvent):
+                        events.append(event)
+    finally:
+        await redis.aclose()
+    return events
 
 
 def _one_clean_reply(turn: Turn, events: list[ReplyEvent]) -> None:
@@ -128,11 +150,11 @@ async def test_speaking_on_after_a_complete_request_leaves_no_trace(system) -> N
     assert remembered == 1  # the dropped reply is not in the conversation memory
 
 
-async def test_a_client_gone_at_the_end_of_speech_gets_the_early_reply(system) -> None:
-    """The connection ends with the early reply still waiting for the final transcript:
-    the transcript decides it without the client, and the reply a resume would replay is
-    the early one, copied from the held stream (the recogniser, told of it, starts no
-    other)."""
+async def test_a_client_gone_at_the_end_of_speech_gets_its_turn_answered_once(system) -> None:
+    """The connection ends with the early reply waiting for the final transcript: the
+    gateway withdraws it (the normal reply answers the turn, and a resume replays that)
+    unless the recogniser used it first (then the rest of it is copied without the
+    client, from the early stream). Either way the reply stream holds one whole reply."""
     before = await _early_replies(system.http_url)
     async with VoiceClient.connect(system.ws_url) as client:
         talk = _Talk(client)
@@ -141,27 +163,19 @@ async def test_a_client_gone_at_the_end_of_speech_gets_the_early_reply(system) -
         await talk.send(SILENCE * 4)  # the pause ends the request; the client leaves at once
         session_id = client.session_id
         talk.reader.cancel()
+    events = await read_turn(system.redis_url, Keys().reply(session_id))
     redis = aioredis.Redis.from_url(system.redis_url)
     try:
-        events: list[ReplyEvent] = []
-        last = "0-0"
-        for _wait in range(60):  # a hang guard: a turn never answered fails, not hangs
-            answer = await redis.xread({Keys().reply(session_id): last}, block=1000)
-            for _key, entries in answer or []:
-                for entry_id, fields in entries:
-                    last = entry_id
-                    if isinstance(event := decode(fields), ReplyEvent):
-                        events.append(event)
-            if any(e.event == "streaming_complete" for e in events):  # what resume replays
-                break
-        held = [decode(f) for _, f in await redis.xrange(Keys().held_reply(session_id))]
+        early = [decode(f) for _, f in await redis.xrange(Keys().early_replies(session_id))]
     finally:
         await redis.aclose()
-    early_chunks = [e for e in held if e.turn_id == "t1.p1" and e.event == "tts_chunk"]
     after = await _early_replies(system.http_url)
-    assert (after["started"] - before["started"], after["used"] - before["used"]) == (1, 1)
+    started, used, discarded = (after[o] - before[o] for o in ("started", "used", "discarded"))
+    assert started == 1 and used + discarded == 1
+    assert events[-1].event == "streaming_complete"
     assert {e.turn_id for e in events} == {"t1"}
     assert len([e for e in events if e.event == "agent_response" and e.data["is_final"]]) == 1
     chunks = [e.data["chunk_index"] for e in events if e.event == "tts_chunk"]
-    assert chunks == list(range(len(chunks))) and len(chunks) == len(early_chunks)
-    assert events[-1].event == "streaming_complete"
+    assert chunks == list(range(len(chunks))) and chunks
+    early_chunks = [e for e in early if e.turn_id == "t1.p1" and e.event == "tts_chunk"]
+    assert not used or len(chunks) == len(early_chunks)  # used: its chunks are the reply

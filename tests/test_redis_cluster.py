@@ -45,7 +45,7 @@ def all_keys_of(keys: Keys, session_id: str) -> list[str]:
     per_turn += [keys.checkpoint(kind, session_id, "t1") for kind in ("asr", "llm", "tts")]
     streams = [keys.jobs_for(kind, session_id) for kind in ("asr", "llm", "tts")]
     dead = keys.dead_letters_of(keys.partition(session_id))
-    early = [keys.confirmed(session_id), keys.news_state(f"{session_id}~t2")]
+    early = [keys.early_verdicts(session_id), keys.news_state(f"{session_id}~t2")]
     return [*keys.session_keys(session_id), *per_turn, *streams, dead, *early]
 
 

@@ -28,3 +28,16 @@ async def test_unsubscribe_with_the_sessions_own_bound_method_releases_it(redis:
     relay.unsubscribe("s1", first.deliver)  # a new bound-method object, same delivery
     relay.unsubscribe("s2", second.deliver)
     assert relay._mux.followed == 0 and not relay._owners
+
+
+async def test_only_the_owner_of_a_followed_stream_lets_go_of_it(redis: Redis) -> None:
+    """A session resumed on the same gateway follows its early replies on the new
+    connection; the old connection's close must not take that stream away."""
+    relay = ReplyRelay(redis, Keys("relaytest"))
+    old, new = _Delivery(), _Delivery()
+    await relay.follow("relaytest:early:s1", old.deliver)
+    await relay.follow("relaytest:early:s1", new.deliver)  # the resumed connection
+    relay.unfollow("relaytest:early:s1", old.deliver)  # the old connection closes
+    assert relay._mux.followed == 1
+    relay.unfollow("relaytest:early:s1", new.deliver)
+    assert relay._mux.followed == 0 and not relay._owners

@@ -51,7 +51,7 @@ async def test_first_audio_leaves_before_the_reply_text_is_complete(redis: Redis
     ]
     tasks = [asyncio.create_task(w.run(stop)) for w in workers]
     await publish_job(
-        redis, settings.keys.llm_jobs, LlmJob("s", "t1", "hi", created_ms=now_ms()), 100
+        redis, settings.keys.jobs("llm"), LlmJob("s", "t1", "hi", created_ms=now_ms()), 100
     )
     # the first sentence is spoken while the model still holds the second: were speech
     # to wait for the whole reply, no chunk would come and this would end in pytest's timeout

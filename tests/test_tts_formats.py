@@ -66,7 +66,7 @@ async def speak_reply(
     task = asyncio.create_task(build_tts_worker(redis, settings, engine).run(asyncio.Event()))
     try:
         job = TtsJob(session, "t1", created_ms=now_ms(), options={"format": fmt})
-        await publish_job(redis, keys.tts_jobs, job, 100)
+        await publish_job(redis, keys.jobs("tts"), job, 100)
         for seq, text in enumerate([*sentences, ""], start=1):
             chunk = InputChunk(seq, text=text, end=seq > len(sentences))
             await append_with_ttl(redis, keys.tts_input(session, "t1"), chunk, 60)

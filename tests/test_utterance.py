@@ -41,8 +41,8 @@ class Recorder:
     def start_early_reply(self, turn_id: str, attempt_id: str, text: str) -> None:
         self.early.append(("start", attempt_id, text))
 
-    def use_early_reply(self, attempt_id: str) -> None:
-        self.early.append(("use", attempt_id, ""))
+    def settle_early_reply(self, attempt_id: str) -> None:
+        self.early.append(("settle", attempt_id, ""))
 
     def drop_early_reply(self, attempt_id: str) -> None:
         self.early.append(("drop", attempt_id, ""))
@@ -189,9 +189,9 @@ async def test_a_pause_after_a_complete_request_starts_its_reply_before_the_end(
     await tracker.push(AudioInput(SILENCE, False))
     assert io.early == [("start", "t1.p1", "read me the sports headlines")] and not io.completed
     await _silence_until_end(tracker, io)
-    assert io.ends("t1")[0].preempted == "read me the sports headlines"
-    tracker.hear_final("t1", "read me the sports headlines")
-    assert io.early[-1] == ("use", "t1.p1", "")
+    assert io.ends("t1")[0].preempted == "t1.p1"  # the end marker names the attempt
+    tracker.hear_final("t1")
+    assert io.early[-1] == ("settle", "t1.p1", "")
 
 
 async def test_speaking_on_drops_the_early_reply() -> None:
@@ -204,8 +204,9 @@ async def test_speaking_on_drops_the_early_reply() -> None:
     assert [kind for kind, *_ in io.early] == ["start", "drop"] and not io.completed
     await _silence_until_end(tracker, io)
     assert io.early[-1] == ("start", "t1.p2", "read me the sports headlines today")
-    tracker.hear_final("t1", "read me the sports headlines for today")  # the final differs
-    assert io.early[-1] == ("drop", "t1.p2", "")
+    assert io.ends("t1")[0].preempted == "t1.p2"
+    tracker.hear_final("t1")
+    assert io.early[-1] == ("settle", "t1.p2", "")
 
 
 async def test_no_early_reply_for_an_unknown_hypothesis_or_when_off() -> None:
@@ -223,5 +224,15 @@ async def test_cancel_drops_an_early_reply_waiting_for_the_final() -> None:
     await _speak(tracker, "next story", True)
     await _silence_until_end(tracker, io)
     await tracker.cancel("t1")
-    tracker.hear_final("t1", "next story")
+    tracker.hear_final("t1")
+    assert [kind for kind, *_ in io.early] == ["start", "drop"]
+
+
+async def test_a_client_gone_before_the_final_withdraws_the_early_reply() -> None:
+    io = Recorder()
+    tracker = UtteranceTracker(io, POLICY, max_bytes=10**7, early_replies=True)
+    await _speak(tracker, "next story", True)
+    await _silence_until_end(tracker, io)
+    await tracker.abandon()
+    tracker.hear_final("t1")
     assert [kind for kind, *_ in io.early] == ["start", "drop"]

@@ -24,7 +24,7 @@ async def running(
 ) -> AsyncIterator[StageWorker]:
     config = load_settings(reclaim_idle_ms=500, shutdown_grace_seconds=1, **settings)
     worker = StageWorker(
-        redis, config, kind="llm", stream=STREAM, group=GROUP, job_type=LlmJob, handler=handler
+        redis, config, kind="llm", streams=(STREAM,), group=GROUP, job_type=LlmJob, handler=handler
     )
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
@@ -155,7 +155,7 @@ async def test_a_failed_hand_back_is_logged_in_one_line(redis: Redis, caplog) ->
         redis,
         load_settings(),
         kind="llm",
-        stream=STREAM,
+        streams=(STREAM,),
         group=GROUP,
         job_type=LlmJob,
         handler=lambda job, ctx: None,
@@ -189,3 +189,20 @@ async def test_the_ack_deletes_the_entry_and_the_keys_the_turn_left(redis: Redis
         await _wait_for(lambda: worker.handled == 20)  # counted once acked
     assert await redis.xlen(STREAM) == 0
     assert not [key async for key in redis.scan_iter("spent:*")], "per-turn keys deleted"
+
+
+async def test_a_failed_early_reply_reports_under_its_own_id_aside(redis: Redis) -> None:
+    """An attempt's failure is one of its events: kept aside with them (the gateway shows
+    it as the turn's only if the attempt is used), never sent to the client under an id
+    it was never shown."""
+
+    async def handler(job: LlmJob, ctx: JobContext) -> None:
+        raise RuntimeError("the agent broke")
+
+    job = LlmJob("s", "t3.p1", "news", options={"early": True, "reply_turn": "t3"})
+    await publish_job(redis, STREAM, job, 100)
+    async with running(redis, handler):
+        await _wait_for_redis(lambda: redis.exists("vna:early:s", "vna:reply:s"))
+    assert not await redis.xlen("vna:reply:s")
+    error = decode((await redis.xrange("vna:early:s"))[0][1])
+    assert (error.event, error.turn_id) == ("error", "t3.p1")

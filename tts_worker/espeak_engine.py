@@ -96,18 +96,14 @@ def synthesize_pcm(text: str, voice_name: str = "en-us", rate: int = 0, pitch: i
 
     Safe to call from any thread: the work runs on the espeak thread.
     """
-    return _ESPEAK_THREAD.submit(_synthesize_on_thread, text, voice_name, rate, pitch).result()
-
-
-def _synthesize_on_thread(
-    text: str, voice_name: str, rate: int, pitch: int, fallback: str = DEFAULT_VOICE
-) -> bytes:
-    return _Espeak.get().synthesize(text, voice_name, rate, pitch, fallback)[0]
+    work = _ESPEAK_THREAD.submit(_speak_on_thread, text, voice_name, rate, pitch, DEFAULT_VOICE)
+    return work.result()[0]
 
 
 def _speak_on_thread(
     text: str, voice_name: str, rate: int, pitch: int, fallback: str
 ) -> tuple[bytes, str]:
+    """On the espeak thread: (PCM, the voice that spoke it)."""
     return _Espeak.get().synthesize(text, voice_name, rate, pitch, fallback)
 
 

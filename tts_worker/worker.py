@@ -48,7 +48,7 @@ class _ReplyAudio:
         self.first_chunk_ms: int | None = progress.first_chunk_ms
         self._audio_ms_before = progress.audio_ms_before  # spoken before a takeover
         self._audio = ReplyEncoder(output_format(job), settings.mp3_bitrate_kbps)
-        self._held = bytearray()  # audio not yet sent (all of it when not streaming)
+        self._unsent = bytearray()  # audio not yet sent (all of it when not streaming)
         self.voices: list[str] = []  # "engine:voice" that spoke this reply, in order
 
     @property
@@ -57,8 +57,8 @@ class _ReplyAudio:
 
     @property
     def all_sent(self) -> bool:
-        """Nothing is held back (a finished sentence can be checkpointed)."""
-        return not self._held
+        """No audio is waiting to be sent (a finished sentence can be checkpointed)."""
+        return not self._unsent
 
     @property
     def format(self) -> OutputFormat:
@@ -71,18 +71,18 @@ class _ReplyAudio:
     async def add(self, segment: AudioSegment) -> None:
         if segment.voice and segment.voice not in self.voices:
             self.voices.append(segment.voice)
-        self._held += self._audio.add(segment)
+        self._unsent += self._audio.add(segment)
         if self.settings.stream_tts_chunks:
-            await self._send_held()
+            await self._send_unsent()
 
     async def finish(self) -> None:
-        self._held += self._audio.flush()
-        await self._send_held()
+        self._unsent += self._audio.flush()
+        await self._send_unsent()
 
-    async def _send_held(self) -> None:
-        if not self._held:
+    async def _send_unsent(self) -> None:
+        if not self._unsent:
             return
-        audio, self._held = bytes(self._held), bytearray()
+        audio, self._unsent = bytes(self._unsent), bytearray()
         for piece in self._audio.pieces(audio, self.settings.audio_chunk_size):
             data = {
                 "chunk_index": self.chunks_sent,

@@ -76,6 +76,11 @@ class Turn:
     def errors(self) -> list[dict[str, Any]]:
         return self.of("error")
 
+    @property
+    def pauses(self) -> int:
+        """How often the reply was paused while someone seemed to talk over it."""
+        return len(self.of("reply_paused"))
+
     def first_ms(self, name: str) -> float | None:
         for event, at in zip(self.events, self.arrival_ms, strict=True):
             if event["event"] == name:
@@ -97,6 +102,7 @@ class VoiceClient:
         self.last_event_id: str | None = None
         self.last_turn_id: str | None = None
         self.last_chunk_index: int | None = None
+        self.paused: set[str] = set()  # replies the server asked to pause (reply_paused)
         self._reader = asyncio.create_task(self._read(), name="voice-client-read")
 
     @classmethod
@@ -201,6 +207,11 @@ class VoiceClient:
         turn_id = data.get("turn_id")
         if not turn_id:
             return
+        name = event.get("event")
+        if name == "reply_paused":
+            self.paused.add(turn_id)
+        elif name in ("reply_resumed", "interrupted", "streaming_complete"):
+            self.paused.discard(turn_id)
         if event.get("event") == "tts_chunk":
             self.last_turn_id, self.last_chunk_index = turn_id, data.get("chunk_index")
         elif event.get("event") == "streaming_complete":  # the whole turn is here

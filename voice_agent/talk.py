@@ -115,6 +115,11 @@ def _printer(out: IO[str], live: bool | None = None):
             state["width"] = 0
         elif name == "agent_response" and data.get("is_final"):
             out.write(f"agent: {data['text']}\n")
+        elif name == "reply_paused":  # someone seemed to talk over the reply
+            out.write(f"{clear()}(reply paused: listening)\n")
+            state["width"] = 0
+        elif name == "reply_resumed":
+            out.write("(reply resumed)\n")
         elif name == "error":
             out.write(f"{clear()}error [{data.get('code')}]: {data.get('message')}\n")
             state["width"] = 0

@@ -39,6 +39,8 @@ const stats = {
   scheduledSamples: 0,
   scheduledSeconds: 0,
   stops: 0,
+  replyPauses: 0, // the server heard someone start to talk over a reply ...
+  replyResumes: 0, // ... and it was not a request after all
   connects: 0,
   resumes: 0,
 };
@@ -319,6 +321,12 @@ function onEvent(event, data) {
       return onComplete(data);
     case "interrupted":
       return onInterrupted(data);
+    case "reply_paused":
+      if (player && !turnFor(data.turn_id).cancelled) player.pause(data.turn_id);
+      return updateStop();
+    case "reply_resumed":
+      if (player && !turnFor(data.turn_id).cancelled) player.resume(data.turn_id);
+      return updateStop();
     case "error":
       return onError(data);
     default:
@@ -326,9 +334,11 @@ function onEvent(event, data) {
   }
 }
 
-/** The server heard the user start a new request; with barge-in on, the agent stops. */
+/** The server heard the user start a new request; with barge-in on, the agent stops. A
+ * server that confirms barge-ins pauses the reply itself and cuts it only for a person. */
 function onSpeechStarts(turnId) {
   if (!player || !player.playing || !(conn.session && conn.session.bargeIn)) return;
+  if (conn.session.confirmsBargeIn) return;
   const sounding = new Set(player.playingTurns());
   for (const turn of turns.values()) {
     if (turn.id === turnId || turn.cancelled) continue;
@@ -496,7 +506,7 @@ function setMode(next) {
  * answers only the final one, though it may start on a complete request meanwhile. */
 function sendInterim(text) {
   const command = text.trim();
-  if (!command || !conn.open || !conn.session || conn.session.version < 4) return;
+  if (!command || !conn.open || !conn.session || conn.session.version < 5) return;
   conn.send("voice_command", { command, is_final: false });
 }
 
@@ -510,7 +520,7 @@ async function sendTyped(text, confidence = null, view = null) {
   audio();
   await conn.ensure();
   if (player && (player.playing || activeTurn())) stopReply(); // a new request replaces it
-  // is_final: the request is complete, answer now (protocol 4; older servers ignore it)
+  // is_final: the request is complete, answer now (protocol 5; older servers ignore it)
   const data = confidence ? { command, confidence, is_final: true } : { command, is_final: true };
   if (conn.send("voice_command", data)) {
     if (view) view.setUser(command, true);

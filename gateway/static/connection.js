@@ -182,6 +182,8 @@ export class VoiceConnection {
       v2: "resume_token" in data, // a server with cancel, ping/pong and resume
       version: Number(data.protocol_version) || 1, // 3: event ids, exact resume
       bargeIn: data.barge_in === true, // speech over a reply interrupts it
+      // the server pauses a reply under speech and cuts it only for words (protocol 4)
+      confirmsBargeIn: data.barge_in_mode === "confirm",
     };
     const resumed = Boolean(resuming && data.resumed && previous && previous.id === data.session_id);
     if (!resumed) this.lastEventId = null; // a new session: nothing of it seen yet

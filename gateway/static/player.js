@@ -5,6 +5,10 @@
 // one continuous sound however its chunks were cut. pcm16 and wav chunks play as they
 // arrive; mp3 (only when a server ignores format=pcm16) is decoded once the reply is
 // complete, because MP3 frames may refer back into the previous chunk.
+//
+// A reply can be paused (the server heard someone start to talk over it) and resumed
+// exactly where it stopped: the buffers still to play, the first from its offset, are
+// kept and scheduled again. The AudioContext itself keeps running: the microphone needs it.
 
 const START_LEAD_S = 0.08; // head start when the queue ran dry: absorbs network jitter
 
@@ -16,10 +20,12 @@ export class Player {
     this.playhead = 0; // context time where the next buffer starts
     this.sources = new Map(); // AudioBufferSourceNode -> turn id
     this.mp3 = new Map(); // turn id -> [Uint8Array] waiting for the end of the reply
+    this.started = new Map(); // AudioBufferSourceNode -> {buffer, at, offset}
+    this.paused = new Map(); // turn id -> [{buffer, offset}] to play on resume
   }
 
   get playing() {
-    return this.sources.size > 0;
+    return this.sources.size > 0 || this.paused.size > 0;
   }
 
   /** Queue one chunk of a reply (bytes already base64-decoded). */
@@ -35,6 +41,34 @@ export class Player {
       ({ pcm, rate } = parseWav(bytes, sampleRate));
     }
     this.schedule(turnId, pcm16ToBuffer(this.ctx, pcm, rate));
+  }
+
+  /** Pause one reply where it is; its later audio waits too. */
+  pause(turnId) {
+    if (this.paused.has(turnId)) return;
+    const now = this.ctx.currentTime;
+    const held = [];
+    for (const [source, turn] of this.sources) {
+      if (turn !== turnId) continue;
+      const { buffer, at, offset } = this.started.get(source);
+      const into = offset + Math.max(0, now - at);
+      if (into < buffer.duration) held.push({ buffer, offset: into });
+      this.silence(source);
+    }
+    this.paused.set(turnId, held);
+    if (this.sources.size === 0) this.playhead = 0;
+    this.stats.replyPauses += 1;
+    this.onChange();
+  }
+
+  /** Go on from exactly where `pause` stopped. */
+  resume(turnId) {
+    const held = this.paused.get(turnId);
+    if (!held) return;
+    this.paused.delete(turnId);
+    for (const { buffer, offset } of held) this.schedule(turnId, buffer, offset);
+    this.stats.replyResumes += 1;
+    this.onChange();
   }
 
   /** The reply is complete: decode anything that had to wait for it (mp3). */
@@ -55,8 +89,12 @@ export class Player {
     }
   }
 
-  schedule(turnId, buffer) {
+  schedule(turnId, buffer, offset = 0) {
     if (buffer.length === 0) return;
+    if (this.paused.has(turnId)) {
+      this.paused.get(turnId).push({ buffer, offset }); // arrived while paused
+      return;
+    }
     const now = this.ctx.currentTime;
     const backToBack = this.playhead > now;
     const startAt = backToBack ? this.playhead : now + START_LEAD_S;
@@ -65,11 +103,13 @@ export class Player {
     source.buffer = buffer;
     source.connect(this.ctx.destination);
     source.onended = () => {
+      this.started.delete(source);
       if (this.sources.delete(source)) this.onChange();
     };
-    source.start(startAt);
-    this.playhead = startAt + buffer.duration;
+    source.start(startAt, offset);
+    this.playhead = startAt + buffer.duration - offset;
     this.sources.set(source, turnId);
+    this.started.set(source, { buffer, at: startAt, offset });
     this.stats.buffers += 1;
     this.stats.scheduledSamples += buffer.length;
     this.stats.scheduledSeconds += buffer.duration;
@@ -78,24 +118,34 @@ export class Player {
 
   /** Ids of the turns whose audio is scheduled or sounding now. */
   playingTurns() {
-    return new Set(this.sources.values());
+    return new Set([...this.sources.values(), ...this.paused.keys()]);
+  }
+
+  silence(source) {
+    this.sources.delete(source);
+    this.started.delete(source);
+    source.onended = null;
+    try {
+      source.stop();
+    } catch {
+      // never started: nothing to stop
+    }
+    source.disconnect();
   }
 
   /** Stop at once: every turn, or only `turnId`. */
   stop(turnId = null) {
     for (const [source, turn] of this.sources) {
       if (turnId !== null && turn !== turnId) continue;
-      this.sources.delete(source);
-      source.onended = null;
-      try {
-        source.stop();
-      } catch {
-        // never started: nothing to stop
-      }
-      source.disconnect();
+      this.silence(source);
     }
-    if (turnId === null) this.mp3.clear();
-    else this.mp3.delete(turnId);
+    if (turnId === null) {
+      this.mp3.clear();
+      this.paused.clear();
+    } else {
+      this.mp3.delete(turnId);
+      this.paused.delete(turnId);
+    }
     if (this.sources.size === 0) this.playhead = 0;
     this.stats.stops += 1;
     this.onChange();
