@@ -22,9 +22,9 @@ from, subscribed to every followed key.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
-import random
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -33,8 +33,9 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from shared.backoff import Backoff
+from shared.cluster_redirects import refresh_slot_map
 from shared.lifecycle import shutting_down
 from shared.resp import _GET_CONNECTION_ARGS, _send, pack, release_to_node
 
@@ -76,6 +77,7 @@ class BellListener:
         self._keys: dict[str, None] = {}
         self._unsubscribing: dict[str, int] = {}  # our own unsubscribes not yet answered
         self._conn: Any = None  # connected and subscribed to every key in ``_keys``
+        self._node_name = ""  # on a cluster: the node ``_conn`` is connected to
         self._pending: list[bytes] = []  # (un)subscribe commands for the next write
         self._flush_scheduled = False
         self.connected = asyncio.Event()
@@ -88,6 +90,19 @@ class BellListener:
         if self._keys.pop(key, 0) is None and self._conn is not None:
             self._unsubscribing[key] = self._unsubscribing.get(key, 0) + 1
             self._queue(pack(self._unsubscribe, key.encode()))
+
+    def follow_slot_owner(self) -> None:
+        """On a cluster, after the slot map changed (a failover, a reshard): a listener
+        still connected to the node that served its slot before (now a replica, or a
+        master of other slots) reconnects to the one that serves it now. A replica
+        accepts the subscription but is not where pushes are sure to arrive."""
+        if not self._cluster or self._conn is None:
+            return
+        node = self._redis.get_node_from_key(self._node_key)  # type: ignore[attr-defined]
+        writer = getattr(self._conn, "_writer", None)
+        if node.name != self._node_name and writer is not None:
+            self._node_name = node.name
+            writer.transport.abort()  # the read loop reconnects and subscribes again
 
     def _queue(self, command: bytes) -> None:
         """Subscriptions made in one turn of the event loop go out in one write (a hundred
@@ -112,27 +127,33 @@ class BellListener:
 
     async def run(self) -> None:
         """Listen until cancelled."""
-        backoff = 0.05
+        backoff = Backoff()
         while True:
             try:
                 await self._listen()
+                problem: BaseException | None = None
             except asyncio.CancelledError:
                 raise
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                if backoff > 0.05 and not shutting_down():
-                    log.warning("stream bells lost Redis (%s); retrying in %.2fs", exc, backoff)
-            except Exception:
-                log.warning("stream bells failed; retrying in %.2fs", backoff, exc_info=True)
+            except Exception as exc:  # lost Redis, or a node's refusal (a slot that moved)
+                problem = exc
             finally:
+                if self.connected.is_set():  # it worked for a while: a first failure again
+                    backoff.reset()
                 self.connected.clear()
                 self._on_lost()
-            await asyncio.sleep(backoff * (1 + random.random()))
-            backoff = min(backoff * 2, 2.0)
+            delay = backoff.next_delay()
+            expected = isinstance(problem, (RedisError, OSError))
+            if not expected or (backoff.repeated and not shutting_down()):
+                log.warning(
+                    "stream bells lost Redis (%s); retrying in %.2fs",
+                    f"{type(problem).__name__}: {problem}",
+                    delay,
+                    exc_info=not expected,
+                )
+            await asyncio.sleep(delay)
             if self._cluster:  # a slot may have moved: learn the map again
-                try:
-                    await self._redis.nodes_manager.initialize()  # type: ignore[attr-defined]
-                except RedisError:
-                    pass
+                with contextlib.suppress(RedisError):
+                    await refresh_slot_map(self._redis)  # type: ignore[arg-type]
 
     async def _listen(self) -> None:
         conn, release = await self._connection()
@@ -200,6 +221,7 @@ class BellListener:
             cluster: RedisCluster = self._redis  # type: ignore[assignment]
             await cluster.initialize()
             node = cluster.get_node_from_key(self._node_key)
+            self._node_name = node.name
 
             async def release(connection: Any) -> None:
                 release_to_node(node, connection)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -21,6 +20,7 @@ import msgpack
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from shared.backoff import Backoff
 from shared.keys import Keys
 from shared.lifecycle import shutting_down
 from shared.streams import is_cluster
@@ -189,7 +189,7 @@ class ControlChannel:
             await asyncio.wait([self._task], timeout=_SUBSCRIBE_WAIT_S)  # never hang a shutdown
 
     async def _listen(self) -> None:
-        delay = 0.05
+        backoff = Backoff()
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
@@ -197,7 +197,7 @@ class ControlChannel:
                     await self._redis.initialize()  # load itself (redis-py#4296): KeyError
                 await pubsub.subscribe(self._keys.control)
                 self._subscribed.set()
-                delay = 0.05
+                backoff.reset()
                 while True:
                     message = await pubsub.get_message(timeout=5.0)
                     if message and message.get("type") == "message":
@@ -207,11 +207,11 @@ class ControlChannel:
                 self._subscribed.clear()
                 if self._stopping:
                     return
-                if delay > 0.05 and not shutting_down():  # quiet on a first failure too,
-                    # a signal to stop may be a moment behind it (compose down)
+                delay = backoff.next_delay()
+                if backoff.repeated and not shutting_down():  # quiet on a first failure
+                    # too, a signal to stop may be a moment behind it (compose down)
                     log.warning("control channel lost (%s); resubscribing", type(exc).__name__)
-                await asyncio.sleep(delay * (1 + random.random()))
-                delay = min(delay * 2, 2.0)
+                await asyncio.sleep(delay)
             finally:
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(1.0):

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,10 +37,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from shared.backoff import Backoff
 from shared.bells import BellListener
 from shared.keys import hash_tag
 from shared.lifecycle import shutting_down
 from shared.messages import FIELD, InputChunk, MessageError, decode
+from shared.protocol import event_id_key
 from shared.resp import Lane, bulk, pack
 from shared.write_batcher import write_batcher
 
@@ -318,24 +319,24 @@ class StreamMux:
             self.unsubscribe(key)
 
     async def _run(self, group: _ReadGroup) -> None:
-        backoff = 0.05
+        backoff = Backoff()
         while not self._stopping:
             try:
                 await (self._read_rung(group) if group.bells else self._read_once(group))
-                backoff = 0.05
+                backoff.reset()
+                continue
             except asyncio.CancelledError:
                 raise
             except (RedisConnectionError, RedisTimeoutError) as exc:
+                delay = backoff.next_delay()
                 # quiet on the first failure (a signal to stop may be a moment behind it,
                 # as with compose down) and whenever stopping on purpose
-                if backoff > 0.05 and not (self._stopping or shutting_down()):
-                    log.warning("stream mux lost Redis (%s); retrying in %.2fs", exc, backoff)
-                await asyncio.sleep(backoff * (1 + random.random()))  # jitter: no herd
-                backoff = min(backoff * 2, 2.0)
+                if backoff.repeated and not (self._stopping or shutting_down()):
+                    log.warning("stream mux lost Redis (%s); retrying in %.2fs", exc, delay)
             except Exception:
-                log.warning("stream mux read failed; retrying in %.2fs", backoff, exc_info=True)
-                await asyncio.sleep(backoff * (1 + random.random()))
-                backoff = min(backoff * 2, 2.0)
+                delay = backoff.next_delay()
+                log.warning("stream mux read failed; retrying in %.2fs", delay, exc_info=True)
+            await asyncio.sleep(delay)  # jittered: no herd
 
     async def _read_once(self, group: _ReadGroup) -> None:
         subs = dict(group.subs)
@@ -389,12 +390,18 @@ class StreamMux:
             (reply,) = await group.lane.round_trip(
                 command, 1, idempotent=True, key=next(iter(subs))
             )
+            # an error in place (a slot moved, a node loading) fails the read as a
+            # raised one does: the streams are read again
+            read = parse_xread(reply)
         except BaseException:
             for key in subs:  # read them again once Redis is back
                 self._ring(group, key)
             raise
+        finally:
+            if group.bells is not None:
+                group.bells.follow_slot_owner()  # the read may have learnt a new slot map
         full: set[str] = set()
-        for key, entries in parse_xread(reply):
+        for key, entries in read:
             sub = subs.get(key)
             if sub is None or group.subs.get(key) is not sub:
                 continue  # unsubscribed while we were reading
@@ -475,10 +482,7 @@ async def read_start(redis: aioredis.Redis, key: str, count: int = 64) -> list[E
 
 
 def _newer(entry_id: str, than: str) -> bool:
-    """Stream ids compare as (milliseconds, sequence)."""
-    ms, _, seq = entry_id.partition("-")
-    than_ms, _, than_seq = than.partition("-")
-    return (int(ms), int(seq or 0)) > (int(than_ms), int(than_seq or 0))
+    return event_id_key(entry_id) > event_id_key(than)
 
 
 def parse_xread(reply: object) -> list[tuple[str, list[Entry]]]:

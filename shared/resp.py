@@ -10,22 +10,34 @@ failed or was cancelled mid-reply is closed before it goes back to the pool, so 
 reply never reaches its next user.
 
 On a Redis Cluster (``RedisCluster`` client) a round trip goes to the master of the slot
-of ``key``, on one of that node's connections, under the cluster client's ``Retry``; all
-its commands must touch that slot (callers group by slot or node). A ``MOVED``/``ASK``
-reply (slots moving) makes the client re-read the slot map before it is returned.
+of ``key``, on one of that node's connections; all its commands must touch that slot
+(callers group by slot or node). It follows the cluster through failovers and reshards
+(``MOVED``, ``ASK``, ``TRYAGAIN``…: ``_cluster_round_trip``).
+
+This layer uses redis-py internals that are not its public API (a connection's
+``_writer``/``_reader``/``_parser``, the hiredis reader's ``gets``, a cluster node's
+``acquire_connection``/``release``/``_free``): pyproject.toml bounds redis-py to the
+major versions it was tested with, and tests/test_resp_internals.py names what changed
+if a new one lacks them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+from collections import Counter
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import AskError, MovedError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from shared.backoff import Backoff
+from shared.cluster_redirects import ask_target, moved, must_wait, refresh_slot_map, refused
 
 # redis-py < 5.3 requires a command name for get_connection(); newer ones deprecate it
 _GET_CONNECTION_ARGS: tuple[str, ...] = (
@@ -49,6 +61,22 @@ def bulk(value: bytes) -> bytes:
 def pack(*args: bytes) -> bytes:
     """One command as a RESP array of bulk strings."""
     return b"*%d\r\n%s" % (len(args), b"".join([bulk(arg) for arg in args]))
+
+
+class ReplyLost(RedisError):
+    """Commands that are not reads were sent, then the connection failed or timed out
+    before their replies came: they may have run, so they are not sent again (the caller
+    decides: a job read re-reads its pending entries, a write is reported failed).
+    Raised as ``ReplyLostTimeout`` or ``ReplyLostConnection``, still redis-py's
+    ``TimeoutError`` or ``ConnectionError``."""
+
+
+class ReplyLostTimeout(ReplyLost, RedisTimeoutError):
+    pass
+
+
+class ReplyLostConnection(ReplyLost, RedisConnectionError):
+    pass
 
 
 class _SentButFailed(Exception):
@@ -95,23 +123,78 @@ async def _cluster_round_trip(
     idempotent: bool,
     key: str | None,
 ) -> list[Any]:
+    """One round trip to the master of ``key``'s slot, following the cluster as it
+    changes (``shared/cluster_redirects.py``): a command refused with ``MOVED`` is sent
+    again after the slot map is learnt anew, with ``ASK`` once to the node it names
+    (after ``ASKING``), after ``TRYAGAIN``/``CLUSTERDOWN``/``LOADING`` after a pause; a
+    node that cannot be reached (a killed master until its replica takes over) is tried
+    again on the slot's master of the moment, as long as nothing was sent. Within
+    ``REDIRECT_WINDOW_S``, then the last refusal is returned in place (or the error
+    raised). A trip of several commands that are not reads comes back in place at the
+    first refusal: only its caller knows which of them ran."""
     if key is None:
         raise ValueError("a round trip on a Redis Cluster needs the key of its slot")
-    await redis.initialize()  # learns the slot map once
-    node = redis.get_node_from_key(key)
-    conn = node.acquire_connection()
-    try:
-        results = await _on_connection(
-            conn, redis.retry, packed, replies, reply_timeout, idempotent
-        )
-    finally:
-        release_to_node(node, conn)
-    if any(isinstance(r, ResponseError) and str(r).startswith(_REDIRECTS) for r in results):
-        await redis.nodes_manager.initialize()  # slots moved: the next trip goes right
-    return results
+    retry_whole = idempotent or replies == 1
+    backoff = Backoff(longest_s=1.0)
+    deadline = asyncio.get_running_loop().time() + REDIRECT_WINDOW_S
+    ask_node: Any = None
+    while True:
+        await redis.initialize()  # learns the slot map once
+        node = ask_node or redis.get_node_from_key(key)
+        asking, ask_node = ask_node is not None, None
+        conn = node.acquire_connection()
+        try:
+            results = await _on_connection(
+                conn,
+                _ONCE,
+                (_ASKING + packed) if asking else packed,
+                replies + asking,
+                reply_timeout,
+                idempotent,
+            )
+        except ReplyLost:
+            raise  # a write whose reply was lost may have run: never sent twice
+        except (RedisConnectionError, RedisTimeoutError):
+            # the node is gone (its replica takes over soon) or unreachable: the next
+            # try goes to whoever serves the slot then
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await refresh_slot_map(redis)
+            await backoff.wait()
+            continue
+        finally:
+            release_to_node(node, conn)
+        if asking:
+            results = results[1:]  # ASKING's OK
+        refusal = next((reply for reply in results if refused(reply)), None)
+        if refusal is None:
+            return results
+        if moved(refusal):
+            await refresh_slot_map(redis)  # the next trip (this one's, or the caller's) goes right
+        if not (retry_whole and refused(results[0])):
+            return results
+        if asyncio.get_running_loop().time() > deadline:
+            return results
+        redirected[type(refusal).__name__] += 1
+        if isinstance(refusal, AskError) and not isinstance(refusal, MovedError):
+            ask_node = ask_target(redis, refusal, node.host)
+            if ask_node is None:  # a node this process has not met yet
+                await refresh_slot_map(redis)
+                ask_node = ask_target(redis, refusal, node.host)
+            if ask_node is not None:
+                continue
+        if must_wait(refusal) or backoff.failures or not moved(refusal):
+            await backoff.wait()  # a second MOVED in a row: the map was not settled yet
+        else:
+            backoff.failures += 1
 
 
-_REDIRECTS = ("MOVED", "ASK")
+REDIRECT_WINDOW_S = 20.0  # longer than a replica's promotion with a node timeout of 15 s
+_ASKING = b"*1\r\n$6\r\nASKING\r\n"
+# one try per call: a cluster round trip retries on its own, against the slot's master
+_ONCE = Retry(NoBackoff(), 0)
+# how often the round trips of this process were refused and sent again, by refusal
+redirected: Counter[str] = Counter()
 
 
 def release_to_node(node: Any, conn: Any) -> None:
@@ -150,7 +233,10 @@ async def _on_connection(
         return await retry.call_with_retry(attempt, reconnect_later)
     except _SentButFailed as failed:
         await conn.disconnect(nowait=True)
-        raise failed.error from None
+        lost = (
+            ReplyLostTimeout if isinstance(failed.error, RedisTimeoutError) else ReplyLostConnection
+        )
+        raise lost(str(failed.error)) from failed.error
     except BaseException:
         # replies not read yet must not reach the next user; nowait: a cancelled read
         # (shutdown) must not hang on the socket's close handshake

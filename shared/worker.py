@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import socket
 import time
 import uuid
@@ -33,18 +32,18 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 import redis.asyncio as aioredis
+from redis.exceptions import ClusterDownError, RedisError, ResponseError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import metrics, protocol
 from shared.checkpoint import StaleTurn, preload_scripts
 from shared.control import ControlChannel
-from shared.lifecycle import shutting_down
+from shared.job_reads import JobReads, ReadBudget
 from shared.logs import session_id_var, turn_id_var
 from shared.messages import DeadLetter, MessageError, ReplyEvent, decode, encode
-from shared.mux import StreamMux, parse_xread
-from shared.resp import Lane, pack
+from shared.mux import StreamMux
+from shared.resp import pack
 from shared.settings import Settings
 from shared.streams import ReplyWriter, ensure_group, is_cluster
 from shared.tracing import JobSpan, tracer_for
@@ -137,8 +136,12 @@ class StageWorker(Generic[JobT]):
             redis, settings.keys.mux_wake(self.consumer), push=settings.stream_push
         )
         self.control = ControlChannel(redis, settings.keys, settings.session_ttl_seconds)
-        self._slots = asyncio.Semaphore(settings.worker_concurrency)
         self._in_flight: dict[tuple[str, str], asyncio.Task[None]] = {}  # (stream, id)
+        # read but not started yet (no free slot): started in order as jobs finish
+        self._queued: dict[tuple[str, str], tuple[dict[bytes, bytes], int, bool]] = {}
+        self._budget = ReadBudget(self._free_slots)
+        self._chores: set[asyncio.Task[None]] = set()
+        self._draining = False
         self.handled = 0
         self.tracer = tracer_for(settings, kind)  # None: tracing off
 
@@ -168,64 +171,13 @@ class StageWorker(Generic[JobT]):
             await ensure_group(self.redis, stream, self.group)
 
     async def _read_loop(self, streams: tuple[str, ...], stop: asyncio.Event) -> None:
-        lane = Lane(self.redis)
-        try:
-            await self._read_entries(lane, streams, "0", block_ms=None)  # ours, after a restart
-            await self._read_new(lane, streams, stop)
-        finally:
-            await lane.release()
-
-    async def _read_new(self, lane: Lane, streams: tuple[str, ...], stop: asyncio.Event) -> None:
-        backoff = 0.05
-        while not stop.is_set():
-            try:
-                await self._read_entries(lane, streams, ">", block_ms=1000)
-                backoff = 0.05
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                log.warning("%s group vanished (stream deleted?); recreating", self.kind)
-                await self._ensure_groups(streams)
-            except (RedisConnectionError, RedisTimeoutError):
-                # quiet on the first failure, as the mux: a read that was sent is not
-                # retried, so a Redis going down with the signal to stop (compose down)
-                # fails it before that signal is handled; and whenever stopping
-                if backoff > 0.05 and not (stop.is_set() or shutting_down()):
-                    log.warning("%s worker lost Redis; retrying in %.2fs", self.kind, backoff)
-                await asyncio.sleep(backoff * (1 + random.random()))
-                backoff = min(backoff * 2, 5.0)
-
-    async def _read_entries(
-        self, lane: Lane, streams: tuple[str, ...], start: str, block_ms: int | None
-    ) -> None:
-        """One ``XREADGROUP``, packed by hand on the loop's own connection, as the mux
-        reads streams: through redis-py it cost 230 µs a call here against 60, paid
-        about once per job when jobs arrive one by one."""
-        free = self._free_slots()
-        if free == 0:
-            await asyncio.sleep(0.01)
-            return
-        words = [b"XREADGROUP", b"GROUP", self.group.encode(), self.consumer.encode()]
-        words += [b"COUNT", b"%d" % free]
-        if block_ms is not None:
-            words += [b"BLOCK", b"%d" % block_ms]
-        words += [b"STREAMS", *(s.encode() for s in streams), *[start.encode()] * len(streams)]
-        (reply,) = await lane.round_trip(
-            pack(*words),
-            1,
-            reply_timeout=(block_ms or 0) / 1000 + 10,
-            idempotent=False,  # it hands the entries to this consumer: never sent twice
-            key=streams[0],
-        )
-        fresh = start == ">"  # never delivered: no worker has written their turns
-        for stream, entries in parse_xread(reply):
-            for entry_id, fields in entries:
-                await self._start(stream, entry_id, fields, deliveries=1, fresh=fresh)
+        reads = JobReads(self.redis, self.kind, self.group, self.consumer, streams, self._budget)
+        await reads.run(self._start, stop)
 
     def _free_slots(self) -> int:
-        return max(0, self.settings.worker_concurrency - len(self._in_flight))
+        return max(0, self.settings.worker_concurrency - len(self._in_flight) - len(self._queued))
 
-    async def _start(
+    def _start(
         self,
         stream: str,
         entry_id: str,
@@ -233,13 +185,28 @@ class StageWorker(Generic[JobT]):
         deliveries: int,
         fresh: bool = False,
     ) -> None:
+        """Run the job now if a slot is free, else queue it (its claim kept fresh with
+        the running ones') until one is."""
         job = (stream, entry_id)
-        if job in self._in_flight:
+        if job in self._in_flight or job in self._queued:
             return
         if not fields:  # trimmed away while pending: nothing left to do
-            await self.redis.xack(stream, self.group, entry_id)
+            self._spawn_quietly(self.redis.xack(stream, self.group, entry_id), f"xack-{entry_id}")
             return
-        await self._slots.acquire()
+        if len(self._in_flight) >= self.settings.worker_concurrency:
+            self._queued[job] = (fields, deliveries, fresh)
+            return
+        self._run_job(stream, entry_id, fields, deliveries, fresh)
+
+    def _run_job(
+        self,
+        stream: str,
+        entry_id: str,
+        fields: dict[bytes, bytes],
+        deliveries: int,
+        fresh: bool,
+    ) -> None:
+        job = (stream, entry_id)
         task = asyncio.create_task(
             self._handle(stream, entry_id, fields, deliveries, fresh),
             name=f"{self.kind}-job-{entry_id}",
@@ -247,10 +214,23 @@ class StageWorker(Generic[JobT]):
         self._in_flight[job] = task
         task.add_done_callback(lambda done: self._finished(job, done))
 
+    def _spawn_quietly(self, work: Awaitable[object], name: str) -> None:
+        async def run() -> None:
+            with contextlib.suppress(RedisError):
+                await work
+
+        task = asyncio.create_task(run(), name=f"{self.kind}-{name}")
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
+
     def _finished(self, job: tuple[str, str], task: asyncio.Task[None]) -> None:
         entry_id = job[1]
         self._in_flight.pop(job, None)
-        self._slots.release()
+        if self._queued and not self._draining:
+            (stream, queued_id), (fields, deliveries, fresh) = next(iter(self._queued.items()))
+            del self._queued[(stream, queued_id)]
+            self._run_job(stream, queued_id, fields, deliveries, fresh)
+        self._budget.changed()
         if not task.cancelled() and (exc := task.exception()) is not None:
             # the job's own bookkeeping failed (Redis gone): it stays pending, so a live
             # worker reclaims it; say so instead of losing the exception
@@ -316,6 +296,20 @@ class StageWorker(Generic[JobT]):
             # another worker reclaimed it while we stalled: it finishes and acks the job
             log.warning("%s job %s taken over by another worker", self.kind, entry_id)
             metrics.JOBS.labels(self.kind, "taken_over").inc()
+            return
+        except (RedisConnectionError, RedisTimeoutError, ClusterDownError, TryAgainError) as exc:
+            # Redis went away under the job (a master died and its replica is taking
+            # over, a restart): not the job's fault. It stays pending and is taken over
+            # once idle for RECLAIM_IDLE_MS (by this worker too), going on from its
+            # checkpoint, instead of ending the turn with an error
+            outcome = "left_pending"
+            log.warning(
+                "%s job %s left pending: Redis unavailable (%s)",
+                self.kind,
+                entry_id,
+                type(exc).__name__,
+            )
+            metrics.JOBS.labels(self.kind, "left_pending").inc()
             return
         except Exception:
             outcome = "failed"
@@ -432,7 +426,10 @@ class StageWorker(Generic[JobT]):
         return by_stream
 
     async def _refresh_claims(self) -> None:
-        for stream, ids in self._in_flight_by_stream(list(self._in_flight)).items():
+        """Everything this worker holds, running or queued, stays claimed by it: only a
+        dead worker's jobs go idle and are taken over."""
+        held = [*self._in_flight, *self._queued]
+        for stream, ids in self._in_flight_by_stream(held).items():
             await self.redis.xclaim(
                 stream,
                 self.group,
@@ -462,7 +459,7 @@ class StageWorker(Generic[JobT]):
                 entry_id = raw_id.decode()
                 log.info("%s worker %s reclaimed job %s", self.kind, self.consumer, entry_id)
                 metrics.RECLAIMS.labels(self.kind).inc()
-                await self._start(stream, entry_id, fields, deliveries=counts.get(entry_id, 2))
+                self._start(stream, entry_id, fields, deliveries=counts.get(entry_id, 2))
 
     async def _delivery_counts(self, stream: str, ids: list[bytes]) -> dict[str, int]:
         lo, hi = min(ids), max(ids)
@@ -470,18 +467,20 @@ class StageWorker(Generic[JobT]):
         return {row["message_id"].decode(): int(row["times_delivered"]) for row in rows}
 
     async def _drain(self) -> None:
+        self._draining = True
+        queued, self._queued = list(self._queued), {}  # never started: handed back at once
         tasks = list(self._in_flight.values())
-        if not tasks:
-            return
-        _done, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace_seconds)
+        pending: set[asyncio.Task[None]] = set()
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace_seconds)
         handed_back = [job for job, task in self._in_flight.items() if task in pending]
         for task in pending:  # handed back: they stay pending and another worker reclaims them
             task.cancel()
         for task in pending:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if handed_back:
-            await self._hand_back(handed_back)
+        if handed_back or queued:
+            await self._hand_back([*queued, *handed_back])
 
     async def _hand_back(self, jobs: list[tuple[str, str]]) -> None:
         """Make our unfinished jobs look idle at once, so a live worker reclaims them now."""

@@ -8,6 +8,8 @@ joins a list that one flush task sends as a single pipeline: at low load that is
 round trip as before; under load every write made while the last pipeline was in
 flight goes out in the next one. One pipeline at a time, and callers that await their
 own write, keep each stream's entries (and each turn's commits) in the order written.
+On a Redis Cluster that holds per node: each node has its own pipeline in flight, so a
+node that is failing over delays only the writes of its own slots.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
 from shared.bells import bell_verbs
+from shared.cluster_redirects import moved, not_run, refresh_slot_map, refused
 from shared.messages import FIELD
 from shared.resp import Lane, pack
 
@@ -70,7 +73,12 @@ class WriteBatcher:
         self._publish = bell_verbs(isinstance(redis, RedisCluster))[0]
         self._append = redis.register_script(APPEND_SCRIPT)
         self._append_sha = self._append.sha.encode()
+        self._cluster = isinstance(redis, RedisCluster)
+        # on a cluster: commands waiting for their node's pipeline, and its sender
+        self._by_node: dict[str, list[_Command]] = {}
+        self._node_senders: dict[str, asyncio.Task[None]] = {}
         self.round_trips = 0
+        self.resent = 0  # commands a cluster node refused, sent again
 
     async def xadd(
         self,
@@ -126,66 +134,87 @@ class WriteBatcher:
         return await future
 
     async def _flush(self) -> None:
+        if self._cluster:
+            await self._dispatch_by_node()
+            return
         while self._pending:
             batch = self._pending[: self.MAX_BATCH]
             del self._pending[: self.MAX_BATCH]
-            try:
-                results = await self._send(batch)
-            except BaseException as exc:
-                error = exc if isinstance(exc, Exception) else RedisConnectionError("cancelled")
-                for command in batch:
-                    if not command.future.done():
-                        command.future.set_exception(error)
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            for command, result in zip(batch, results, strict=True):
-                if command.future.done():
-                    continue
-                if isinstance(result, Exception):
-                    command.future.set_exception(result)
-                else:
-                    command.future.set_result(result)
+            await self._send_batch(batch)
 
-    async def _send(self, batch: list[_Command]) -> list[object]:
-        """One round trip for the whole batch; per command, its reply or error.
+    async def _send_batch(self, batch: list[_Command], lane: Lane | None = None) -> None:
+        """One round trip for the whole batch; each caller gets its reply or error.
 
         The commands are packed by the callers rather than through redis-py's pipeline,
         whose per-command bookkeeping in Python cost more than the writes themselves;
-        they are sent under the client's retry policy (``shared/resp.py``). On a cluster
-        the batch splits by node: one round trip per node, all at once.
+        they are sent under the client's retry policy (``shared/resp.py``).
         """
-        if isinstance(self._redis, RedisCluster):
-            return await self._send_by_node(batch)
-        return await self._send_one(batch)
-
-    async def _send_by_node(self, batch: list[_Command]) -> list[object]:
-        cluster = self._redis
-        await cluster.initialize()  # type: ignore[union-attr]
-        by_node: dict[str, list[int]] = {}
-        for index, command in enumerate(batch):
-            node = cluster.get_node_from_key(command.key)  # type: ignore[union-attr]
-            by_node.setdefault(node.name, []).append(index)
-        groups = list(by_node.values())
-        sent = await asyncio.gather(
-            *(self._send_one([batch[i] for i in group]) for group in groups),
-            return_exceptions=True,
-        )
-        results: list[object] = [None] * len(batch)
-        for group, outcome in zip(groups, sent, strict=True):
-            for position, index in enumerate(group):
-                results[index] = (
-                    outcome if isinstance(outcome, BaseException) else outcome[position]
+        try:
+            results = await self._send_one(batch, lane)
+            refused = [index for index, result in enumerate(results) if result is _NOT_RUN]
+            if refused:
+                # refused by a node that no longer serves the slot (``MOVED``), is
+                # migrating it (``ASK``) or is electing (``CLUSTERDOWN``…): it did not
+                # run; redis-py's own command follows the cluster to the right node
+                resent = await asyncio.gather(
+                    *(self._resend(batch[index]) for index in refused), return_exceptions=True
                 )
-        for index, result in enumerate(results):
-            if isinstance(result, ResponseError) and str(result).startswith(("MOVED", "ASK")):
-                results[index] = await batch[index].resend()  # not applied: the slot moved
-        return results
+                for index, result in zip(refused, resent, strict=True):
+                    results[index] = result
+        except BaseException as exc:
+            error = exc if isinstance(exc, Exception) else RedisConnectionError("cancelled")
+            for command in batch:
+                if not command.future.done():
+                    command.future.set_exception(error)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for command, result in zip(batch, results, strict=True):
+            if command.future.done():
+                continue
+            if isinstance(result, BaseException):
+                command.future.set_exception(result)
+            else:
+                command.future.set_result(result)
 
-    async def _send_one(self, batch: list[_Command]) -> list[object]:
+    async def _dispatch_by_node(self) -> None:
+        """On a cluster, one pipeline in flight per node, each node's at its own pace: a
+        node that cannot be reached (a killed master until its replica takes over) holds
+        up only the writes of its own slots."""
+        cluster: RedisCluster = self._redis  # type: ignore[assignment]
+        await cluster.initialize()
+        pending, self._pending = self._pending, []
+        for command in pending:
+            name = cluster.get_node_from_key(command.key).name
+            self._by_node.setdefault(name, []).append(command)
+            sender = self._node_senders.get(name)
+            if sender is None or sender.done():
+                self._node_senders[name] = asyncio.create_task(
+                    self._send_to_node(name), name=f"redis-write-batcher-{name}"
+                )
+
+    async def _send_to_node(self, name: str) -> None:
+        queue = self._by_node.setdefault(name, [])
+        lane = Lane(self._redis)
+        while queue:
+            batch = queue[: self.MAX_BATCH]
+            del queue[: self.MAX_BATCH]
+            await self._send_batch(batch, lane)
+
+    async def _resend(self, command: _Command) -> object:
+        self.resent += 1
+        try:
+            return await command.resend()
+        except ResponseError as exc:
+            if not (refused(exc) and moved(exc)):
+                raise
+        await refresh_slot_map(self._redis)  # type: ignore[arg-type]
+        return await command.resend()  # redis-py gave up on the slot map it had
+
+    async def _send_one(self, batch: list[_Command], lane: Lane | None = None) -> list[object]:
         self.round_trips += 1
         total = sum(command.replies for command in batch)
-        replies = await self._lane.round_trip(
+        replies = await (lane or self._lane).round_trip(
             b"".join([command.packed for command in batch]),
             total,
             idempotent=False,
@@ -196,9 +225,15 @@ class WriteBatcher:
         for command in batch:
             own = replies[position : position + command.replies]
             position += command.replies
+            if self._cluster and not_run(own):
+                results.append(_NOT_RUN)  # sent again by ``_send_batch``
+                continue
             error = next((reply for reply in own if isinstance(reply, Exception)), None)
             results.append(error if error is not None else own[0])
         return results
+
+
+_NOT_RUN = object()  # a command a cluster node refused to run (``not_run``)
 
 
 def pack_xadd(key: bytes, fields: dict[bytes, bytes], maxlen: int | None) -> bytes:

@@ -21,7 +21,7 @@ import pytest
 import websockets
 from redis.asyncio import Redis
 
-from gateway import session as gateway_session
+from gateway import session_inputs
 from gateway.server import gateway_server
 from shared.early_reply import EarlyVerdicts
 from shared.messages import ReplyEvent
@@ -93,7 +93,7 @@ async def test_a_frame_far_over_the_limit_is_closed_with_1009(redis_url: str) ->
 async def test_input_waiting_past_the_limit_without_barge_in_is_refused_busy(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(gateway_session, "WAITING_INPUT_LIMIT", 2)
+    monkeypatch.setattr(session_inputs, "WAITING_INPUT_LIMIT", 2)
     async with (
         running_gateway(redis_url, barge_in=False) as gateway,
         VoiceClient.connect(gateway.url) as client,

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import BusyLoadingError
 
 from shared.messages import FIELD, InputChunk, encode
 from shared.mux import InputIdle, StreamMux, read_start
@@ -472,3 +473,39 @@ async def test_a_reconnect_during_the_catch_up_read_leaves_no_gap(
         await redis.aclose()
     assert phase == 2
     assert got == list(range(16))
+
+
+async def test_a_catch_up_read_refused_in_place_is_read_again(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node answering a catch-up read with an error in its place (``LOADING`` after a
+    restart, ``MOVED`` for a slot that moved), not raised: the streams it was for are
+    read again, not forgotten with their entries."""
+    redis = connect(redis_url)
+    key = "test:refused-in-place"
+    await redis.delete(key)
+    await _append(redis, key, b"1")
+    real = Lane.round_trip
+    refusals = 0
+
+    async def refused_twice(lane: Lane, packed: bytes, *args: object, **kwargs: object):
+        nonlocal refusals
+        if packed.startswith(b"*") and b"XREAD" in packed and refusals < 2:
+            refusals += 1
+            return [BusyLoadingError("Redis is loading the dataset in memory")]
+        return await real(lane, packed, *args, **kwargs)
+
+    monkeypatch.setattr(Lane, "round_trip", refused_twice)
+    heard = _Heard()
+    mux = StreamMux(redis, "test:wake-refused")
+    mux.start()
+    try:
+        await mux.subscribe(key, heard.deliver)
+        await heard.until(lambda got: got == [1])
+        await _append(redis, key, b"2")
+        await heard.until(lambda got: got == [1, 2])
+    finally:
+        await mux.stop()
+        await redis.delete(key)
+        await redis.aclose()
+    assert refusals == 2

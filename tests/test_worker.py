@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -11,6 +12,7 @@ from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
 from shared.messages import DeadLetter, LlmJob, decode, encode
+from shared.resp import Lane, ReplyLostTimeout
 from shared.settings import load_settings
 from shared.streams import publish_job
 from shared.worker import JobContext, StageWorker
@@ -22,7 +24,7 @@ STREAM, GROUP = "test:jobs", "g"
 async def running(
     redis: Redis, handler: Callable, **settings: object
 ) -> AsyncIterator[StageWorker]:
-    config = load_settings(reclaim_idle_ms=500, shutdown_grace_seconds=1, **settings)
+    config = load_settings(**{"reclaim_idle_ms": 500, "shutdown_grace_seconds": 1, **settings})
     worker = StageWorker(
         redis, config, kind="llm", streams=(STREAM,), group=GROUP, job_type=LlmJob, handler=handler
     )
@@ -189,6 +191,99 @@ async def test_the_ack_deletes_the_entry_and_the_keys_the_turn_left(redis: Redis
         await _wait_for(lambda: worker.handled == 20)  # counted once acked
     assert await redis.xlen(STREAM) == 0
     assert not [key async for key in redis.scan_iter("spent:*")], "per-turn keys deleted"
+
+
+async def test_a_read_whose_reply_was_lost_re_reads_its_own_pending_entries(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read ran (the job is ours in Redis) but its reply never came: the worker reads
+    its own pending entries again instead of leaving the job until it is reclaimed as
+    idle (a minute here)."""
+    real = Lane.round_trip
+    lost = asyncio.Event()
+
+    async def reply_lost_once(lane: Lane, packed: bytes, *args: object, **kwargs: object):
+        replies = await real(lane, packed, *args, **kwargs)
+        if b"$1\r\n>\r\n" in packed and replies[0] and not lost.is_set():
+            lost.set()
+            raise ReplyLostTimeout("Timeout reading from Redis")
+        return replies
+
+    monkeypatch.setattr(Lane, "round_trip", reply_lost_once)
+    seen: list[str] = []
+
+    async def handler(job: LlmJob, ctx: JobContext) -> None:
+        seen.append(job.text)
+
+    async with running(redis, handler, reclaim_idle_ms=60_000) as worker:
+        await publish_job(redis, STREAM, LlmJob("s", "t1", "lost reply"), 100)
+        await lost.wait()
+        await _wait_for(lambda: worker.handled == 1)
+    assert seen == ["lost reply"]
+
+
+async def test_partition_reads_take_no_more_than_the_worker_can_start_and_keep_claims(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One read loop per partition (as on a cluster), two slots: the loops share one
+    budget, so the worker is handed far fewer than the eight jobs waiting; those it holds
+    but cannot start yet stay claimed (never idle long enough to be taken over)."""
+    monkeypatch.setattr("shared.worker.is_cluster", lambda _redis: True)
+    streams = tuple(f"test:part{n}" for n in range(4))
+    config = load_settings(reclaim_idle_ms=500, shutdown_grace_seconds=1, worker_concurrency=2)
+    release = asyncio.Event()
+    started: list[str] = []
+
+    async def handler(job: LlmJob, ctx: JobContext) -> None:
+        started.append(job.text)
+        await release.wait()
+
+    worker = StageWorker(
+        redis,
+        config,
+        kind="llm",
+        streams=streams,
+        group=GROUP,
+        job_type=LlmJob,
+        handler=handler,
+    )
+    refreshed = 0
+    real_refresh = worker._refresh_claims
+
+    async def counting_refresh() -> None:
+        nonlocal refreshed
+        await real_refresh()
+        refreshed += 1
+
+    monkeypatch.setattr(worker, "_refresh_claims", counting_refresh)
+    for stream in streams:
+        await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+        for n in range(2):
+            await publish_job(redis, stream, LlmJob("s", f"{stream}-{n}", f"{stream}-{n}"), 100)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        await _wait_for(lambda: len(started) == 2)
+        read_before = time.monotonic()  # every job the worker holds was read by now
+        start = refreshed
+        await _wait_for(lambda: refreshed >= start + 3)  # a few reclaim periods later
+        held = [
+            row
+            for stream in streams
+            for row in await redis.xpending_range(stream, GROUP, "-", "+", 10)
+        ]
+        assert len(held) <= 2 + len(streams) - 1, len(held)  # not all eight
+        # claimed again since: idle for less than the time since they were read
+        since_read_ms = (time.monotonic() - read_before) * 1000
+        assert all(row["time_since_delivered"] < since_read_ms for row in held), held
+        release.set()
+        await _wait_for(lambda: worker.handled == 8)
+    finally:
+        release.set()
+        stop.set()
+        await task
+    assert sorted(started) == sorted(f"{s}-{n}" for s in streams for n in range(2))
+    await redis.delete(*streams)
 
 
 async def test_a_failed_early_reply_reports_under_its_own_id_aside(redis: Redis) -> None:
