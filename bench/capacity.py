@@ -33,7 +33,12 @@ silently measures nothing is worse than none.
 
 ``--find-capacity`` raises the sessions in steps of ``--step`` for each gateway process
 count until relay p99 exceeds ``--p99-ms`` (or partials are lost) and reports the last
-level held.
+level held. With ``--pin`` (``os.sched_setaffinity``) one gateway process runs alone on
+core 0 and the ASR worker, Redis and the load generators on core 1, so the level held is
+the sessions one gateway core holds (``sessions_per_gateway_core``); ``--pin asr_worker``
+puts the echo ASR worker alone on core 0 instead.
+
+    python -m bench.capacity --find-capacity --pin [gateway|asr_worker] [--step 50]
 """
 
 from __future__ import annotations
@@ -106,10 +111,14 @@ class Placement:
     servers: str | None = None
     generators: str | None = None
     note: str = ""
+    alone: str | None = None  # --pin: this role alone on core 0, every other process on 1
 
     @classmethod
-    def for_machine(cls, pin: bool) -> Placement:
+    def for_machine(cls, pin: bool, alone: str | None = None) -> Placement:
         cores = len(os.sched_getaffinity(0))
+        if alone:
+            note = f"{alone} alone on core 0; the other servers and load generators on core 1"
+            return cls(cores, note=note, alone=alone)
         if not pin or cores < 4:
             note = f"{cores} cores: load generators share every core with the servers"
             return cls(cores, note=note if cores < 4 else "pinning off")
@@ -123,6 +132,11 @@ class Placement:
 
     def command(self, cpus: str | None, argv: list[str]) -> list[str]:
         return ["taskset", "-c", cpus, *argv] if cpus else argv
+
+    def pin(self, role: str, pid: int) -> None:
+        """With ``--pin``: ``role`` to core 0 if it is the one measured, else to core 1."""
+        if self.alone:
+            os.sched_setaffinity(pid, {0 if role == self.alone else 1})
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:
@@ -201,6 +215,8 @@ def gateway_stack(
         )
         for module in ("gateway", "asr_worker")
     ]
+    for module, proc in zip(("gateway", "asr_worker"), procs, strict=True):
+        place.pin(module, proc.pid)
     try:
         wait_for_http(f"http://127.0.0.1:{port}/health", procs[0])
         gateways = children(procs[0].pid) if processes > 1 else [procs[0].pid]
@@ -269,6 +285,7 @@ def run_level(
                 )
             )
             gen.outs.append(out)
+            place.pin("load_generator", gen.procs[-1].pid)
         try:
             gen.expect(b"READY")
             rss_before = {p: rss_bytes(p) for p in stack.pids.get("gateway", [])}
@@ -440,6 +457,14 @@ def find_capacity(
             steps.append({k: level[k] for k in ("sessions", "relay_ms_p50", "relay_ms_p99")})
             steps[-1]["lost_percent"] = round(100 * lost_share(level), 2)
             steps[-1]["load_average_1m"] = level["load_average_1m"]
+            for role in ("gateway", "asr_worker"):
+                steps[-1][f"{role}_cpu_percent"] = level[f"{role}_cpu_percent"]
+            if place.alone and level[f"{place.alone}_cpu_percent"]:
+                # the same CPU per session, until the core is full: what it carries when
+                # other work does not take the core away first
+                steps[-1]["sessions_per_core_at_full_cpu"] = round(
+                    100 * sessions / level[f"{place.alone}_cpu_percent"]
+                )
             if level["partials_received"] == 0:
                 problems.append(f"{processes} gateway process(es) relayed nothing at {sessions}")
                 break
@@ -448,7 +473,14 @@ def find_capacity(
                 break
             held = sessions
             sessions += args.step
-        report["capacity"].append({"gateway_processes": processes, "held": held, "steps": steps})
+        entry = {"gateway_processes": processes, "held": held, "steps": steps}
+        if place.alone:  # one process alone on one core: what that core holds
+            at_held = [s for s in steps if s["sessions"] == held]
+            entry[f"sessions_per_{place.alone}_core"] = held
+            entry[f"{place.alone}_cpu_percent_at_held"] = (
+                at_held[0][f"{place.alone}_cpu_percent"] if at_held else None
+            )
+        report["capacity"].append(entry)
     return report, problems
 
 
@@ -472,16 +504,29 @@ def main() -> None:
         help="also run bench/minimal_relay.py (the shape's floor) in every round",
     )
     parser.add_argument("--no-pin", action="store_true", help="never pin with taskset")
+    parser.add_argument(
+        "--pin",
+        nargs="?",
+        const="gateway",
+        choices=("gateway", "asr_worker"),
+        help="with --find-capacity: one process of this role alone on core 0, everything"
+        " else on core 1; reports the sessions held per core of it",
+    )
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the services")
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.env)
-    place = Placement.for_machine(pin=not args.no_pin)
+    place = Placement.for_machine(pin=not args.no_pin, alone=args.pin)
+    if args.pin:
+        if len(os.sched_getaffinity(0)) < 2 or not args.find_capacity:
+            raise SystemExit("bench.capacity: --pin needs --find-capacity and 2 cores or more")
+        args.processes_list = "1"
     load_at_start = os.getloadavg()
     with start_embedded_redis() as server:
         with contextlib.suppress(OSError):
             redis_pid = int(redis.Redis.from_url(server.url).info("server")["process_id"])
             if place.servers:
                 os.sched_setaffinity(redis_pid, _cpus(place.servers))
+            place.pin("redis", redis_pid)
         run = find_capacity if args.find_capacity else compare
         report, problems = run(server.url, place, args, extra)
     machine = {
