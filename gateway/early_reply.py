@@ -29,6 +29,7 @@ from gateway.relay import ReplyRelay
 from shared import metrics
 from shared.control import CancelRecord, ControlChannel
 from shared.early_reply import (
+    DROPPED,
     EARLY_OPTION,
     FINISHED,
     REPLY_TURN_OPTION,
@@ -93,6 +94,12 @@ class EarlyReplies:
 
     def drop(self, attempt_id: str) -> None:
         self._apply(attempt_id, self._attempts.drop(attempt_id))
+
+    def decide(self, attempt_id: str, words: str, otherwise: Callable[[], Awaitable[None]]) -> None:
+        """The gateway's own final words (transcripts from the device, where no ASR worker
+        decides): the attempt is used if it answered exactly ``words``; if it cannot be
+        (it broke, or was never opened), ``otherwise`` answers the turn anew."""
+        self._do(lambda: self._decide(attempt_id, words, otherwise))
 
     async def stop_turn(self, turn_id: str, record: CancelRecord) -> None:
         """The client cancelled ``turn_id``: stop its attempts, used or not yet decided
@@ -211,6 +218,23 @@ class EarlyReplies:
     async def _copy(self, attempt_id: str, entry_id: str, event: ReplyEvent) -> int:
         maxlen = self._settings.reply_maxlen
         return await self._verdicts.copy(self._session_id, attempt_id, entry_id, event, maxlen)
+
+    async def _decide(
+        self, attempt_id: str, words: str, otherwise: Callable[[], Awaitable[None]]
+    ) -> None:
+        attempt = self._attempts.get(attempt_id)
+        verdict = DROPPED
+        if attempt is not None and attempt.undecided:
+            try:
+                verdict = await self._verdicts.decide(self._session_id, attempt_id, words)
+            except (RedisError, OSError) as exc:  # still open: its LLM worker withdraws it
+                log.warning("early reply not decided (%s); answering anew", type(exc).__name__)
+            metrics.PREEMPTIVE_REPLIES.labels("used" if verdict == USED else "discarded").inc()
+            if verdict != USED:
+                self._on_discarded()
+            self._apply(attempt_id, self._attempts.settled(attempt_id, verdict))
+        if verdict != USED:
+            await otherwise()
 
     async def _copy_rest(self, attempt: Attempt) -> None:
         """Copy the used attempt's events after ``attempt.last_id`` to the reply stream,

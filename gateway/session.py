@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.barge_in import BargeIn
+from gateway.command_revisions import CommandRevisions
 from gateway.delivery import ReplyDelivery
 from gateway.early_reply import EarlyReplies
 from gateway.endpointing import SpeechOnset
@@ -101,6 +102,13 @@ class VoiceSession(SessionSpeech):
             int(settings.max_utterance_seconds * BYTES_PER_SECOND),
             # an external recogniser's final never has the local partial's exact words
             early_replies=settings.preemptive_reply and not settings.use_external_asr,
+        )
+        revisions = params.command_revisions is not False  # the client may turn them off
+        self._commands = CommandRevisions(
+            self,
+            _end_of_speech_policy(settings),
+            settings.command_revision_ms if revisions else 0,
+            early_replies=settings.preemptive_reply,
         )
         self._waiting_input: deque[VoiceCommand | AudioInput] = deque()  # barge-in off
         self._releaser: asyncio.Task[None] | None = None
@@ -302,6 +310,10 @@ class VoiceSession(SessionSpeech):
                 type(exc).__name__,
                 exc_info=log.isEnabledFor(logging.DEBUG),
             )
+        try:
+            await self._commands.close()  # before the early replies: it settles its own
+        except RedisError:
+            log.warning("Redis unavailable: a device transcript left unanswered at close")
         await self._early.close()
 
 
