@@ -7,6 +7,12 @@ this does the I/O, in order, on one task per connection: open the attempt with i
 follow the early stream, decide or read its verdict, copy a used attempt's events to
 the reply stream as the turn's (whence they reach the client, a resumed session and a
 cancel exactly like any reply's), cancel a dropped attempt's workers.
+
+Each copied event carries its early entry id into the record (``EarlyVerdicts.copy``,
+one script with the append): a gateway killed mid-copy leaves the position behind, and
+the gateway that resumes the session (``resume``) copies the rest from there. Copies
+only ever go forward, so a second copier (the old connection's, still alive) repeats
+nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -23,7 +29,9 @@ from gateway.relay import ReplyRelay
 from shared import metrics
 from shared.control import CancelRecord, ControlChannel
 from shared.early_reply import (
+    DROPPED,
     EARLY_OPTION,
+    FINISHED,
     REPLY_TURN_OPTION,
     USED,
     Attempt,
@@ -32,6 +40,7 @@ from shared.early_reply import (
     Phase,
     Step,
     as_turn,
+    attempt_turn,
 )
 from shared.messages import InputChunk, LlmJob, MessageError, ReplyEvent, decode
 from shared.settings import Settings
@@ -41,7 +50,7 @@ log = logging.getLogger(__name__)
 
 CLOSED_WAIT_S = 60.0  # a closed connection's used attempt: how long its reply may still take
 SETTLE_TRIES = 5  # reading a verdict through a Redis blip
-_CLOSED: set[asyncio.Task[None]] = set()  # copies of used attempts whose connection closed
+_CLOSED: set[asyncio.Task[None]] = set()  # copies of used attempts without their connection
 
 
 class EarlyReplies:
@@ -64,10 +73,9 @@ class EarlyReplies:
         self._job_options = job_options
         self._on_discarded = on_discarded  # an attempt that was published is not the reply
         self._verdicts = EarlyVerdicts(redis, settings.keys, settings.session_ttl_seconds)
-        self._replies = StreamAppender(redis, settings.session_ttl_seconds, settings.reply_maxlen)
         self._inputs = StreamAppender(redis, settings.turn_ttl_seconds)
         self._attempts = Attempts()
-        self._work: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
+        self._work: asyncio.Queue[Callable[[], Awaitable[object]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._following = False
         self._closing = False  # the I/O task ends once its queue is empty
@@ -86,6 +94,12 @@ class EarlyReplies:
 
     def drop(self, attempt_id: str) -> None:
         self._apply(attempt_id, self._attempts.drop(attempt_id))
+
+    def decide(self, attempt_id: str, words: str, otherwise: Callable[[], Awaitable[None]]) -> None:
+        """The gateway's own final words (transcripts from the device, where no ASR worker
+        decides): the attempt is used if it answered exactly ``words``; if it cannot be
+        (it broke, or was never opened), ``otherwise`` answers the turn anew."""
+        self._do(lambda: self._decide(attempt_id, words, otherwise))
 
     async def stop_turn(self, turn_id: str, record: CancelRecord) -> None:
         """The client cancelled ``turn_id``: stop its attempts, used or not yet decided
@@ -111,9 +125,24 @@ class EarlyReplies:
             self._task.cancel()
         for attempt in self._attempts.all():
             if attempt.phase == Phase.USED:  # its reply still going
-                task = asyncio.create_task(self._copy_rest(attempt))
-                _CLOSED.add(task)
-                task.add_done_callback(_CLOSED.discard)
+                _copy_aside(self._copy_rest(attempt))
+
+    async def resume(self, cancelled: Iterable[str]) -> None:
+        """The session resumed here: finish copying its used attempts whose copier died
+        before their reply's end (a gateway killed), from where it stopped; the client
+        gets the rest through the reply stream, like any reply. ``cancelled``: turns the
+        client cut, left as they are."""
+        try:
+            unfinished = await self._verdicts.unfinished_copies(self._session_id)
+        except (RedisError, OSError) as exc:
+            log.warning("early replies of a resumed session not read (%s)", type(exc).__name__)
+            return
+        cut = set(cancelled)
+        for attempt_id, position in unfinished.items():
+            turn_id = attempt_turn(attempt_id)
+            if turn_id not in cut:
+                attempt = Attempt(attempt_id, turn_id, "", Phase.USED, last_id=position)
+                _copy_aside(self._copy_rest(attempt))
 
     # --- events of the early stream ---------------------------------------------------
 
@@ -121,9 +150,8 @@ class EarlyReplies:
         self._apply(event.turn_id, self._attempts.on_event(event, entry_id))
 
     def _apply(self, attempt_id: str, step: Step) -> None:
-        key = self._keys.reply(self._session_id)
-        for event in step.forward:
-            self._do(lambda event=event: self._replies.append(key, event))  # type: ignore[misc]
+        for entry_id, event in step.forward:
+            self._do(lambda e=entry_id, ev=event: self._copy(attempt_id, e, ev))  # type: ignore[misc]
         if step.withdraw:
             self._do(lambda: self._settle(attempt_id))
         if step.stop:
@@ -131,7 +159,7 @@ class EarlyReplies:
 
     # --- I/O, in order ----------------------------------------------------------------
 
-    def _do(self, work: Callable[[], Awaitable[None]]) -> None:
+    def _do(self, work: Callable[[], Awaitable[object]]) -> None:
         self._work.put_nowait(work)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name=f"early-{self._session_id}")
@@ -187,20 +215,43 @@ class EarlyReplies:
             self._on_discarded()
         self._apply(attempt_id, self._attempts.settled(attempt_id, verdict))
 
+    async def _copy(self, attempt_id: str, entry_id: str, event: ReplyEvent) -> int:
+        maxlen = self._settings.reply_maxlen
+        return await self._verdicts.copy(self._session_id, attempt_id, entry_id, event, maxlen)
+
+    async def _decide(
+        self, attempt_id: str, words: str, otherwise: Callable[[], Awaitable[None]]
+    ) -> None:
+        attempt = self._attempts.get(attempt_id)
+        verdict = DROPPED
+        if attempt is not None and attempt.undecided:
+            try:
+                verdict = await self._verdicts.decide(self._session_id, attempt_id, words)
+            except (RedisError, OSError) as exc:  # still open: its LLM worker withdraws it
+                log.warning("early reply not decided (%s); answering anew", type(exc).__name__)
+            metrics.PREEMPTIVE_REPLIES.labels("used" if verdict == USED else "discarded").inc()
+            if verdict != USED:
+                self._on_discarded()
+            self._apply(attempt_id, self._attempts.settled(attempt_id, verdict))
+        if verdict != USED:
+            await otherwise()
+
     async def _copy_rest(self, attempt: Attempt) -> None:
-        """Copy the used attempt's events after the last one relayed to the reply stream,
-        to its end (its connection closed before the reply did)."""
-        reply_key = self._keys.reply(self._session_id)
+        """Copy the used attempt's events after ``attempt.last_id`` to the reply stream,
+        to its end (its connection closed, or its copier died, before the reply ended)."""
         try:
-            async for event in self._read(self._keys.early_replies(self._session_id), attempt):
+            early = self._keys.early_replies(self._session_id)
+            async for entry_id, event in self._read(early, attempt):
                 if event.turn_id == attempt.attempt_id:
-                    await self._replies.append(reply_key, as_turn(event, attempt.turn_id))
+                    renamed = as_turn(event, attempt.turn_id)
+                    if await self._copy(attempt.attempt_id, entry_id, renamed) == FINISHED:
+                        return
                     if event.ends_turn:
                         return
         except (RedisError, OSError) as exc:
             log.warning("early reply of a closed session not copied (%s)", type(exc).__name__)
 
-    async def _read(self, key: str, attempt: Attempt) -> AsyncIterator[ReplyEvent]:
+    async def _read(self, key: str, attempt: Attempt) -> AsyncIterator[tuple[str, ReplyEvent]]:
         """The events of ``key`` after the attempt's last one, then as they come (for as
         long as the turn could still take)."""
         last, loop = attempt.last_id, asyncio.get_running_loop()
@@ -212,7 +263,7 @@ class EarlyReplies:
                     last = entry_id.decode()
                     with contextlib.suppress(MessageError):
                         if isinstance(event := decode(fields), ReplyEvent):
-                            yield event
+                            yield last, event
 
     async def _stop(self, attempt_id: str, record: CancelRecord) -> None:
         stop_tts = InputChunk(seq=0, end=True, cancelled=True)
@@ -220,6 +271,13 @@ class EarlyReplies:
             self._control.cancel(self._session_id, attempt_id, record),
             self._inputs.append(self._keys.tts_input(self._session_id, attempt_id), stop_tts),
         )
+
+
+def _copy_aside(copy: Awaitable[None]) -> None:
+    """A copy that outlives its connection (``finish_closed_copies`` waits for it)."""
+    task = asyncio.ensure_future(copy)
+    _CLOSED.add(task)
+    task.add_done_callback(_CLOSED.discard)
 
 
 async def finish_closed_copies(wait_s: float) -> None:

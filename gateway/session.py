@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.barge_in import BargeIn
+from gateway.command_revisions import CommandRevisions
 from gateway.delivery import ReplyDelivery
 from gateway.early_reply import EarlyReplies
 from gateway.endpointing import SpeechOnset
@@ -102,6 +103,13 @@ class VoiceSession(SessionSpeech):
             # an external recogniser's final never has the local partial's exact words
             early_replies=settings.preemptive_reply and not settings.use_external_asr,
         )
+        revisions = params.command_revisions is not False  # the client may turn them off
+        self._commands = CommandRevisions(
+            self,
+            _end_of_speech_policy(settings),
+            settings.command_revision_ms if revisions else 0,
+            early_replies=settings.preemptive_reply,
+        )
         self._waiting_input: deque[VoiceCommand | AudioInput] = deque()  # barge-in off
         self._releaser: asyncio.Task[None] | None = None
         self._last_frame_at = 0.0  # loop time of the client's last frame (idle timeout)
@@ -154,6 +162,8 @@ class VoiceSession(SessionSpeech):
         self.delivery.replay(replay, self._replay_bytes)  # filtered by the cancel records
         self.delivery.remember_cancelled(self._cancelled_before)  # live: drop their late events
         await self.relay.subscribe(self.session_id, self.delivery.deliver, replay.live_from)
+        if resumed:  # an early reply whose gateway died mid-copy is finished from here
+            await self._early.resume(self._cancelled_before)
         try:
             await self._receive_loop(sender)
         finally:
@@ -300,6 +310,10 @@ class VoiceSession(SessionSpeech):
                 type(exc).__name__,
                 exc_info=log.isEnabledFor(logging.DEBUG),
             )
+        try:
+            await self._commands.close()  # before the early replies: it settles its own
+        except RedisError:
+            log.warning("Redis unavailable: a device transcript left unanswered at close")
         await self._early.close()
 
 

@@ -14,6 +14,7 @@ from collections import deque
 from redis.exceptions import RedisError
 
 from gateway.barge_in import BargeIn
+from gateway.command_revisions import CommandRevisions
 from gateway.delivery import ReplyDelivery
 from gateway.early_reply import EarlyReplies
 from gateway.endpointing import SpeechOnset
@@ -51,6 +52,7 @@ class SessionInputs:
     _limits: SessionLimits
     _speech: UtteranceTracker
     _early: EarlyReplies
+    _commands: CommandRevisions
     _onset: SpeechOnset
     _barge: BargeIn | None
     _spans: TurnSpans | None
@@ -104,14 +106,17 @@ class SessionInputs:
             await self._on_cancel(event)
         else:
             self._check_rate(event)
-            if self._waiting_input or (not self.barge_in and self.replying):
+            if self._waiting_input or (
+                not self.barge_in and self.replying and not self._continues(event)
+            ):
                 self._wait_for_reply(event)
             else:
                 await self._process(event)
 
     def _check_rate(self, event: VoiceCommand | AudioInput) -> None:
         if isinstance(event, VoiceCommand):
-            if not self._limits.allow_command():
+            counts = self._commands.counts_as_request(event.command, event.is_final)
+            if counts and not self._limits.allow_command():
                 raise ProtocolError(
                     protocol.RATE_LIMITED,
                     f"more than {self._limits.commands_per_minute} requests and cancels a "
@@ -123,6 +128,12 @@ class SessionInputs:
                 f"audio arrives faster than {self._limits.audio_speed:g}x real time; "
                 "this frame was dropped",
             )
+
+    def _continues(self, event: VoiceCommand | AudioInput) -> bool:
+        """A device transcript of the utterance in progress (or its final text again)."""
+        return isinstance(event, VoiceCommand) and self._commands.continues(
+            event.command, event.is_final
+        )
 
     def _wait_for_reply(self, event: VoiceCommand | AudioInput) -> None:
         """Barge-in off: a new request waits until the current reply has been sent."""
@@ -145,7 +156,7 @@ class SessionInputs:
 
     async def _process(self, event: VoiceCommand | AudioInput) -> None:
         if isinstance(event, VoiceCommand):
-            await self._start_command(event.command)
+            await self._commands.command(event.command, event.is_final)
         else:
             await self._on_audio(event)
 
@@ -176,6 +187,8 @@ class SessionInputs:
         current = self._speech.current
         if current is not None and current.turn_id == turn_id:
             return True
+        if self._commands.pending_turn == turn_id:
+            return True
         if turn_number(turn_id) > self._turns:
             return False
         return self.delivery.knows(turn_id) or self.delivery.was_cancelled(turn_id)
@@ -186,9 +199,11 @@ class SessionInputs:
         the turn already stopped: nothing to do, nothing written."""
         utterance = self._speech.current
         if turn_id is None:
-            turn_id = utterance.turn_id if utterance else self.delivery.playing_turn()
+            turn_id = utterance.turn_id if utterance else self._commands.pending_turn
+            turn_id = turn_id or self.delivery.playing_turn()
         if turn_id is None or self.delivery.was_cancelled(turn_id):
             return
+        self._commands.cancel(turn_id)
         await self._speech.cancel(turn_id)
         record, events = self.delivery.interrupt(turn_id, reason)
         metrics.CANCELS.labels(reason).inc()
@@ -220,10 +235,56 @@ class SessionInputs:
         self._turns += 1
         return f"t{self._turns}", self._turns
 
-    async def _start_command(self, command: str) -> None:
+    # --- device transcripts (gateway.command_revisions.CommandIO) ----------------------
+
+    def new_turn(self) -> tuple[str, int]:
+        turn_id, number = self._next_turn()
+        if self._spans is not None:
+            self._spans.begin(turn_id, "command")
+        return turn_id, number
+
+    async def replace_reply(self) -> None:
         if self.barge_in and (busy := self.delivery.busy_turn()):
             await self.cancel(busy, "barge_in")  # a new question replaces the unfinished reply
-        turn_id, number = self._next_turn()
+
+    async def revise_reply(self, turn_id: str) -> None:
+        await self.cancel(turn_id, "revised")
+
+    def send_error(self, code: str, message: str, turn_id: str | None = None) -> None:
+        self.delivery.send_error(code, message, turn_id)
+
+    async def use_command_attempt(
+        self,
+        turn_id: str,
+        number: int,
+        attempt: tuple[str, str],
+        text: str,
+        timings: dict[str, object],
+    ) -> None:
+        await self.store.count_turn(self.session_id, number)
+        self._command_complete(turn_id, timings)
+
+        async def answer_anew() -> None:  # the attempt broke before it could be used
+            await self._publish_command_job(turn_id, number, text)
+
+        self._early.decide(attempt[0], attempt[1], answer_anew)
+
+    async def publish_command(
+        self, turn_id: str, number: int, command: str, timings: dict[str, object]
+    ) -> None:
+        await self._publish_command_job(turn_id, number, command)
+        self._command_complete(turn_id, timings)
+
+    def _command_complete(self, turn_id: str, timings: dict[str, object]) -> None:
+        self.delivery.expect(turn_id, "command")
+        if timings:  # an utterance of device transcripts: how it ended
+            self.delivery.add_timings(turn_id, timings)
+        if self._spans is not None:
+            self._spans.received(turn_id)
+            if timings:
+                self._spans.end_of_speech(turn_id, timings)
+
+    async def _publish_command_job(self, turn_id: str, number: int, command: str) -> None:
         job = LlmJob(
             session_id=self.session_id,
             turn_id=turn_id,
@@ -231,14 +292,11 @@ class SessionInputs:
             source="command",
             created_ms=now_ms(),
             options=self.options.as_job_options(),
-            trace=self._spans.begin(turn_id, "command") if self._spans is not None else "",
+            trace=self._spans.traceparent(turn_id) if self._spans is not None else "",
         )
         stream = self._keys.jobs_for("llm", self.session_id)
         maxlen = self.settings.jobs_maxlen
         await self.store.publish_turn(self.session_id, number, stream, job, maxlen)
-        if self._spans is not None:
-            self._spans.received(turn_id)
-        self.delivery.expect(turn_id, "command")
 
     async def _on_audio(self, audio: AudioInput) -> None:
         if not self.settings.speech_input_enabled:

@@ -186,6 +186,14 @@ class SessionStore:
                 pipe.expire(key, self._ttl)  # a key that does not exist stays so
             await pipe.execute()
 
+    async def count_turn(self, session_id: str, turn: int) -> None:
+        """Count a turn that published no job of its own (its reply was started early)."""
+        key = self._keys.session(session_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(key, "turns", turn)
+            pipe.expire(key, self._ttl)
+            await pipe.execute()
+
     async def detach(self, session_id: str) -> None:
         """The client went away: keep the session for the resume window only."""
         async with self._redis.pipeline(transaction=False) as pipe:

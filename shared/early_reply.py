@@ -58,13 +58,25 @@ an attempt's job fails or is dead-lettered  its error goes to the early stream u
 ASR worker killed between verdict and final the job reruns: ``decide`` returns the same
                                             verdict, the final goes out once
 the client cancels the turn                 its attempts stop whatever their verdict
-gateway killed (SIGKILL) after ``used``     not covered: the rest of that reply is not
-                                            copied, the turn has no end in the replay
+gateway killed (SIGKILL) after ``used``     the copy's position is in the record: the
+                                            gateway the client resumes on copies the
+                                            rest from there (no resume: nothing to do,
+                                            the keys expire after the resume window)
 ==========================================  ==============================================
 
 No event naming an attempt id ever reaches the reply stream: the workers write an
 attempt's events to the early stream only (``events_key``) and the gateway renames
 them to the utterance's turn when it copies them.
+
+The copy is resumable. Each copied event is appended by one script (``copy``) that also
+records, in the same hash, the early entry id it came from (``copied:<attempt>``; ``done``
+once the turn's end is copied), and appends only past that position. A gateway killed
+mid-copy leaves it there; a resume of the session on any gateway reads the used attempts
+whose copy is not ``done`` (``unfinished_copies``) and copies on from their position, and
+a second copier (the old connection's, still alive) only skips what is copied already.
+The copy stays in the gateway rather than in the workers: the LLM and TTS workers write
+one attempt's events from two processes, in whatever order they finish, and only a
+reader of the early stream knows the order the client must see them in.
 """
 
 from __future__ import annotations
@@ -77,8 +89,10 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
-from shared.messages import LlmJob, ReplyEvent, encode
+from shared.bells import bell_verbs
+from shared.messages import FIELD, LlmJob, ReplyEvent, encode
 
 if TYPE_CHECKING:
     from shared.control import ControlChannel
@@ -105,6 +119,38 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1
 """
 
+# KEYS[1] the record, KEYS[2] the reply stream
+# ARGV[1] the copy's position field, ARGV[2] the early entry id copied, ARGV[3] 1: it ends
+# the turn, ARGV[4] TTL, ARGV[5] the reply stream's maxlen, ARGV[6] PUBLISH or SPUBLISH,
+# ARGV[7] the event (the entry's one field). Appends only past the recorded position (ids
+# compare as ms, then sequence), moving it in the same script: a copier that died is
+# resumed from there, two copiers never repeat. Like every append to a followed stream it
+# pushes the entry to the stream's readers (``shared/bells.py``).
+# Returns 1 appended, 0 already copied, 2 the reply was copied to its end.
+_COPY = """
+local at = redis.call('HGET', KEYS[1], ARGV[1])
+if at == 'done' then return 2 end
+if at then
+  local a, b = string.match(at, '(%d+)-(%d+)')
+  local c, d = string.match(ARGV[2], '(%d+)-(%d+)')
+  a, b, c, d = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
+  if c < a or (c == a and d <= b) then return 0 end
+end
+local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'm', ARGV[7])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.pcall(ARGV[6], KEYS[2], id .. ' ' .. ARGV[7])
+if ARGV[3] == '1' then
+  redis.call('HSET', KEYS[1], ARGV[1], 'done')
+else
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+COPIED, BEHIND, FINISHED = 1, 0, 2  # what ``EarlyVerdicts.copy`` did
+_COPY_FIELD = "copied:"  # the record's field of an attempt's copy position
+
+
 # KEYS[1] the record; ARGV[1] attempt id, ARGV[2] the open value that makes it used ("":
 # a withdrawal), ARGV[3] record TTL, ARGV[4] the control channel, ARGV[5] its notice.
 # Returns the verdict, given now or before.
@@ -121,6 +167,11 @@ return value
 
 def attempt_id(turn_id: str, number: int) -> str:
     return f"{turn_id}.p{number}"
+
+
+def attempt_turn(attempt: str) -> str:
+    """``t5.p1`` -> ``t5``: the utterance's turn, as the client knows it."""
+    return attempt.rsplit(".p", 1)[0]
 
 
 def _open_value(words: str) -> str:
@@ -154,6 +205,8 @@ class EarlyVerdicts:
         self._ttl = ttl_seconds
         self._open = redis.register_script(_OPEN)
         self._decide = redis.register_script(_DECIDE)
+        self._copy = redis.register_script(_COPY)
+        self._publish = bell_verbs(isinstance(redis, RedisCluster))[0]
 
     async def open(self, job: LlmJob, words: str, jobs_maxlen: int) -> bool:
         """Publish the attempt's job with its ``open`` record (False: it existed already,
@@ -180,6 +233,34 @@ class EarlyVerdicts:
             return DROPPED
         text = value.decode() if isinstance(value, bytes) else str(value)
         return OPEN if text.startswith(f"{OPEN}:") else text
+
+    async def copy(
+        self, session_id: str, attempt: str, entry_id: str, event: ReplyEvent, maxlen: int
+    ) -> int:
+        """Append a used attempt's event (renamed to the turn) to the reply stream, with
+        the early entry id it came from as the copy's position, unless copied already:
+        ``COPIED``, ``BEHIND`` (skipped) or ``FINISHED`` (the reply has its end)."""
+        keys = [self._keys.early_verdicts(session_id), self._keys.reply(session_id)]
+        ends = "1" if event.ends_turn else "0"
+        message = encode(event)[FIELD]
+        args = [_COPY_FIELD + attempt, entry_id, ends, self._ttl, maxlen, self._publish, message]
+        return int(await self._copy(keys=keys, args=args))
+
+    async def unfinished_copies(self, session_id: str) -> dict[str, str]:
+        """The session's used attempts whose copy has no end yet -> the early entry id
+        copied last ("0-0": none): what a resume finishes if their copier died."""
+        record = await self._redis.hgetall(self._keys.early_verdicts(session_id))
+        fields = {
+            (k.decode() if isinstance(k, bytes) else str(k)): (
+                v.decode() if isinstance(v, bytes) else str(v)
+            )
+            for k, v in record.items()
+        }
+        return {
+            attempt: fields.get(_COPY_FIELD + attempt, "0-0")
+            for attempt, verdict in fields.items()
+            if verdict == USED and fields.get(_COPY_FIELD + attempt) != "done"
+        }
 
 
 async def await_verdict(
@@ -266,7 +347,7 @@ class Attempt:
     turn_id: str  # the utterance's turn, as the client knows it
     words: str
     phase: Phase = Phase.KEPT
-    kept: list[ReplyEvent] = field(default_factory=list)
+    kept: list[tuple[str, ReplyEvent]] = field(default_factory=list)  # (early id, event)
     last_id: str = "0-0"  # the last entry of the early stream that was this attempt's
 
     @property
@@ -278,7 +359,8 @@ class Attempt:
 class Step:
     """What the gateway must do after one input to ``Attempts``."""
 
-    forward: list[ReplyEvent] = field(default_factory=list)  # renamed to the turn, in order
+    # (early entry id, event renamed to the turn), in order
+    forward: list[tuple[str, ReplyEvent]] = field(default_factory=list)
     withdraw: bool = False  # decide(attempt, None), then ``settled`` with the verdict
     stop: bool = False  # cancel the attempt's workers
 
@@ -316,9 +398,9 @@ class Attempts:
             return Step()  # an attempt of an earlier connection, or not ours
         item.last_id = entry_id or item.last_id
         if item.phase == Phase.USED:
-            return Step(forward=self._as_turn(item, [event]))
+            return Step(forward=self._as_turn(item, [(item.last_id, event)]))
         if item.undecided:
-            item.kept.append(event)
+            item.kept.append((item.last_id, event))
             if len(item.kept) > KEPT_EVENTS_LIMIT and item.phase == Phase.KEPT:
                 item.phase = Phase.WITHDRAWING
                 return Step(withdraw=True)
@@ -358,12 +440,14 @@ class Attempts:
             item.kept.clear()
         return going
 
-    def _as_turn(self, item: Attempt, events: list[ReplyEvent]) -> list[ReplyEvent]:
+    def _as_turn(
+        self, item: Attempt, events: list[tuple[str, ReplyEvent]]
+    ) -> list[tuple[str, ReplyEvent]]:
         renamed = []
-        for event in events:
+        for entry_id, event in events:
             if item.phase == Phase.DONE:
                 break  # nothing of a reply follows its end
-            renamed.append(as_turn(event, item.turn_id))
+            renamed.append((entry_id, as_turn(event, item.turn_id)))
             if event.ends_turn:
                 item.phase = Phase.DONE
                 item.kept.clear()

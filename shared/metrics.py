@@ -56,6 +56,11 @@ PREEMPTIVE_REPLIES = Counter(
     "replies started during a pause before the end of speech was confirmed",
     ["outcome"],  # started | used | discarded
 )
+DEVICE_TRANSCRIPTS = Counter(
+    "vna_device_transcripts_total",
+    "voice_commands by what they were to the utterance in progress",
+    ["kind"],  # new | revision | repeat (same words again) | after_end (revised an ended one)
+)
 
 # --- stages ----------------------------------------------------------------------------
 STAGE_LATENCY = Histogram(

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from shared.languages import SUPPORTED, canonical_language
 
 INPUT_SAMPLE_RATE = 16000
-PROTOCOL_VERSION = 4  # 4: reply_paused/reply_resumed; 3: event_id, resume by last_event_id
+PROTOCOL_VERSION = 5  # 5: voice_command is_final; 4: reply_paused/resumed; 3: event_id
 TURN_ID_PATTERN = r"^t[1-9][0-9]{0,8}$"
 EVENT_ID_PATTERN = r"^[0-9]{1,20}-[0-9]{1,20}$"  # a reply-stream entry id
 
@@ -58,6 +58,9 @@ class _ClientData(BaseModel):
 class VoiceCommand(_ClientData):
     command: str = Field(min_length=1)
     confidence: float | int | None = None
+    # False: an interim transcript of the utterance in progress; True: its final one;
+    # absent: a whole request, unless it revises the previous one (gateway.command_revisions)
+    is_final: bool | None = None
 
 
 class VoiceData(_ClientData):
@@ -113,6 +116,7 @@ class ConnectParams(BaseModel):
     last_chunk_index: int | None = Field(default=None, ge=0)
     last_event_id: str | None = Field(default=None, pattern=EVENT_ID_PATTERN)
     barge_in: bool | None = None
+    command_revisions: bool | None = None  # false: every voice_command is a new turn
     token: str | None = Field(default=None, max_length=1024)
 
     @property

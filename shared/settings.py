@@ -92,6 +92,13 @@ class Settings(BaseSettings):
     preemptive_reply: bool = Field(
         default=True, description="start the reply during a pause after a complete request"
     )
+    command_revision_ms: int = Field(
+        default=1500,
+        ge=0,
+        le=10000,
+        description="a voice_command revising the previous one this soon is the same "
+        "utterance; 0 = off",
+    )
     barge_in: bool = Field(default=True, description="speech over a reply interrupts it")
     barge_in_min_speech_ms: int = Field(
         default=240, ge=30, description="continuous speech that counts as barging in"

@@ -172,6 +172,7 @@ class ChatScript:
     last_sent: threading.Event = field(default_factory=threading.Event)
     hold_after_words: int | None = None
     chunks_sent: int = 0  # text chunks of the reply streamed so far
+    completed: int = 0  # replies streamed to their end (a call cut off never gets there)
     release: threading.Event = field(default_factory=threading.Event)
 
 
@@ -256,6 +257,7 @@ async def _chat_events(script: ChatScript, body: dict[str, Any]) -> AsyncIterato
             await asyncio.sleep(chunk_delay)
         script.last_sent.set()
         yield _sse(body, {}, "stop")
+        script.completed += 1
     yield "data: [DONE]\n\n"
 
 

@@ -8,9 +8,19 @@ import uuid
 
 from redis.asyncio import Redis
 
-from shared.early_reply import DROPPED, OPEN, USED, Attempts, EarlyVerdicts, Phase
+from shared.early_reply import (
+    BEHIND,
+    COPIED,
+    DROPPED,
+    FINISHED,
+    OPEN,
+    USED,
+    Attempts,
+    EarlyVerdicts,
+    Phase,
+)
 from shared.keys import Keys
-from shared.messages import LlmJob, ReplyEvent
+from shared.messages import LlmJob, ReplyEvent, decode
 
 S = "s1"
 
@@ -24,9 +34,9 @@ def test_a_used_attempt_forwards_its_kept_events_as_the_turn_and_stops_at_its_en
     attempts.start("t1.p1", "t1", "sports")
     assert attempts.on_event(_event("agent_response", text="Here")).forward == []
     step = attempts.settled("t1.p1", USED)
-    assert [(e.event, e.turn_id) for e in step.forward] == [("agent_response", "t1")]
+    assert [(e.event, e.turn_id) for _id, e in step.forward] == [("agent_response", "t1")]
     step = attempts.on_event(_event("streaming_complete"))
-    assert [e.turn_id for e in step.forward] == ["t1"]
+    assert [e.turn_id for _id, e in step.forward] == ["t1"]
     assert attempts.get("t1.p1").phase == Phase.DONE  # type: ignore[union-attr]
     assert attempts.on_event(_event("tts_chunk")).forward == []  # nothing after its end
 
@@ -49,7 +59,7 @@ def test_giving_an_attempt_up_withdraws_it_and_its_verdict_decides() -> None:
     assert attempts.drop("t1.p1").withdraw
     assert not attempts.drop("t1.p1").withdraw  # once
     attempts.on_event(_event("agent_response", text="Here"))
-    assert [e.turn_id for e in attempts.settled("t1.p1", USED).forward] == ["t1"]
+    assert [e.turn_id for _id, e in attempts.settled("t1.p1", USED).forward] == ["t1"]
 
 
 def test_too_many_kept_events_withdraw_the_attempt() -> None:
@@ -97,6 +107,35 @@ async def test_other_words_a_withdrawal_or_no_record_drop_an_attempt(redis: Redi
     assert await redis.xlen(keys.jobs("llm")) == 2
 
 
+async def test_a_used_attempts_copy_goes_forward_only_and_says_where_it_stopped(
+    redis: Redis,
+) -> None:
+    """Two copiers (a killed gateway's position taken up while the old one still runs)
+    append each event of the reply once, in order; the record says where a copy stopped
+    until the reply's end is copied."""
+    keys = Keys()
+    verdicts = EarlyVerdicts(redis, keys, 60)
+    await verdicts.open(_job(), "read me the sports headlines", 100)
+    await verdicts.decide(S, "t1.p1", "read me the sports headlines")
+    assert await verdicts.unfinished_copies(S) == {"t1.p1": "0-0"}  # nothing copied yet
+    reply = [(f"5-{n}", _event("tts_chunk", turn="t1", chunk_index=n)) for n in range(3)]
+    reply.append(("10-0", _event("streaming_complete", turn="t1")))
+    first = [await verdicts.copy(S, "t1.p1", i, e, 100) for i, e in reply[:2]]
+    assert first == [COPIED, COPIED]
+    assert await verdicts.unfinished_copies(S) == {"t1.p1": "5-1"}
+    second = [await verdicts.copy(S, "t1.p1", i, e, 100) for i, e in reply]  # from the start
+    assert second == [BEHIND, BEHIND, COPIED, COPIED]
+    assert await verdicts.copy(S, "t1.p1", *reply[2], 100) == FINISHED  # the first, late
+    assert await verdicts.unfinished_copies(S) == {}
+    stored = [decode(fields) for _id, fields in await redis.xrange(keys.reply(S))]
+    assert [(e.event, e.data.get("chunk_index")) for e in stored] == [
+        ("tts_chunk", 0),
+        ("tts_chunk", 1),
+        ("tts_chunk", 2),
+        ("streaming_complete", None),
+    ]
+
+
 def test_a_cancelled_turn_drops_its_attempts_whatever_their_verdict() -> None:
     attempts = Attempts()
     attempts.start("t1.p1", "t1", "sports")
@@ -130,6 +169,9 @@ async def test_the_record_on_a_redis_cluster_wakes_the_waiting_worker(
         await asyncio.sleep(0)  # it waits from now on
         assert await verdicts.decide(session, "t1.p1", "news") == USED
         assert await waiting  # the notice, not the minute
+        end = ReplyEvent("streaming_complete", session, "t1", {})
+        assert await verdicts.copy(session, "t1.p1", "1-0", end, 100) == COPIED
+        assert await redis.xlen(keys.reply(session)) == 1
     finally:
         await control.stop()
         await redis.aclose()

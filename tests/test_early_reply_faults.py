@@ -9,11 +9,13 @@ attempt fails), and a gateway stopped at the end of speech.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -230,3 +232,43 @@ async def test_an_early_reply_keeping_too_many_events_is_withdrawn_for_the_norma
         finally:
             await redis.aclose()
     assert not [e for e in events if e["event"] == "tts_chunk"], "nothing of it is shown"
+
+
+async def test_a_gateway_killed_while_copying_the_early_reply_is_finished_on_resume(
+    services: Cluster,
+) -> None:
+    """kill -9 of the gateway once the client has the first audio of the early reply:
+    the client resumes on a new gateway from its last event and gets the rest of the
+    reply, its chunks without a gap or a repeat, and the turn's end."""
+    start_gateway(services)
+    async with VoiceClient.connect(services.ws_url) as client:
+        talk = _Talk(client)
+        await talk.send(speech_16k(REQUEST, 300, 0))
+        await talk.heard.wait()
+        talk.reader.cancel()  # from here the test reads the events itself
+        with contextlib.suppress(asyncio.CancelledError):
+            await talk.reader
+        first = list(talk.turn.events)
+        await talk.send(SILENCE * 15)
+        while first[-1]["event"] not in ("tts_chunk", "streaming_complete", "error"):
+            first.append(await client.next_event(60))
+        services.signal("gateway", signal.SIGKILL).wait(10)
+        while first[-1]["event"] != "_closed":  # what had arrived before the kill
+            first.append(await client.next_event(60))
+        first.pop()
+        query, session_id = client.resume_query(), client.session_id
+    assert not any(e["event"] == "streaming_complete" for e in first), (
+        "the reply ended before the gateway was killed: nothing left to finish"
+    )
+    start_gateway(services)
+    rest: list[dict[str, Any]] = []
+    async with VoiceClient.connect(f"{services.ws_url}?{query}") as again:
+        while not rest or rest[-1]["event"] not in ("streaming_complete", "error", "_closed"):
+            rest.append(await again.next_event(60))
+    events = first + rest
+    assert rest[-1]["event"] == "streaming_complete", rest[-1]
+    assert {e["data"]["turn_id"] for e in events if e["data"].get("turn_id")} == {"t1"}
+    chunks = [e["data"]["chunk_index"] for e in events if e["event"] == "tts_chunk"]
+    assert chunks == list(range(len(chunks))), chunks
+    assert any(e["event"] == "tts_chunk" for e in rest)  # the rest came after the resume
+    assert await attempt_events(services, session_id)  # it was the early reply's

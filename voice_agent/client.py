@@ -149,8 +149,17 @@ class VoiceClient:
     async def send_event(self, event: str, data: dict[str, Any]) -> None:
         await self.ws.send(json.dumps({"event": event, "data": data}))
 
-    async def send_command(self, text: str, confidence: float = 1.0) -> None:
-        data = {"session_id": self.session_id, "command": text, "confidence": confidence}
+    async def send_command(
+        self, text: str, confidence: float = 1.0, *, is_final: bool | None = True
+    ) -> None:
+        """A request recognised on the device. A recogniser's partial results go out as
+        ``is_final=False`` (each replaces the one before, no reply yet), its last result
+        as ``is_final=True`` (the reply starts at once); ``None`` leaves the field out,
+        as older clients do."""
+        data: dict[str, Any] = {"session_id": self.session_id, "command": text}
+        data["confidence"] = confidence
+        if is_final is not None:
+            data["is_final"] = is_final
         await self.send_event("voice_command", data)
 
     async def send_audio(

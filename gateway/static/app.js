@@ -236,8 +236,12 @@ function startRecognizer() {
   if (!recognizer) {
     recognizer = new BrowserRecognizer(
       (text) => {
-        if (!heard) heard = new TurnView();
+        if (!heard) {
+          heard = new TurnView();
+          if (player && (player.playing || activeTurn())) stopReply(); // the user speaks
+        }
         heard.setUser(text, false);
+        sendInterim(text);
       },
       (text, confidence) => {
         const view = heard;
@@ -498,6 +502,14 @@ function setMode(next) {
   updateMic();
 }
 
+/** The browser recogniser's interim text: the server replaces it with each newer one and
+ * answers only the final one, though it may start on a complete request meanwhile. */
+function sendInterim(text) {
+  const command = text.trim();
+  if (!command || !conn.open || !conn.session || conn.session.version < 5) return;
+  conn.send("voice_command", { command, is_final: false });
+}
+
 /** A typed request, or one the browser recognised (`confidence`, shown in `view`). */
 async function sendTyped(text, confidence = null, view = null) {
   const command = text.trim();
@@ -508,7 +520,8 @@ async function sendTyped(text, confidence = null, view = null) {
   audio();
   await conn.ensure();
   if (player && (player.playing || activeTurn())) stopReply(); // a new request replaces it
-  const data = confidence ? { command, confidence } : { command };
+  // is_final: the request is complete, answer now (protocol 5; older servers ignore it)
+  const data = confidence ? { command, confidence, is_final: true } : { command, is_final: true };
   if (conn.send("voice_command", data)) {
     if (view) view.setUser(command, true);
     pendingTyped.push(view || new TurnView(command));

@@ -2,8 +2,9 @@
 //
 // A server on a tiny instance (Render's free tier) runs with ASR_PROVIDER=none: it refuses
 // audio and expects text recognised on the device (voice_command). Browsers with the Web
-// Speech API (Chrome, Edge, Safari) can do that part; the page then sends each final
-// result as a typed request and shows interim results as the live partial transcript.
+// Speech API (Chrome, Edge, Safari) can do that part; the page then sends interim results
+// as they come (voice_command with is_final: false, each replacing the one before; also
+// shown as the live partial transcript) and the final one with is_final: true.
 
 import { recognitionLanguage } from "./language.js";
 
