@@ -20,8 +20,8 @@ from redis.exceptions import RedisError, ResponseError
 
 from shared.backoff import Backoff
 from shared.lifecycle import shutting_down
-from shared.mux import parse_xread
 from shared.resp import Lane, ReplyLost, pack
+from shared.stream_reads import parse_xread
 from shared.streams import ensure_group
 
 log = logging.getLogger("shared.worker")
