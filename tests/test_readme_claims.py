@@ -80,9 +80,14 @@ QUOTED = [
     ("holds 250 at p99 ≤ 50 ms", "performance.md", "| 18:53 | 1 | **250** |"),
     ("peaks at 154 MB with one active session", "deploy.md", "| 154 MB | 9 MB |"),
     ("(229 MB with four, plus 9-13 MB", "deploy.md", "| 229 MB | 13 MB |"),
-    ("a gateway is 60 MB plus 43 KB per open session", "performance.md", "(42.5 KB each)"),
+    ("a gateway is 77 MB plus 54 KB per open session", "performance.md", "| 76.6 MB | 87.5 MB |"),
+    ("54 KB per open session", "performance.md", "(54 KB each)"),
     ("arrives 746 ms after the voice stops", "performance.md", "included) | 746 ms |"),
-    ("interrupts it 302 ms after", "performance.md", "required) | 302 ms |"),
+    (
+        "pauses it 273 ms after the voice starts and cuts it at 682 ms",
+        "performance.md",
+        "| no echo | 273 / 392 ms | 682 / 933 ms |",
+    ),
 ]
 
 
