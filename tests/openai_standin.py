@@ -58,6 +58,14 @@ class StandIn:
     speech: SpeechPlan = field(default_factory=SpeechPlan)
     chat: ChatScript = field(default_factory=lambda: ChatScript())
 
+    def llm_env(self) -> dict[str, str]:
+        """The settings that point a system's LLM worker at this stand-in."""
+        return {
+            "LLM_PROVIDER": "openai",
+            "LLM_BASE_URL": self.base_url,
+            "LLM_API_KEY": self.api_key,
+        }
+
 
 def _error(status: int, message: str, kind: str) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": kind, "code": None}}, status)

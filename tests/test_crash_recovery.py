@@ -53,9 +53,7 @@ def slow_model() -> Iterator[StandIn]:
 
 def model_env(standin: StandIn) -> dict[str, str]:
     return {
-        "LLM_PROVIDER": "openai",
-        "LLM_BASE_URL": standin.base_url,
-        "LLM_API_KEY": standin.api_key,
+        **standin.llm_env(),
         "LLM_MAX_TOOL_ROUNDS": "0",
     }
 

@@ -48,9 +48,7 @@ def device(
     redis_url: str, fixture_http: str, standin: StandIn, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[System]:
     env = {
-        "LLM_PROVIDER": "openai",
-        "LLM_BASE_URL": standin.base_url,
-        "LLM_API_KEY": standin.api_key,
+        **standin.llm_env(),
         "STREAM_PREFIX": PREFIX,
         "TTS_FALLBACK": "",
         # commands sent back to back must not be split by a machine that stalls for

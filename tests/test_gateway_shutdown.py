@@ -42,9 +42,7 @@ def cluster(redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
             "REDIS_URL": f"{redis_url}/4",
             "STREAM_PREFIX": f"gw{uuid.uuid4().hex[:6]}",
             "ASR_PROVIDER": "none",
-            "LLM_PROVIDER": "openai",
-            "LLM_BASE_URL": standin.base_url,
-            "LLM_API_KEY": standin.api_key,
+            **standin.llm_env(),
             "HOST": "127.0.0.1",
         }
         with ServiceProcesses(env, tmp_path) as services:

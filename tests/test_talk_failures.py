@@ -307,9 +307,7 @@ def test_a_restart_mid_reply_resumes_on_its_own(redis_url: str, tmp_path: Path) 
             "REDIS_URL": f"{redis_url}/4",
             "STREAM_PREFIX": f"tr{uuid.uuid4().hex[:6]}",
             "ASR_PROVIDER": "none",
-            "LLM_PROVIDER": "openai",
-            "LLM_BASE_URL": standin.base_url,
-            "LLM_API_KEY": standin.api_key,
+            **standin.llm_env(),
             "HOST": "127.0.0.1",
             "GATEWAY_DRAIN_SECONDS": "0.3",
         }
