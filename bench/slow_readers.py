@@ -29,7 +29,7 @@ from shared.messages import ReplyEvent
 from shared.settings import load_settings
 from shared.streams import ReplyWriter
 from tests.support import ROOT, free_port, wait_for_http
-from tests.support.raw_websocket import close_frame, raw_websocket, read_frame
+from tests.support.raw_websocket import close_frame, open_sessions
 from tests.test_slow_readers import memory_kib
 
 PREFIX = "slowbench"
@@ -75,12 +75,7 @@ async def run(clients: int, chunks: int, root: Path, redis_url: str, log: Path) 
     proc = _start_gateway(root, env, log)
     try:
         await asyncio.to_thread(wait_for_http, f"http://127.0.0.1:{port}/health", proc)
-        sockets, sessions = [], []
-        for _ in range(clients):
-            reader, writer = await raw_websocket(port)
-            _opcode, connected = await read_frame(reader)
-            sockets.append((reader, writer))
-            sessions.append(json.loads(connected)["data"]["session_id"])
+        sockets, sessions = await open_sessions(port, clients)
         before = memory_kib(proc.pid, "VmRSS")
         redis = aioredis.Redis.from_url(redis_url)
         replies = ReplyWriter(redis, settings.keys, 60, settings.reply_maxlen)

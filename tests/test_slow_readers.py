@@ -12,7 +12,6 @@ events it grew by the whole replies.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import uuid
 from pathlib import Path
@@ -23,7 +22,7 @@ from shared.messages import ReplyEvent
 from shared.settings import load_settings
 from shared.streams import ReplyWriter
 from tests.support import ServiceProcesses, free_port, wait_for_http
-from tests.support.raw_websocket import close_frame, raw_websocket, read_frame
+from tests.support.raw_websocket import close_frame, open_sessions
 
 CLIENTS = 6
 BOUND = 256 * 1024  # OUTBOX_MAX_BYTES for the test
@@ -61,12 +60,7 @@ async def test_clients_that_stop_reading_keep_the_gateway_memory_flat(
     with ServiceProcesses(env, tmp_path) as services:
         gateway = services.start("gateway")
         await asyncio.to_thread(wait_for_http, f"http://127.0.0.1:{port}/health", gateway)
-        sockets, sessions = [], []
-        for _ in range(CLIENTS):
-            reader, writer = await raw_websocket(port)
-            _opcode, connected = await read_frame(reader)
-            sockets.append((reader, writer))
-            sessions.append(json.loads(connected)["data"]["session_id"])
+        sockets, sessions = await open_sessions(port, CLIENTS)
         before = memory_kib(gateway.pid, "VmRSS")
         limit_kib = (CLIENTS * BOUND + ALLOWANCE) // 1024
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import socket
 
@@ -51,3 +52,16 @@ async def close_frame(reader: asyncio.StreamReader) -> tuple[int, str]:
     while opcode != 8:
         opcode, payload = await read_frame(reader)
     return int.from_bytes(payload[:2], "big"), payload[2:].decode()
+
+
+async def open_sessions(
+    port: int, count: int
+) -> tuple[list[tuple[asyncio.StreamReader, asyncio.StreamWriter]], list[str]]:
+    """``count`` sessions that read nothing after ``connected``: their sockets and ids."""
+    sockets, sessions = [], []
+    for _ in range(count):
+        reader, writer = await raw_websocket(port)
+        _opcode, connected = await read_frame(reader)
+        sockets.append((reader, writer))
+        sessions.append(json.loads(connected)["data"]["session_id"])
+    return sockets, sessions
