@@ -33,7 +33,15 @@ from shared.checkpoint import Append, TurnCheckpoint
 from shared.early_reply import USED, EarlyVerdicts
 from shared.engines import AsrEngine, AsrStream
 from shared.languages import language
-from shared.messages import FIRST_AUDIO, GATEWAY_DECIDES, AsrJob, InputChunk, LlmJob, ReplyEvent
+from shared.messages import (
+    FIRST_AUDIO,
+    GATEWAY_DECIDES,
+    AsrJob,
+    InputChunk,
+    LlmJob,
+    ReplyEncoder,
+    ReplyEvent,
+)
 from shared.mux import Entry, read_start
 from shared.settings import Settings
 from shared.streams import now_ms
@@ -71,21 +79,31 @@ async def _transcribe(
     pending = bytearray()
     cancelled = False
     preempted = ""
+    # what a partial costs is paid per audio chunk of every utterance: everything that
+    # stays the same for the turn is looked up and packed once, here
+    blocking = getattr(stream, "blocking", True)
+    sent_through = checkpoint.number("heard")  # partials sent before a takeover
+    send_partial = checkpoint.repeated(
+        settings.keys.reply(job.session_id),
+        settings.session_ttl_seconds,
+        settings.reply_maxlen,
+        "heard",
+    )
+    partial_payload = ReplyEncoder("partial_transcription", job.session_id, job.turn_id)
 
     async def hear(chunk: InputChunk) -> None:
         nonlocal pending
         pending += chunk.audio
         if keep_audio is not None:
             keep_audio.extend(chunk.audio)
-        if getattr(stream, "blocking", True):
+        if blocking:
             partial = await asyncio.to_thread(stream.feed, bytes(pending))
         else:  # trivially cheap (echo): a thread hop per chunk would cost more than it
             partial = stream.feed(bytes(pending))
         pending = bytearray()
-        if partial and chunk.seq > checkpoint.number("heard"):  # not sent before a takeover
+        if partial and chunk.seq > sent_through:
             data = {"text": partial, "is_final": False, "complete": _complete(stream, partial)}
-            event = ReplyEvent("partial_transcription", job.session_id, job.turn_id, data)
-            await checkpoint.commit([_to_client(settings, event)], heard=chunk.seq)
+            await send_partial(partial_payload(data), chunk.seq)
             if ctx.trace is not None:
                 ctx.trace.first_output("partial")
 

@@ -28,8 +28,8 @@ from redis.exceptions import NoScriptError, RedisError
 from shared.bells import bell_verbs
 from shared.early_reply import events_key
 from shared.messages import FIELD, Message, encode
-from shared.resp import pack
-from shared.write_batcher import APPEND_SCRIPT, load_script, write_batcher
+from shared.resp import bulk, pack
+from shared.write_batcher import APPEND_SCRIPT, Resend, load_script, write_batcher
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -148,7 +148,12 @@ class TurnCheckpoint:
         async def through_redis_py() -> object:
             return await self._script(keys=keys, args=args)
 
-        packed = pack(*words, *args)
+        await self._send(pack(*words, *args), through_redis_py)
+        self.fields.update({name: str(value) for name, value in fields.items()})
+
+    async def _send(self, packed: bytes, through_redis_py: Resend) -> None:
+        """Send one packed commit (``through_redis_py``: the same one, redis-py's way);
+        the checkpoint's version moves on, or ``StaleTurn``."""
         try:
             result = await self._batcher.call(self.key, packed, 1, through_redis_py)
         except NoScriptError:
@@ -160,7 +165,47 @@ class TurnCheckpoint:
         if int(result) < 0:  # type: ignore[call-overload]
             raise StaleTurn(f"{self.key} was taken over by another worker")
         self.version = int(result)  # type: ignore[call-overload]
-        self.fields.update({name: str(value) for name, value in fields.items()})
+
+    def repeated(self, stream: str, ttl: int, maxlen: int, name: str) -> RepeatedCommit:
+        """A commit of one shape made many times (see ``RepeatedCommit``)."""
+        return RepeatedCommit(self, stream, ttl, maxlen, name)
+
+
+class RepeatedCommit:
+    """``commit([Append(stream, ..., ttl, maxlen)], name=number)`` with an encoded
+    payload, made again and again on one turn: an ASR worker's partial per audio chunk
+    with the input seq heard through. The same ``EVALSHA``, with the parts that never
+    change packed once per turn instead of per chunk."""
+
+    def __init__(
+        self, checkpoint: TurnCheckpoint, stream: str, ttl: int, maxlen: int, name: str
+    ) -> None:
+        self._checkpoint = checkpoint
+        self._stream, self._name = stream, name
+        self._constants = (b"%d" % maxlen, b"%d" % ttl)
+        # EVALSHA sha 2 checkpoint stream | version | ttl 1 bell name | number | maxlen
+        # ttl | payload: 14 words
+        words = (b"EVALSHA", checkpoint._sha, b"2", checkpoint.key.encode(), stream.encode())
+        self._head = b"*14\r\n" + b"".join(bulk(word) for word in words)
+        self._middle = b"".join(
+            bulk(word) for word in (b"%d" % checkpoint._ttl, b"1", checkpoint._bell, name.encode())
+        )
+        self._tail = b"".join(bulk(word) for word in self._constants)
+
+    async def __call__(self, payload: bytes, number: int) -> None:
+        checkpoint = self._checkpoint
+        version, value = b"%d" % checkpoint.version, b"%d" % number
+        packed = b"".join(
+            (self._head, bulk(version), self._middle, bulk(value), self._tail, bulk(payload))
+        )
+
+        async def through_redis_py() -> object:
+            args = [version, b"%d" % checkpoint._ttl, b"1", checkpoint._bell]
+            args += [self._name.encode(), value, *self._constants, payload]
+            return await checkpoint._script(keys=[checkpoint.key, self._stream], args=args)
+
+        await checkpoint._send(packed, through_redis_py)
+        checkpoint.fields[self._name] = str(number)
 
 
 async def preload_scripts(redis: aioredis.Redis) -> None:
