@@ -28,6 +28,7 @@ import redis.asyncio as aioredis
 from asr_worker.completeness import is_complete
 from asr_worker.language_support import IgnoredSpeech, notice, unsupported_language
 from asr_worker.openai_transcriber import TranscriptionFailed
+from asr_worker.utterance_input import UtteranceInput
 from shared import metrics, protocol
 from shared.checkpoint import Append, TurnCheckpoint
 from shared.early_reply import USED, EarlyVerdicts
@@ -111,17 +112,18 @@ async def _transcribe(
     if first is not None:
         await hear(first)
         heard_through = first.seq  # also in the input stream: not heard twice
-    follow = ctx.inputs.follow(input_key, settings.input_idle_timeout, read=sent)
-    async for _entry_id, chunk in follow:
-        if chunk.seq <= heard_through:
-            continue
-        if chunk.end:
-            pending += chunk.audio
-            if keep_audio is not None:
-                keep_audio.extend(chunk.audio)
-            cancelled, preempted = chunk.cancelled, chunk.preempted
-            break
-        await hear(chunk)
+    async with UtteranceInput(ctx.inputs, input_key, settings.input_idle_timeout, sent) as chunks:
+        while True:
+            _entry_id, chunk = await chunks.next()
+            if chunk.seq <= heard_through:
+                continue
+            if chunk.end:
+                pending += chunk.audio
+                if keep_audio is not None:
+                    keep_audio.extend(chunk.audio)
+                cancelled, preempted = chunk.cancelled, chunk.preempted
+                break
+            await hear(chunk)
     speech_end_ms = now_ms()
     if pending:
         await asyncio.to_thread(stream.feed, bytes(pending))
