@@ -77,7 +77,7 @@ async def _transcribe(
     Returns (final text, cancelled, end-of-speech ms, the attempt the gateway started
     early, if any)."""
     input_key = settings.keys.asr_input(job.session_id, job.turn_id)
-    pending = bytearray()
+    tail = b""  # the end marker's audio
     cancelled = False
     preempted = ""
     # what a partial costs is paid per audio chunk of every utterance: everything that
@@ -93,15 +93,12 @@ async def _transcribe(
     partial_payload = ReplyEncoder("partial_transcription", job.session_id, job.turn_id)
 
     async def hear(chunk: InputChunk) -> None:
-        nonlocal pending
-        pending += chunk.audio
         if keep_audio is not None:
             keep_audio.extend(chunk.audio)
         if blocking:
-            partial = await asyncio.to_thread(stream.feed, bytes(pending))
+            partial = await asyncio.to_thread(stream.feed, chunk.audio)
         else:  # trivially cheap (echo): a thread hop per chunk would cost more than it
-            partial = stream.feed(bytes(pending))
-        pending = bytearray()
+            partial = stream.feed(chunk.audio)
         if partial and chunk.seq > sent_through:
             data = {"text": partial, "is_final": False, "complete": _complete(stream, partial)}
             await send_partial(partial_payload(data), chunk.seq)
@@ -118,15 +115,15 @@ async def _transcribe(
             if chunk.seq <= heard_through:
                 continue
             if chunk.end:
-                pending += chunk.audio
+                tail = chunk.audio
                 if keep_audio is not None:
                     keep_audio.extend(chunk.audio)
                 cancelled, preempted = chunk.cancelled, chunk.preempted
                 break
             await hear(chunk)
     speech_end_ms = now_ms()
-    if pending:
-        await asyncio.to_thread(stream.feed, bytes(pending))
+    if tail:
+        await asyncio.to_thread(stream.feed, tail)
     if cancelled:
         return "", True, speech_end_ms, ""
     return await asyncio.to_thread(stream.finish), False, speech_end_ms, preempted
