@@ -68,6 +68,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             await finish_closed_copies(CLOSED_COPY_WAIT_S)  # replies started early
+            metrics.flush_event_counts()
             metrics.GATEWAY_PROCESSES.set(0)
             await control.stop()
             await relay.stop()
@@ -115,6 +116,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:
         """Every gateway process's metrics, whichever answers (``shared.metrics``)."""
+        metrics.flush_event_counts()  # this process's page is exact
         body = await asyncio.to_thread(metrics.exposition)  # reads files: off the loop
         return Response(body, media_type=CONTENT_TYPE_LATEST, headers=_served_by(app))
 
