@@ -349,7 +349,7 @@ class StreamMux:
             ]
         )
         if group.lane is None:
-            group.lane = Lane(self._redis)
+            group.lane = Lane(self._redis, "stream_reads")
         syncing = [(sub, sub.confirmations) for sub in subs.values() if sub.confirmed]
         try:
             (reply,) = await group.lane.round_trip(
@@ -418,7 +418,7 @@ class StreamMux:
             ]
         )
         if group.lane is None:
-            group.lane = Lane(self._redis)
+            group.lane = Lane(self._redis, "stream_reads")
         (reply,) = await group.lane.round_trip(
             command,
             1,
