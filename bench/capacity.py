@@ -55,6 +55,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -376,8 +377,8 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def _settings(variant: str) -> dict[str, str]:
-    """``NAME=VALUE,NAME=VALUE`` as a dict."""
-    return dict(item.split("=", 1) for item in variant.split(","))
+    """``NAME=VALUE,NAME=VALUE`` as a dict (a value may hold commas: ``A=x,y,B=z``)."""
+    return dict(item.split("=", 1) for item in re.split(r",(?=[A-Z_]+=)", variant))
 
 
 def _over(variant: dict, gateway: dict) -> dict[str, float | None]:
