@@ -1,13 +1,17 @@
 """Hand-packed Redis commands and one raw round trip on a pooled connection.
 
-The two hottest Redis paths, the write batcher (``shared/streams.py``) and the stream
-mux (``shared/mux.py``), pack their commands here instead of through redis-py, whose
-per-argument packing and per-command pipeline bookkeeping in Python cost more than the
-commands themselves. ``round_trip`` sends them under the same policy as redis-py's own
-commands: the connection's ``Retry`` (jittered exponential backoff, set up in
-``shared/streams.connect``) on connection and timeout errors, and a connection that
-failed or was cancelled mid-reply is closed before it goes back to the pool, so a late
-reply never reaches its next user.
+Four uses pack their commands here instead of going through redis-py's public calls,
+each kept for a figure of the whole system (docs/performance.md, "The lean Redis path
+against plain redis-py"): a process's write pipeline (``shared/write_batcher.py``: through
+redis-py it cost the gateway 12-47 % and the ASR worker 27-59 % more CPU per frame), the
+pushed entries (``shared/bells.py``, the worker's 12 %), a stream mux's reads
+(``shared/mux.py``, 17-36 % when polling) and a worker's job reads
+(``shared/job_reads.py``: not for speed, but because a read whose reply was lost must not
+be sent again, which redis-py's cluster client does). ``round_trip`` sends them under
+the same policy as redis-py's own commands: the connection's ``Retry`` (jittered
+exponential backoff, set up in ``shared/streams.connect``) on connection and timeout
+errors, and a connection that failed or was cancelled mid-reply is closed before it goes
+back to the pool, so a late reply never reaches its next user.
 
 On a Redis Cluster (``RedisCluster`` client) a round trip goes to the master of the slot
 of ``key``, on one of that node's connections; all its commands must touch that slot
@@ -16,7 +20,7 @@ of ``key``, on one of that node's connections; all its commands must touch that 
 
 ``REDIS_PLAIN_CALLS`` sends chosen uses of this layer through redis-py's public pipeline
 instead (``through_redis_py``), so each can be measured against plain redis-py under the
-same load (``bench/capacity.py --compare``; figures in docs/performance.md).
+same load (``bench/capacity.py --variant``; figures in docs/performance.md).
 
 This layer uses redis-py internals that are not its public API (a connection's
 ``_writer``/``_reader``/``_parser``, the hiredis reader's ``gets``, a cluster node's
