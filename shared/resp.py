@@ -6,8 +6,9 @@ against plain redis-py"): a process's write pipeline (``shared/write_batcher.py`
 redis-py it cost the gateway 12-47 % and the ASR worker 27-59 % more CPU per frame), the
 pushed entries (``shared/bells.py``, the worker's 12 %), a stream mux's reads
 (``shared/mux.py``, 17-36 % when polling) and a worker's job reads
-(``shared/job_reads.py``: not for speed, but because a read whose reply was lost must not
-be sent again, which redis-py's cluster client does). ``round_trip`` sends them under
+(``shared/job_reads.py``: not for speed, but because a read whose reply was lost is
+never sent again here and the job it handed out starts at once; through redis-py, which
+sends it again, that job waited 6.7 s, ``bench/lost_job_read.py``). ``round_trip`` sends them under
 the same policy as redis-py's own commands: the connection's ``Retry`` (jittered
 exponential backoff, set up in ``shared/streams.connect``) on connection and timeout
 errors, and a connection that failed or was cancelled mid-reply is closed before it goes
