@@ -22,6 +22,7 @@ from gateway.web import add_voice_page
 from shared import metrics, protocol
 from shared.checkpoint import preload_scripts
 from shared.control import ControlChannel
+from shared.resp import send_through_redis_py
 from shared.settings import Settings
 from shared.streams import connect
 
@@ -45,6 +46,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = connect(settings.redis_url, settings.redis_max_connections, settings.cluster)
+        send_through_redis_py(settings.redis_plain_uses)
         relay = ReplyRelay(redis, settings.keys, push=settings.stream_push)
         relay.start()
         await preload_scripts(redis)
