@@ -39,6 +39,13 @@ the sessions one gateway core holds (``sessions_per_gateway_core``); ``--pin asr
 puts the echo ASR worker alone on core 0 instead.
 
     python -m bench.capacity --find-capacity --pin [gateway|asr_worker] [--step 50]
+
+``--variant NAME=VALUE[,NAME=VALUE...]`` (repeatable) adds, to every round, the gateway and
+worker started again with those settings, and reports its CPU per frame and latencies over
+the unchanged gateway's of the same round (``variants``): e.g. each use of the lean Redis
+path against plain redis-py, ``--variant REDIS_PLAIN_CALLS=writes``.
+
+    python -m bench.capacity --sessions 10,100 --variant REDIS_PLAIN_CALLS=all
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -368,6 +376,25 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a is not None and b else None
 
 
+def _settings(variant: str) -> dict[str, str]:
+    """``NAME=VALUE,NAME=VALUE`` as a dict (a value may hold commas: ``A=x,y,B=z``)."""
+    return dict(item.split("=", 1) for item in re.split(r",(?=[A-Z_]+=)", variant))
+
+
+def _over(variant: dict, gateway: dict) -> dict[str, float | None]:
+    """A variant's figures over the unchanged gateway's of the same round."""
+    return {
+        f"{figure}_over_unchanged": _ratio(variant[figure], gateway[figure])
+        for figure in (
+            "gateway_cpu_us_per_frame",
+            "asr_worker_cpu_us_per_frame",
+            "relay_ms_p50",
+            "relay_ms_p99",
+            "relay_ms_p99_after_first",
+        )
+    }
+
+
 def compare(
     redis_url: str, place: Placement, args: argparse.Namespace, extra: dict[str, str]
 ) -> tuple[dict, list[str]]:
@@ -378,16 +405,21 @@ def compare(
     problems: list[str] = []
     for sessions in levels:
         pairs = []
-        for _ in range(args.rounds):
+        for round_index in range(args.rounds):
             pair = {}
-            for name in ("minimal", "relay", "gateway") if args.relay else ("minimal", "gateway"):
+            gateways = ["gateway", *args.variant]
+            if round_index % 2:  # the order alternates: neither side always runs first
+                gateways.reverse()
+            names = ["minimal", "relay"] if args.relay else ["minimal"]
+            for name in names + gateways:
                 r.flushall()
                 if name == "minimal":
                     stack = minimal_stack(redis_url, place)
                 elif name == "relay":
                     stack = relay_stack(redis_url, place)
                 else:
-                    stack = gateway_stack(redis_url, place, args.processes, sessions, extra)
+                    env = extra | (_settings(name) if name != "gateway" else {})
+                    stack = gateway_stack(redis_url, place, args.processes, sessions, env)
                 with stack as running:
                     time.sleep(1.0)  # let it settle after start
                     pair[name] = run_level(running, sessions, args.seconds, place, r)
@@ -433,6 +465,8 @@ def compare(
                         gw["gateway_cpu_us_per_frame"], relay_cpu
                     ),
                 }
+            if args.variant:
+                pair["variants"] = {name: _over(pair[name], gw) for name in args.variant}
             pairs.append(pair)
         report["levels"].append({"sessions": sessions, "pairs": pairs})
     return report, problems
@@ -513,6 +547,12 @@ def main() -> None:
         " else on core 1; reports the sessions held per core of it",
     )
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the services")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="NAME=VALUE[,NAME=VALUE]: also run the gateway and worker with these settings",
+    )
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.env)
     place = Placement.for_machine(pin=not args.no_pin, alone=args.pin)

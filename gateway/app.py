@@ -22,6 +22,7 @@ from gateway.web import add_voice_page
 from shared import metrics, protocol
 from shared.checkpoint import preload_scripts
 from shared.control import ControlChannel
+from shared.resp import send_through_redis_py
 from shared.settings import Settings
 from shared.streams import connect
 
@@ -45,6 +46,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = connect(settings.redis_url, settings.redis_max_connections, settings.cluster)
+        send_through_redis_py(settings.redis_plain_uses)
         relay = ReplyRelay(redis, settings.keys, push=settings.stream_push)
         relay.start()
         await preload_scripts(redis)
@@ -68,6 +70,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             await finish_closed_copies(CLOSED_COPY_WAIT_S)  # replies started early
+            metrics.flush_event_counts()
             metrics.GATEWAY_PROCESSES.set(0)
             await control.stop()
             await relay.stop()
@@ -115,6 +118,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:
         """Every gateway process's metrics, whichever answers (``shared.metrics``)."""
+        metrics.flush_event_counts()  # this process's page is exact
         body = await asyncio.to_thread(metrics.exposition)  # reads files: off the loop
         return Response(body, media_type=CONTENT_TYPE_LATEST, headers=_served_by(app))
 

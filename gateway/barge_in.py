@@ -257,6 +257,15 @@ class BargeIn:
 
     async def audio(self, pcm: bytes, turn_id: str | None, input_key: str) -> None:
         """A frame of the microphone, after the utterance state machine had it."""
+        judging = self.listen(pcm, turn_id, input_key)
+        if judging is not None:
+            await judging
+
+    def listen(
+        self, pcm: bytes, turn_id: str | None, input_key: str
+    ) -> Coroutine[Any, Any, None] | None:
+        """``audio`` without a coroutine for every frame: what needs no waiting is done
+        here; returns the judgement to await when speech runs over a playing reply."""
         self._remember(pcm)
         self._echo.heard(len(pcm))
         playing = self._io.playing_turn()
@@ -269,9 +278,13 @@ class BargeIn:
             self.sound = self.reply = None
         if playing is None or self.paused is not None:
             self._onset.reset()
-            return
+            return None
         if not self._onset.push(pcm):
-            return
+            return None
+        return self._judge(candidate, playing)
+
+    async def _judge(self, candidate: Candidate | None, playing: str) -> None:
+        """Continuous speech over ``playing``: its echo, or a voice that pauses it."""
         # every frame of a run of speech is judged: echo now, a voice joining it next
         window = b"".join(self._recent)
         reply = self._reply_audio(playing)

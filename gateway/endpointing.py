@@ -9,8 +9,6 @@ Costs a few microseconds per frame on the gateway, nothing on the workers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import webrtcvad
 
 SAMPLE_RATE = 16000
@@ -26,13 +24,17 @@ class _VadFrames:
         self._vad = webrtcvad.Vad(aggressiveness)
         self._pending = b""
 
-    def classify(self, pcm: bytes) -> Iterator[bool]:
-        """Speech or not, for each whole frame completed by ``pcm`` (the rest waits)."""
-        data = self._pending + pcm
+    def classify(self, pcm: bytes) -> list[bool]:
+        """Speech or not, for each whole frame completed by ``pcm`` (the rest waits).
+        A list, not a generator: asked of every frame of every utterance."""
+        data = self._pending + pcm if self._pending else pcm
         whole = len(data) - len(data) % FRAME_BYTES
         self._pending = data[whole:]
-        for offset in range(0, whole, FRAME_BYTES):
-            yield self._vad.is_speech(data[offset : offset + FRAME_BYTES], SAMPLE_RATE)
+        is_speech = self._vad.is_speech
+        return [
+            is_speech(data[offset : offset + FRAME_BYTES], SAMPLE_RATE)
+            for offset in range(0, whole, FRAME_BYTES)
+        ]
 
     def contains_speech(self, pcm: bytes) -> bool:
         """Whether any whole frame of ``pcm`` alone is speech (no state involved)."""

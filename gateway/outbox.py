@@ -49,7 +49,10 @@ class Outbox:
         self._control_limit = control_limit
         self._control: deque[OutFrame] = deque()
         self._replies: deque[OutFrame] = deque()
-        self._ready = asyncio.Event()
+        # the sender waiting in ``get``: a future of its loop, not an ``asyncio.Event``,
+        # whose every wait looks the running loop up again (a getpid() each on 3.11)
+        self._waiter: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
         self._held: str | None = None  # a paused reply: its events wait, and all after them
         self.queued_bytes = 0  # both lanes
@@ -80,7 +83,7 @@ class Outbox:
     def _add(self, cost: int) -> None:
         self.queued_bytes += cost
         self.peak_bytes = max(self.peak_bytes, self.queued_bytes)
-        self._ready.set()
+        self._wake()
 
     def put_close(self, drop_control: bool = False) -> None:
         """The close marker goes last on the control lane, whatever its limit; queued
@@ -94,7 +97,7 @@ class Outbox:
             self._control.clear()
         self.queued_bytes = sum(frame_cost(frame.text) for frame in self._control)
         self._control.append(OutFrame("", event="close"))
-        self._ready.set()
+        self._wake()
 
     def drop_turn(self, turn_id: str) -> int:
         """Forget the queued reply events of ``turn_id``; returns how many were dropped."""
@@ -115,7 +118,12 @@ class Outbox:
 
     def release(self) -> None:
         self._held = None
-        self._ready.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def clear(self) -> None:
         self._control.clear()
@@ -129,8 +137,10 @@ class Outbox:
             elif self._replies and (self._held is None or self._replies[0].turn_id != self._held):
                 frame = self._replies.popleft()
             else:
-                self._ready.clear()
-                await self._ready.wait()
+                if self._loop is None:
+                    self._loop = asyncio.get_running_loop()
+                self._waiter = self._loop.create_future()
+                await self._waiter
                 continue
             if frame.event != "close":  # the close marker was never counted
                 self.queued_bytes -= frame_cost(frame.text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -12,6 +13,7 @@ from types import FrameType
 import uvicorn
 
 from gateway.app import create_app
+from gateway.ws_protocol import GatewayWebSocketProtocol
 from shared.lifecycle import begin_shutdown
 from shared.redis_wait import retry_less
 from shared.service import freeze_long_lived
@@ -40,6 +42,36 @@ class _GracefulServer(uvicorn.Server):
         super().__init__(config)
         self._drain_seconds = drain_seconds
         self._own_signals = own_signals
+
+    # uvicorn looks at ``should_exit`` ten times a second, a wake-up of the event loop
+    # each even with nothing to do (most of an idle gateway's CPU); here once a second
+    # (its Date header has that resolution) and at once when ``should_exit`` is set
+    _TICK_S = 1.0
+    _exit_wake: asyncio.Event | None = None
+    _exit_loop: asyncio.AbstractEventLoop | None = None
+
+    @property  # type: ignore[override]
+    def should_exit(self) -> bool:
+        return bool(self.__dict__.get("_should_exit", False))
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        """Set by a signal, by ``voice-agent up`` or by tests: the main loop wakes."""
+        self.__dict__["_should_exit"] = value
+        if value and self._exit_wake is not None and self._exit_loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed already
+                self._exit_loop.call_soon_threadsafe(self._exit_wake.set)
+
+    async def main_loop(self) -> None:
+        self._exit_loop, self._exit_wake = asyncio.get_running_loop(), asyncio.Event()
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            counter = (counter + 10) % 864000  # on_tick's "once a second" is every 10th
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._TICK_S):
+                    await self._exit_wake.wait()
+            should_exit = await self.on_tick(counter)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         begin_shutdown()  # losing Redis from now on is expected (compose down)
@@ -79,6 +111,7 @@ def gateway_server(settings: Settings, own_signals: bool = True) -> uvicorn.Serv
         port=settings.port,
         log_level=settings.log_level.lower(),
         log_config=None,  # keep our JSON logging
+        ws=GatewayWebSocketProtocol,  # reads on while the app keeps up (gateway/ws_protocol.py)
         ws_max_size=max(4 * settings.max_frame_bytes, 1 << 20),
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,

@@ -269,7 +269,11 @@ class VoiceSession(SessionSpeech):
                     return
                 self._last_frame_at = loop.time()
                 try:
-                    await self._handle_frame(message.get("text"), message.get("bytes"))
+                    data = message.get("bytes")
+                    if data is not None:
+                        await self._handle_audio(data)
+                    else:
+                        await self._handle_frame(message.get("text"), None)
                 except ProtocolError as exc:
                     self._refuse(exc.code, exc.message)
                 except RedisError:

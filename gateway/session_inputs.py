@@ -83,6 +83,23 @@ class SessionInputs:
             except RedisError:  # the next turn or ping refreshes them; a ping is no request
                 log.debug("could not refresh the session's keys", exc_info=True)
 
+    async def _handle_audio(self, pcm: bytes) -> None:
+        """A binary frame: ``_handle_frame``'s checks in its order, without the parsing
+        and dispatch a text frame needs (nearly every frame is one of these)."""
+        if len(pcm) > self.settings.max_frame_bytes:
+            raise ProtocolError(
+                protocol.FRAME_TOO_LARGE,
+                f"frame of {len(pcm)} bytes exceeds the limit of {self.settings.max_frame_bytes}",
+            )
+        protocol.check_pcm(pcm)
+        metrics.count_event("in", "binary_audio")
+        audio = AudioInput(pcm, False)
+        self._check_rate(audio)
+        if self._waiting_input or (not self.barge_in and self.replying):
+            self._wait_for_reply(audio)
+        else:
+            await self._on_audio(audio)
+
     async def _handle_frame(self, text: str | None, data: bytes | None) -> None:
         size = len(text) if text is not None else len(data or b"")  # chars: no copy per frame
         if size > self.settings.max_frame_bytes:
@@ -313,7 +330,9 @@ class SessionInputs:
         if self._barge is not None and self.barge_in and audio.pcm:
             utterance = self._speech.current
             turn_id, key = (utterance.turn_id, utterance.input_key) if utterance else (None, "")
-            await self._barge.audio(audio.pcm, turn_id, key)
+            judging = self._barge.listen(audio.pcm, turn_id, key)
+            if judging is not None:
+                await judging
 
 
 def _event_name(event: object, binary: bool) -> str:

@@ -29,6 +29,7 @@ The rules:
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -64,8 +65,8 @@ class UtteranceIO(Protocol):
         """Start a turn: publish its ASR job and append ``first`` (its first audio, seq 1)
         to its input stream, both in one round trip; returns (turn id, input stream key)."""
 
-    async def send_input(self, input_key: str, chunk: InputChunk) -> None:
-        """Append audio or the end marker to the utterance's input stream."""
+    def send_input(self, input_key: str, chunk: InputChunk) -> Awaitable[object]:
+        """Append audio or the end marker to the utterance's input stream (awaited)."""
 
     def input_complete(self, turn_id: str, timings: dict[str, object]) -> None:
         """The request is complete (end of speech); ``timings`` say how it was decided."""
@@ -136,7 +137,21 @@ class UtteranceTracker:
     async def push(self, audio: AudioInput) -> None:
         """One frame from the client. Raises ``ProtocolError`` for what must be refused."""
         utterance = self._current
-        if audio.pcm and utterance is None and self._endpointer is not None:
+        pcm = audio.pcm
+        if utterance is not None and pcm and not audio.is_final and not utterance.refused:
+            # nearly every frame: more audio of the utterance in progress, in as few
+            # calls as the rules allow (ten frames a second for every session)
+            if utterance.audio_bytes + len(pcm) > self._max_bytes:
+                await self._append(utterance, pcm)  # refuses it: longer than the limit
+            utterance.audio_bytes += len(pcm)
+            utterance.seq += 1
+            await self._io.send_input(utterance.input_key, InputChunk(utterance.seq, pcm))
+            timings = self._ended_by_pause(utterance, pcm)
+            if timings is not None:
+                await self._finish(utterance, timings)
+                self._pause_ended = True
+            return
+        if pcm and utterance is None and self._endpointer is not None:
             self._pre_roll.append(audio.pcm)
             if not self._endpointer.contains_speech(audio.pcm):
                 if not audio.is_final:
@@ -150,28 +165,26 @@ class UtteranceTracker:
                 utterance = await self._start(audio.pcm)
             elif not utterance.refused:
                 await self._append(utterance, audio.pcm)
-            if (
-                not utterance.refused
-                and not audio.is_final
-                and await self._ended_by_pause(utterance, audio.pcm)
-            ):
-                return
+            if not utterance.refused and not audio.is_final:
+                timings = self._ended_by_pause(utterance, audio.pcm)
+                if timings is not None:
+                    await self._finish(utterance, timings)
+                    self._pause_ended = True
+                    return
         if audio.is_final:
             await self._on_is_final(utterance)
 
-    async def _ended_by_pause(self, utterance: Utterance, pcm: bytes) -> bool:
-        """Whether the pause after this frame ends the utterance (then it is finished)."""
+    def _ended_by_pause(self, utterance: Utterance, pcm: bytes) -> dict[str, object] | None:
+        """Whether the pause after this frame ends the utterance: how it was decided (the
+        caller finishes it), else None. No coroutine: asked of every frame."""
         if self._endpointer is None or self._policy is None:
-            return False
+            return None
         self._endpointer.push(pcm)
         needed, rule = self._policy.silence_needed(utterance.complete)
         if not self._endpointer.silent_for(needed):
             self._consider_early_reply(utterance)
-            return False
-        timings = {"end_of_speech_rule": rule, "end_of_speech_silence_ms": needed}
-        await self._finish(utterance, timings)
-        self._pause_ended = True
-        return True
+            return None
+        return {"end_of_speech_rule": rule, "end_of_speech_silence_ms": needed}
 
     def _consider_early_reply(self, utterance: Utterance) -> None:
         """In a pause after a complete hypothesis, start its reply; drop it on speech."""

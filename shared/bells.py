@@ -37,7 +37,7 @@ from redis.exceptions import RedisError
 from shared.backoff import Backoff
 from shared.cluster_redirects import refresh_slot_map
 from shared.lifecycle import shutting_down
-from shared.resp import _GET_CONNECTION_ARGS, _send, pack, release_to_node
+from shared.resp import _GET_CONNECTION_ARGS, _send, pack, release_to_node, through_redis_py
 
 log = logging.getLogger(__name__)
 
@@ -78,18 +78,22 @@ class BellListener:
         self._unsubscribing: dict[str, int] = {}  # our own unsubscribes not yet answered
         self._conn: Any = None  # connected and subscribed to every key in ``_keys``
         self._node_name = ""  # on a cluster: the node ``_conn`` is connected to
-        self._pending: list[bytes] = []  # (un)subscribe commands for the next write
+        self._pending: list[tuple[bytes, str]] = []  # (un)subscribes for the next write
         self._flush_scheduled = False
         self.connected = asyncio.Event()
+        # REDIS_PLAIN_CALLS=bells: redis-py's own PubSub instead of the parser loop
+        self._pubsub: Any = None
+        self._plain = through_redis_py("bells")
+        self._sending: set[asyncio.Future[None]] = set()
 
     def add(self, key: str) -> None:
         self._keys[key] = None
-        self._queue(pack(self._subscribe, key.encode()))
+        self._queue(self._subscribe, key)
 
     def remove(self, key: str) -> None:
-        if self._keys.pop(key, 0) is None and self._conn is not None:
+        if self._keys.pop(key, 0) is None and (self._conn or self._pubsub) is not None:
             self._unsubscribing[key] = self._unsubscribing.get(key, 0) + 1
-            self._queue(pack(self._unsubscribe, key.encode()))
+            self._queue(self._unsubscribe, key)
 
     def follow_slot_owner(self) -> None:
         """On a cluster, after the slot map changed (a failover, a reshard): a listener
@@ -104,12 +108,12 @@ class BellListener:
             self._node_name = node.name
             writer.transport.abort()  # the read loop reconnects and subscribes again
 
-    def _queue(self, command: bytes) -> None:
+    def _queue(self, verb: bytes, key: str) -> None:
         """Subscriptions made in one turn of the event loop go out in one write (a hundred
         sessions opening at once)."""
-        if self._conn is None:
+        if self._conn is None and self._pubsub is None:
             return  # the connection being made subscribes to every key
-        self._pending.append(command)
+        self._pending.append((verb, key))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
@@ -117,13 +121,26 @@ class BellListener:
     def _flush(self) -> None:
         self._flush_scheduled = False
         commands, self._pending = self._pending, []
+        if self._pubsub is not None and commands:
+            task = asyncio.ensure_future(self._send_through_redis_py(self._pubsub, commands))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+            return
         conn = self._conn
         if conn is None or not commands:
             return
         writer = getattr(conn, "_writer", None)
         if writer is None or writer.transport.is_closing():
             return  # lost: the reconnect subscribes to every key again
-        writer.write(b"".join(commands))
+        writer.write(b"".join([pack(verb, key.encode()) for verb, key in commands]))
+
+    async def _send_through_redis_py(self, pubsub: Any, commands: list[tuple[bytes, str]]) -> None:
+        with contextlib.suppress(RedisError, OSError):  # lost: the reconnect subscribes all
+            for verb, key in commands:
+                if verb == self._subscribe:
+                    await pubsub.subscribe(key)
+                else:
+                    await pubsub.unsubscribe(key)
 
     async def run(self) -> None:
         """Listen until cancelled."""
@@ -156,6 +173,9 @@ class BellListener:
                     await refresh_slot_map(self._redis)  # type: ignore[arg-type]
 
     async def _listen(self) -> None:
+        if self._plain:
+            await self._listen_through_redis_py()
+            return
         conn, release = await self._connection()
         try:
             await conn.connect()
@@ -173,6 +193,26 @@ class BellListener:
             self._conn = None
             await conn.disconnect(nowait=True)  # never hand a subscribed connection back
             await release(conn)
+
+    async def _listen_through_redis_py(self) -> None:
+        """``_listen`` with redis-py's ``PubSub`` (a single Redis server): the plain
+        redis-py side of the comparison in docs/performance.md."""
+        pubsub = self._redis.pubsub()
+        try:
+            await pubsub.connect()
+            self._pubsub, self._pending, self._unsubscribing = pubsub, [], {}
+            if self._keys:
+                await pubsub.subscribe(*self._keys)
+            self.connected.set()
+            while True:
+                message = await pubsub.get_message(timeout=None)
+                if message is not None:
+                    kind = message["type"]
+                    kind = kind.encode() if isinstance(kind, str) else kind
+                    self._handle([kind, message["channel"], message["data"]])
+        finally:
+            self._pubsub = None
+            await pubsub.aclose()
 
     async def _read_messages(self, parser: Any) -> None:
         reader = getattr(parser, "_reader", None)

@@ -90,7 +90,7 @@ class JobReads:
 
     async def run(self, start: Start, stop: asyncio.Event) -> None:
         """Read until ``stop`` is set, handing every entry to ``start``."""
-        lane = Lane(self.redis)
+        lane = Lane(self.redis, "job_reads")
         streams = self._streams
         try:
             await self._read_own(lane, streams, start)  # ours, after a restart

@@ -40,13 +40,14 @@ from shared.bells import BellListener
 from shared.keys import hash_tag
 from shared.lifecycle import shutting_down
 from shared.messages import FIELD, InputChunk, MessageError, decode
-from shared.resp import Lane, bulk, pack
+from shared.resp import Lane, pack
 from shared.stream_reads import (
     Deliver,
     Entry,
     _newer,
     _ReadGroup,
     _Subscription,
+    catch_up_read,
     parse_xread,
     read_start,
 )
@@ -340,16 +341,9 @@ class StreamMux:
             return
         for sub in subs.values():
             sub.deferred_pushes.clear()  # pushed before this read was sent: the read has them
-        command = b"".join(
-            [
-                b"*%d\r\n$5\r\nXREAD\r\n$5\r\nCOUNT\r\n$3\r\n256\r\n$7\r\nSTREAMS\r\n"
-                % (4 + 2 * len(subs)),
-                *(sub.packed_key for sub in subs.values()),
-                *(sub.packed_id for sub in subs.values()),
-            ]
-        )
+        command = catch_up_read(subs)
         if group.lane is None:
-            group.lane = Lane(self._redis)
+            group.lane = Lane(self._redis, "stream_reads")
         syncing = [(sub, sub.confirmations) for sub in subs.values() if sub.confirmed]
         try:
             (reply,) = await group.lane.round_trip(
@@ -397,30 +391,11 @@ class StreamMux:
     async def _xread(
         self, group: _ReadGroup, subs: dict[str, _Subscription]
     ) -> list[tuple[str, list[Entry]]]:
-        """``XREAD COUNT 256 BLOCK ms STREAMS wake *keys wake_id *ids``, packed by hand.
-
-        redis-py packs every argument in Python on every call (about 6 ms for a thousand
-        streams). Here the keys are packed once per change of the followed set, and each
-        stream's id when it changes, so a read costs a join.
-        """
-        if group.packed_keys is None:
-            group.packed_keys = b"".join(bulk(key.encode()) for key in subs)
-        head = b"XREAD COUNT 256 BLOCK %d STREAMS" % self._block_ms
-        parts = head.split(b" ")
-        command = b"".join(
-            [
-                b"*%d\r\n" % (len(parts) + 2 + 2 * len(subs)),
-                *(bulk(part) for part in parts),
-                bulk(group.wake_key.encode()),
-                group.packed_keys,
-                bulk(group.wake_id.encode()),
-                *(sub.packed_id for sub in subs.values()),
-            ]
-        )
+        """``XREAD COUNT 256 BLOCK ms STREAMS wake *keys wake_id *ids`` (``blocking_read``)."""
         if group.lane is None:
-            group.lane = Lane(self._redis)
+            group.lane = Lane(self._redis, "stream_reads")
         (reply,) = await group.lane.round_trip(
-            command,
+            group.blocking_read(subs, self._block_ms),
             1,
             reply_timeout=self._block_ms / 1000 + 10,
             idempotent=True,

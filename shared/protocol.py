@@ -235,8 +235,13 @@ ServerEventName = Literal[
 ]
 
 
+# one encoder for every frame: ``json.dumps`` with ``separators`` builds a new one per call,
+# which cost as much as the encoding itself (a frame per partial, per audio chunk)
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
 def server_frame(event: str, data: dict[str, Any]) -> str:
-    return json.dumps({"event": event, "data": data}, separators=(",", ":"))
+    return _COMPACT.encode({"event": event, "data": data})
 
 
 def error_frame(code: str, message: str, session_id: str, turn_id: str | None = None) -> str:

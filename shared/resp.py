@@ -1,18 +1,27 @@
 """Hand-packed Redis commands and one raw round trip on a pooled connection.
 
-The two hottest Redis paths, the write batcher (``shared/streams.py``) and the stream
-mux (``shared/mux.py``), pack their commands here instead of through redis-py, whose
-per-argument packing and per-command pipeline bookkeeping in Python cost more than the
-commands themselves. ``round_trip`` sends them under the same policy as redis-py's own
-commands: the connection's ``Retry`` (jittered exponential backoff, set up in
-``shared/streams.connect``) on connection and timeout errors, and a connection that
-failed or was cancelled mid-reply is closed before it goes back to the pool, so a late
-reply never reaches its next user.
+Four uses pack their commands here instead of going through redis-py's public calls,
+each kept for a figure of the whole system (docs/performance.md, "The lean Redis path
+against plain redis-py"): a process's write pipeline (``shared/write_batcher.py``: through
+redis-py it cost the gateway 12-47 % and the ASR worker 27-59 % more CPU per frame), the
+pushed entries (``shared/bells.py``, the worker's 12 %), a stream mux's reads
+(``shared/mux.py``, 17-36 % when polling) and a worker's job reads
+(``shared/job_reads.py``: not for speed, but because a read whose reply was lost is
+never sent again here and the job it handed out starts at once; through redis-py, which
+sends it again, that job waited 6.7 s, ``bench/lost_job_read.py``). ``round_trip`` sends them under
+the same policy as redis-py's own commands: the connection's ``Retry`` (jittered
+exponential backoff, set up in ``shared/streams.connect``) on connection and timeout
+errors, and a connection that failed or was cancelled mid-reply is closed before it goes
+back to the pool, so a late reply never reaches its next user.
 
 On a Redis Cluster (``RedisCluster`` client) a round trip goes to the master of the slot
 of ``key``, on one of that node's connections; all its commands must touch that slot
 (callers group by slot or node). It follows the cluster through failovers and reshards
 (``MOVED``, ``ASK``, ``TRYAGAIN``…: ``_cluster_round_trip``).
+
+``REDIS_PLAIN_CALLS`` sends chosen uses of this layer through redis-py's public pipeline
+instead (``through_redis_py``), so each can be measured against plain redis-py under the
+same load (``bench/capacity.py --variant``; figures in docs/performance.md).
 
 This layer uses redis-py internals that are not its public API (a connection's
 ``_writer``/``_reader``/``_parser``, the hiredis reader's ``gets``, a cluster node's
@@ -26,8 +35,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
+import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
@@ -51,6 +62,27 @@ _GET_CONNECTION_ARGS: tuple[str, ...] = (
     and param.default is inspect.Parameter.empty
     else ()
 )
+
+
+# The uses of this layer, each of which ``REDIS_PLAIN_CALLS`` can send through redis-py:
+# the write pipeline of a process, a stream mux's reads, a worker's job reads, and the
+# pub/sub listener of stream bells (``shared/bells.py``).
+USES = ("writes", "stream_reads", "job_reads", "bells")
+_through_redis_py: frozenset[str] = frozenset()
+
+
+def send_through_redis_py(uses: Iterable[str]) -> None:
+    """Send these uses (names from ``USES``) through redis-py's public API, this process."""
+    global _through_redis_py
+    unknown = set(uses) - set(USES)
+    if unknown:
+        raise ValueError(f"unknown uses {sorted(unknown)}; choose from {', '.join(USES)}")
+    _through_redis_py = frozenset(uses)
+
+
+def through_redis_py(use: str) -> bool:
+    """Whether ``use`` goes through redis-py's public API in this process."""
+    return use in _through_redis_py
 
 
 def bulk(value: bytes) -> bytes:
@@ -298,15 +330,30 @@ async def _reply(conn: Any, reply_timeout: float | None) -> Any:
         return exc
 
 
+async def _plain_round_trip(redis: aioredis.Redis, packed: bytes) -> list[Any]:
+    """``packed`` through redis-py's public pipeline: what a use of this layer costs
+    without it. The commands are unpacked again first (hiredis, about 1 µs a command),
+    which the comparison pays on the plain side. Replies as ``round_trip`` gives them:
+    raw, a command's error in its place (bytes command names match no redis-py reply
+    callback)."""
+    reader = hiredis.Reader()
+    reader.feed(packed)
+    pipe = redis.pipeline(transaction=False)
+    while (command := reader.gets()) is not False:
+        pipe.execute_command(*command)
+    return await pipe.execute(raise_on_error=False)
+
+
 class Lane:
     """One pooled connection kept by one sequential user: the write batcher's flusher, a
     stream mux's reader. Saves a pool checkout and release (a lock and a timeout each)
     on every round trip of the two hottest paths. On a Redis Cluster each round trip
-    goes to its slot's node as ``round_trip`` does."""
+    goes to its slot's node as ``round_trip`` does. ``use``: which of ``USES`` it serves."""
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, use: str) -> None:
         self._redis = redis
         self._conn: Any = None
+        self._plain = through_redis_py(use)
 
     async def round_trip(
         self,
@@ -318,6 +365,8 @@ class Lane:
         key: str | None = None,
     ) -> list[Any]:
         """``round_trip`` on this lane's connection (one caller at a time)."""
+        if self._plain:
+            return await _plain_round_trip(self._redis, packed)
         if isinstance(self._redis, RedisCluster):
             return await round_trip(
                 self._redis,

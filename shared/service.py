@@ -21,6 +21,7 @@ from shared.lifecycle import begin_shutdown
 from shared.logs import setup_logging
 from shared.metrics import serve_metrics
 from shared.redis_wait import retry_less, wait_for_redis
+from shared.resp import send_through_redis_py
 from shared.settings import Settings, exit_with, settings_or_exit
 from shared.streams import connect
 from shared.worker import StageWorker
@@ -38,6 +39,7 @@ async def run_worker(build: WorkerBuilder, settings: Settings, stop: asyncio.Eve
     close Redis.
     """
     redis = connect(settings.redis_url, settings.redis_max_connections, settings.cluster)
+    send_through_redis_py(settings.redis_plain_uses)
     impatient = asyncio.create_task(_retry_less_once(stop, redis), name="retry-less-on-stop")
     try:
         if not await wait_for_redis(settings.redis_url, stop):

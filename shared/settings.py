@@ -241,6 +241,11 @@ class Settings(BaseSettings):
         description="readers of reply and input streams wake on their writers' pub/sub "
         "bells (false: they poll with a paced XREAD BLOCK)",
     )
+    redis_plain_calls: str = Field(
+        default="",
+        description="uses of the lean Redis path sent through redis-py's public API instead, "
+        "for measuring it: any of writes, stream_reads, job_reads, bells, or all",
+    )
 
     @field_validator("log_level")
     @classmethod
@@ -254,6 +259,16 @@ class Settings(BaseSettings):
     @classmethod
     def _redis_url_parses(cls, value: str | None) -> str | None:
         return None if value is None else _check_redis_url(value)
+
+    @field_validator("redis_plain_calls")
+    @classmethod
+    def _known_redis_uses(cls, value: str) -> str:
+        from shared.resp import USES
+
+        for name in (part.strip() for part in value.split(",")):
+            if name and name != "all" and name not in USES:
+                raise ValueError(f"{name!r} is no use; choose from {', '.join(USES)} or all")
+        return value
 
     @field_validator("tts_fallback")
     @classmethod
@@ -311,6 +326,8 @@ class Settings(BaseSettings):
             )
         if self.cluster and self.redis_url and self.redis_url.startswith("unix:"):
             raise ValueError("REDIS_CLUSTER=true needs a redis:// URL of a cluster node")
+        if self.cluster and self.redis_plain_uses:
+            raise ValueError("REDIS_PLAIN_CALLS is for a single Redis server, not a cluster")
         if self.cluster and not _cluster_transactions():
             raise ValueError(
                 "REDIS_CLUSTER=true needs a redis-py whose asyncio cluster pipelines run "
@@ -322,6 +339,14 @@ class Settings(BaseSettings):
         """``repr(settings)`` shows no URL credentials (secrets are ``SecretStr`` already)."""
         for name, value in super().__repr_args__():
             yield name, redact_url(value) if isinstance(value, str) else value
+
+    @property
+    def redis_plain_uses(self) -> tuple[str, ...]:
+        """The uses ``REDIS_PLAIN_CALLS`` names (``all``: every one)."""
+        from shared.resp import USES
+
+        names = {part.strip() for part in self.redis_plain_calls.split(",")} - {""}
+        return USES if "all" in names else tuple(use for use in USES if use in names)
 
     @property
     def cluster(self) -> bool:

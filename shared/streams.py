@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -128,15 +128,24 @@ class StreamAppender:
         self._maxlen = maxlen
         self._refresh_due: dict[str, float] = {}
 
-    async def append(self, key: str, message: Message) -> None:
+    def append(self, key: str, message: Message) -> Awaitable[object]:
+        """The write to await (its entry id). Between refreshes it is the batcher's own
+        coroutine, not one wrapped around it: an audio frame's append passes through one
+        layer less on its way in and again when its write returns."""
+        if self._refresh_due.get(key, 0.0) > time.monotonic():
+            return self._batcher.xadd(key, encode(message), maxlen=self._maxlen)
+        return self._append_refreshing(key, message)
+
+    async def _append_refreshing(self, key: str, message: Message) -> bytes:
+        """The write that refreshes the key's TTL; due again only once it succeeded."""
         now = time.monotonic()
-        if self._refresh_due.get(key, 0.0) > now:
-            await self._batcher.xadd(key, encode(message), maxlen=self._maxlen)
-            return
-        await self._batcher.xadd(key, encode(message), maxlen=self._maxlen, ttl=self._ttl)
+        entry_id = await self._batcher.xadd(
+            key, encode(message), maxlen=self._maxlen, ttl=self._ttl
+        )
         self._refresh_due[key] = now + self._ttl / 4
         if len(self._refresh_due) > 4096:  # forget keys not written for a while
             self._refresh_due = {k: t for k, t in self._refresh_due.items() if t > now}
+        return entry_id
 
 
 class ReplyWriter:

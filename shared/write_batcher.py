@@ -69,7 +69,7 @@ class WriteBatcher:
         self._redis = redis
         self._pending: list[_Command] = []
         self._flusher: asyncio.Task[None] | None = None
-        self._lane = Lane(redis)  # one flush at a time: one connection, kept
+        self._lane = Lane(redis, "writes")  # one flush at a time: one connection, kept
         self._publish = bell_verbs(isinstance(redis, RedisCluster))[0]
         self._append = redis.register_script(APPEND_SCRIPT)
         self._append_sha = self._append.sha.encode()
@@ -195,7 +195,7 @@ class WriteBatcher:
 
     async def _send_to_node(self, name: str) -> None:
         queue = self._by_node.setdefault(name, [])
-        lane = Lane(self._redis)
+        lane = Lane(self._redis, "writes")
         while queue:
             batch = queue[: self.MAX_BATCH]
             del queue[: self.MAX_BATCH]

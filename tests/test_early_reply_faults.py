@@ -206,7 +206,7 @@ async def test_an_early_reply_keeping_too_many_events_is_withdrawn_for_the_norma
         until,
     )
 
-    monkeypatch.setattr(early_reply, "KEPT_EVENTS_LIMIT", 2)
+    monkeypatch.setattr(early_reply.attempts, "KEPT_EVENTS_LIMIT", 2)
     overrides = {"asr_provider": "pocketsphinx", "end_of_speech_complete_ms": 5000}
     async with running_gateway(redis_url, **overrides) as gateway:
         keys = gateway.settings.keys

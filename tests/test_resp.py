@@ -101,7 +101,7 @@ async def test_a_lane_reconnects_before_writing_on_a_connection_the_server_close
 ) -> None:
     """A kept connection the server dropped while it sat idle (a restart, a timeout) is
     replaced before the next write is sent: the write lands, no error, nothing lost."""
-    lane = Lane(client)
+    lane = Lane(client, "writes")
     assert await lane.round_trip(pack(b"CLIENT", b"ID"), 1, idempotent=True)
     (lane_id,) = await lane.round_trip(pack(b"CLIENT", b"ID"), 1, idempotent=True)
     await client.client_kill_filter(_id=lane_id)
@@ -116,7 +116,7 @@ async def test_a_lane_reconnects_before_writing_on_a_connection_the_server_close
 async def test_a_lane_reply_past_its_deadline_fails_and_leaves_nothing_behind(
     client: aioredis.Redis,
 ) -> None:
-    lane = Lane(client)
+    lane = Lane(client, "writes")
     with pytest.raises(RedisTimeoutError):
         await lane.round_trip(pack(b"BLPOP", b"slow", b"0"), 1, reply_timeout=0.2, idempotent=False)
     await client.rpush("slow", "would answer the abandoned BLPOP")
