@@ -1,7 +1,16 @@
 import msgpack
 import pytest
 
-from shared.messages import InputChunk, LlmJob, MessageError, ReplyEvent, decode, encode
+from shared.messages import (
+    FIELD,
+    InputChunk,
+    LlmJob,
+    MessageError,
+    ReplyEncoder,
+    ReplyEvent,
+    decode,
+    encode,
+)
 
 
 def test_roundtrip_keeps_every_field() -> None:
@@ -27,3 +36,13 @@ def test_roundtrip_keeps_every_field() -> None:
 def test_garbage_raises_message_error(fields: dict[bytes, bytes]) -> None:
     with pytest.raises(MessageError):
         decode(fields)
+
+
+def test_a_reply_encoder_writes_what_encode_writes() -> None:
+    """The per-turn encoder of partials (fixed part packed once) writes the very bytes of
+    ``encode``, so readers cannot tell them apart."""
+    partial = ReplyEncoder("partial_transcription", "s-data", "t-\u00e9data")
+    for data in ({"text": "12", "is_final": False, "complete": None}, {}, {"data": {}}):
+        event = ReplyEvent("partial_transcription", "s-data", "t-\u00e9data", data)
+        assert partial(data) == encode(event)[FIELD]
+        assert decode({FIELD: partial(data)}) == event
