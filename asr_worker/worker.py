@@ -28,11 +28,11 @@ import redis.asyncio as aioredis
 from asr_worker.completeness import is_complete
 from asr_worker.language_support import IgnoredSpeech, notice, unsupported_language
 from asr_worker.openai_transcriber import TranscriptionFailed
-from asr_worker.utterance_input import UtteranceInput
 from shared import metrics, protocol
 from shared.checkpoint import Append, TurnCheckpoint
 from shared.early_reply import USED, EarlyVerdicts
 from shared.engines import AsrEngine, AsrStream
+from shared.input_follow import InputFollow
 from shared.languages import language
 from shared.messages import (
     FIRST_AUDIO,
@@ -109,7 +109,7 @@ async def _transcribe(
     if first is not None:
         await hear(first)
         heard_through = first.seq  # also in the input stream: not heard twice
-    async with UtteranceInput(ctx.inputs, input_key, settings.input_idle_timeout, sent) as chunks:
+    async with InputFollow(ctx.inputs, input_key, settings.input_idle_timeout, sent) as chunks:
         while True:
             _entry_id, chunk = await chunks.next()
             if chunk.seq <= heard_through:

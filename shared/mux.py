@@ -37,9 +37,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.backoff import Backoff
 from shared.bells import BellListener
+from shared.input_follow import InputFollow, InputIdle
 from shared.keys import hash_tag
 from shared.lifecycle import shutting_down
-from shared.messages import FIELD, InputChunk, MessageError, decode
+from shared.messages import FIELD, InputChunk
 from shared.resp import Lane, pack
 from shared.stream_reads import (
     Deliver,
@@ -62,10 +63,6 @@ _STOP_WAIT_S = 2.0
 # (12-16 ms), p50 +1.3 ms, gateway CPU per frame -8 %, ASR worker -25 %, Redis's XREAD
 # share 13 % -> 7 % of a core
 _PAUSE_PER_STREAM_S = 4e-5
-
-
-class InputIdle(TimeoutError):
-    """A followed stream got no new entry for too long (its writer went away)."""
 
 
 class StreamMux:
@@ -233,56 +230,19 @@ class StreamMux:
     async def follow(
         self, key: str, idle_timeout: float, from_id: str = "0-0", read: Sequence[Entry] = ()
     ) -> AsyncIterator[tuple[str, InputChunk]]:
-        """Yield a turn's ``InputChunk``s in order until (and including) the end marker.
+        """Yield a turn's ``InputChunk``s in order until (and including) the end marker
+        (``shared/input_follow.py``; a hot path uses ``InputFollow`` directly).
 
         ``read``: the entries after ``from_id`` the caller already has (``read_start``),
-        yielded first; the stream is followed from the last of them.
-
-        Raises ``InputIdle`` after ``idle_timeout`` seconds without a new entry. One
-        timer per follow, re-armed only when it fires (not a timeout per entry: an ASR
-        worker follows every utterance it hears, ten entries a second each).
+        yielded first; the stream is followed from the last of them. Raises
+        ``InputIdle`` after ``idle_timeout`` seconds without a new entry.
         """
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Entry | None] = asyncio.Queue()
-        for entry in read:
-            queue.put_nowait(entry)
-            from_id = entry[0]
-        last_entry = loop.time()
-
-        def on_entry(entry_id: str, fields: dict[bytes, bytes]) -> None:
-            nonlocal last_entry
-            last_entry = loop.time()
-            queue.put_nowait((entry_id, fields))
-
-        def check_idle() -> None:
-            nonlocal timer
-            remaining = last_entry + idle_timeout - loop.time()
-            if remaining > 0:
-                timer = loop.call_later(remaining, check_idle)
-            else:
-                queue.put_nowait(None)
-
-        timer = loop.call_later(idle_timeout, check_idle)
-        await self.subscribe(key, on_entry, from_id)
-        try:
+        async with InputFollow(self, key, idle_timeout, read, from_id) as chunks:
             while True:
-                entry = await queue.get()
-                if entry is None:
-                    raise InputIdle(f"no input on {key} for {idle_timeout:.0f}s")
-                entry_id, fields = entry
-                try:
-                    message = decode(fields)
-                except MessageError:
-                    log.warning("undecodable input entry %s skipped", entry_id)
-                    continue
-                if not isinstance(message, InputChunk):
-                    continue
+                entry_id, message = await chunks.next()
                 yield entry_id, message
                 if message.end:
                     return
-        finally:
-            timer.cancel()
-            self.unsubscribe(key)
 
     async def _run(self, group: _ReadGroup) -> None:
         backoff = Backoff()

@@ -1,10 +1,11 @@
-"""One utterance's input stream, chunk by chunk, as the ASR worker hears it.
+"""One turn's input stream, chunk by chunk, as a worker hears it (``StreamMux.follow``).
 
-The contract of ``StreamMux.follow`` (entries already read first, then every pushed one,
-in order; undecodable entries skipped; ``InputIdle`` after the idle timeout), without its
-queue and async generator: an ASR worker follows every utterance it hears, ten chunks a
-second each, and per chunk those cost about as much as deciding what to send. Here a
-pushed entry goes to a deque, and the one waiting handler is woken through one future.
+Entries already read come first, then every pushed one, in order; undecodable entries
+are skipped; ``InputIdle`` after the idle timeout. An ASR worker follows every utterance
+it hears, ten chunks a second each, so per chunk this is kept lean: a pushed entry goes
+to a deque and the one waiting reader is woken through one future (an ``asyncio.Queue``
+and an async generator per chunk cost about as much as deciding what to send), and the
+idle timer is re-armed only when it fires, not per entry.
 """
 
 from __future__ import annotations
@@ -14,32 +15,47 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from shared.messages import InputChunk, MessageError, decode
-from shared.mux import Entry, InputIdle, StreamMux
+from shared.stream_reads import Entry
+
+if TYPE_CHECKING:
+    from shared.mux import StreamMux
 
 log = logging.getLogger(__name__)
 
 
-class UtteranceInput:
-    """``async with UtteranceInput(mux, key, idle_timeout, read) as chunks``, then
-    ``await chunks.next()`` until the end marker."""
+class InputIdle(TimeoutError):
+    """A followed stream got no new entry for too long (its writer went away)."""
+
+
+class InputFollow:
+    """``async with InputFollow(mux, key, idle_timeout, read) as chunks``, then
+    ``await chunks.next()`` until the end marker. ``read``: the entries the caller already
+    has (``read_start``), first; the stream is followed from the last of them (else after
+    ``from_id``)."""
 
     def __init__(
-        self, mux: StreamMux, key: str, idle_timeout: float, read: Sequence[Entry] = ()
+        self,
+        mux: StreamMux,
+        key: str,
+        idle_timeout: float,
+        read: Sequence[Entry] = (),
+        from_id: str = "0-0",
     ) -> None:
         self._mux = mux
         self._key = key
         self._idle_timeout = idle_timeout
         self._entries: deque[tuple[str, dict[bytes, bytes]]] = deque(read)
-        self._from_id = read[-1][0] if read else "0-0"
+        self._from_id = read[-1][0] if read else from_id
         self._loop = asyncio.get_running_loop()
         self._last_entry = self._loop.time()
         self._idle = False
         self._waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
 
-    async def __aenter__(self) -> UtteranceInput:
+    async def __aenter__(self) -> InputFollow:
         self._timer = self._loop.call_later(self._idle_timeout, self._check_idle)
         try:
             await self._mux.subscribe(self._key, self._on_entry, self._from_id)

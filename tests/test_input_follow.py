@@ -1,4 +1,4 @@
-"""The ASR worker's follow of one utterance's input stream, against the real server."""
+"""Following one turn's input stream (``InputFollow``, ``StreamMux.follow``), against the real server."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 
-from asr_worker.utterance_input import UtteranceInput
+from shared.input_follow import InputFollow
 from shared.messages import FIELD, InputChunk, ReplyEvent, encode
 from shared.mux import InputIdle, StreamMux, read_start
 from shared.write_batcher import write_batcher
@@ -26,7 +26,7 @@ async def test_chunks_read_with_the_job_then_pushed_ones_in_order(redis_url: str
             await batcher.xadd(key, encode(InputChunk(seq=seq, audio=b"\0\0")))
         sent = await read_start(redis, key)
         heard: list[int] = []
-        async with asyncio.timeout(30), UtteranceInput(mux, key, 30.0, sent) as chunks:
+        async with asyncio.timeout(30), InputFollow(mux, key, 30.0, sent) as chunks:
             while True:
                 _entry_id, chunk = await chunks.next()
                 heard.append(chunk.seq)
@@ -56,7 +56,7 @@ async def test_silence_past_the_idle_timeout_ends_the_follow(redis_url: str) -> 
     try:
         await write_batcher(redis).xadd(key, encode(InputChunk(seq=1, audio=b"\0\0")))
         async with asyncio.timeout(30):
-            async with UtteranceInput(mux, key, 0.5) as chunks:
+            async with InputFollow(mux, key, 0.5) as chunks:
                 with pytest.raises(InputIdle):
                     while True:
                         heard.append((await chunks.next())[1].seq)
