@@ -1,4 +1,4 @@
-"""Following one turn's input stream (``InputFollow``, ``StreamMux.follow``), against the real server."""
+"""Following one turn's input stream (``InputFollow``), against the real server."""
 
 from __future__ import annotations
 
