@@ -4,12 +4,13 @@ process can do.
 The system's shape puts recognition in its own process behind Redis Streams, so every
 partial makes four Redis hops through three processes (gateway -> Redis -> ASR worker ->
 Redis -> gateway) where ``bench/minimal_server.py`` makes one. This reference makes the same
-four hops with nothing else: a front (``websockets`` on uvloop) appends each binary frame to
-one input stream; a worker, pushed each entry (``shared/bells.py``), appends it to the
-front's reply stream; the front, pushed that entry, answers the connection with a
-``partial_transcription`` naming the frame. No ASGI, sessions, VAD, consumer groups or
-checkpoints. From the minimal server to this is what the shape costs; from this to the
-gateway is what the project adds.
+four hops with nothing else: a front (``websockets`` on uvloop) appends each binary frame,
+its audio with it, to one input stream; a worker, pushed each entry (``shared/bells.py``),
+appends a partial naming the frame to the front's reply stream; the front, pushed that
+entry, answers the connection with a ``partial_transcription``. The audio goes to the
+worker because the shape sends it there: the recogniser lives in that process. No ASGI,
+sessions, VAD, consumer groups or checkpoints. From the minimal server to this is what
+the shape costs; from this to the gateway is what the project adds.
 
     python -m bench.minimal_relay front PORT REDIS_URL
     python -m bench.minimal_relay worker REDIS_URL
@@ -80,7 +81,8 @@ async def front(port: int, redis_url: str) -> None:
             async for message in ws:
                 if isinstance(message, bytes):
                     n += 1
-                    await batcher.xadd(INPUT, {FIELD: prefix + b"%d" % n}, maxlen=MAXLEN)
+                    value = prefix + b"%d " % n + message  # the audio goes to the worker
+                    await batcher.xadd(INPUT, {FIELD: value}, maxlen=MAXLEN)
         finally:
             sender.cancel()
             del outboxes[connection]
@@ -99,8 +101,9 @@ async def worker(redis_url: str) -> None:
     batcher = write_batcher(redis)
     appends: set[asyncio.Task[bytes]] = set()
 
-    def on_input(_key: str, push: bytes) -> None:  # b"<entry id> <reply key> <conn> <frame>"
-        _entry, reply_key, answer = push.split(b" ", 2)
+    def on_input(_key: str, push: bytes) -> None:  # b"<id> <reply key> <conn> <frame> <audio>"
+        _entry, reply_key, connection, frame, _audio = push.split(b" ", 4)
+        answer = connection + b" " + frame
         task = asyncio.create_task(batcher.xadd(reply_key.decode(), {FIELD: answer}, maxlen=MAXLEN))
         appends.add(task)
         task.add_done_callback(appends.discard)
