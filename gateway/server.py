@@ -13,7 +13,6 @@ from types import FrameType
 import uvicorn
 
 from gateway.app import create_app
-from gateway.ws_protocol import GatewayWebSocketProtocol
 from shared.lifecycle import begin_shutdown
 from shared.redis_wait import retry_less
 from shared.service import freeze_long_lived
@@ -111,7 +110,6 @@ def gateway_server(settings: Settings, own_signals: bool = True) -> uvicorn.Serv
         port=settings.port,
         log_level=settings.log_level.lower(),
         log_config=None,  # keep our JSON logging
-        ws=GatewayWebSocketProtocol,  # reads on while the app keeps up (gateway/ws_protocol.py)
         ws_max_size=max(4 * settings.max_frame_bytes, 1 << 20),
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
